@@ -1,0 +1,3 @@
+"""Site adapters: one per facility protocol, behind one interface (``adapters.base.SiteAdapter``).
+
+Nothing here imports from ``broker``."""

@@ -1,0 +1,69 @@
+"""Site kinds and their adapters: plain data, imported lazily, refusing silent overwrites."""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import msgspec
+
+from adapters.base import AdapterBase
+from adapters.http import HttpSettings
+
+_KNOWN: dict[str, str] = {
+    "firecrest": "adapters.firecrest:FirecrestAdapter",
+    "iri": "adapters.iri:IriAdapter",
+    "sfapi": "adapters.sfapi:SfapiAdapter",
+}
+assert list(_KNOWN) == sorted(_KNOWN), "keep the registry sorted"
+KNOWN_KINDS = MappingProxyType(_KNOWN)
+_loaded: dict[str, type[AdapterBase]] = {}
+
+
+def register(kind: str, dotted: str, *, clobber: bool = False) -> None:
+    if kind in _KNOWN and not clobber:
+        raise ValueError(f"site kind {kind!r} is already registered as {_KNOWN[kind]}")
+    _KNOWN[kind] = dotted
+    _loaded.pop(kind, None)
+
+
+def adapter_class(kind: str) -> type[AdapterBase]:
+    try:
+        return _loaded[kind]
+    except KeyError:
+        pass
+    try:
+        dotted = _KNOWN[kind]
+    except KeyError:
+        raise ValueError(f"unknown site kind {kind!r}; known: {', '.join(_KNOWN)}") from None
+    module, _, attr = dotted.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    _loaded[kind] = cls
+    return cls
+
+
+def auth_type(kind: str) -> type[msgspec.Struct]:
+    return adapter_class(kind).Auth
+
+
+def decode_auth(kind: str, raw: Any) -> msgspec.Struct:
+    """Validate a site's ``auth`` table against its kind's Auth struct (raises msgspec.ValidationError)."""
+    return msgspec.convert(raw, auth_type(kind), strict=False)
+
+
+def build(
+    kind: str,
+    *,
+    name: str,
+    url: str,
+    systems: list[str],
+    auth: Any,
+    http: HttpSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> AdapterBase:
+    cls = adapter_class(kind)
+    if not isinstance(auth, msgspec.Struct):
+        auth = decode_auth(kind, auth)
+    return cls(name=name, url=url, systems=systems, auth=auth, http=http, client=client)

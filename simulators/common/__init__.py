@@ -1,0 +1,1 @@
+"""What every simulated facility shares: the batch system, the file tree, faults, /_sim."""

@@ -1,0 +1,101 @@
+"""Validate simulator responses against the facilities' saved OpenAPI specs (openapi-core).
+
+``ValidatingASGI`` wraps a simulator app: every request/response pair on a path the spec
+knows is validated, and failures are collected in ``errors`` for the test to assert empty.
+Known spec defects are listed in ``SPEC_EXCEPTIONS`` (one place), each with why.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import yaml
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+if not SPECS.exists():  # CI lays shared/ beside the clone
+    SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+
+# (spec file name, METHOD, path template, status) -> why the real server differs from its spec.
+SPEC_EXCEPTIONS: dict[tuple[str, str, str, int], str] = {}
+
+
+@functools.cache
+def load_spec(relpath: str, server: str = "/") -> OpenAPI:
+    raw = yaml.safe_load((SPECS / relpath).read_text())
+    raw["servers"] = [{"url": server}]
+    return OpenAPI.from_dict(raw)
+
+
+class _Req:
+    def __init__(self, scope: dict[str, Any], body: bytes):
+        self.host_url = f"http://{dict(scope['headers']).get(b'host', b'localhost').decode()}"
+        self.path = scope["path"]
+        self.method = scope["method"].lower()
+        self.body = body
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.content_type = headers.get("content-type", "")
+        self.parameters = RequestParameters(
+            query=ImmutableMultiDict(parse_qs(scope.get("query_string", b"").decode())),
+            header=Headers(headers),
+            cookie=ImmutableMultiDict({}),
+        )
+        self.full_url_pattern = self.host_url + self.path
+
+
+class _Resp:
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status_code = status
+        self.data = body
+        h = {k.decode(): v.decode() for k, v in headers}
+        self.headers = Headers(h)
+        self.content_type = h.get("content-type", "")
+
+
+class ValidatingASGI:
+    def __init__(self, app: Any, spec: OpenAPI, *, skip_prefixes: tuple[str, ...] = ("/_sim",)):
+        self.app = app
+        self.spec = spec
+        self.skip = skip_prefixes
+        self.errors: list[str] = []
+        self.validated = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.skip):
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        chunks: list[bytes] = []
+
+        async def recv() -> Any:
+            msg = await receive()
+            if msg["type"] == "http.request":
+                chunks.append(msg.get("body", b""))
+            return msg
+
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        out: list[bytes] = []
+
+        async def snd(msg: Any) -> None:
+            nonlocal status, headers
+            if msg["type"] == "http.response.start":
+                status, headers = msg["status"], list(msg.get("headers", []))
+            elif msg["type"] == "http.response.body":
+                out.append(msg.get("body", b""))
+            await send(msg)
+
+        await self.app(scope, recv, snd)
+        body = b"".join(chunks)
+        req, resp = _Req(scope, body), _Resp(status, headers, b"".join(out))
+        try:
+            self.spec.validate_response(req, resp)
+            self.validated += 1
+        except Exception as exc:  # collected, asserted by the test
+            detail = getattr(exc, "__cause__", None) or exc
+            self.errors.append(f"{scope['method']} {scope['path']} -> {status}: {type(exc).__name__}: {detail}")
