@@ -8,6 +8,7 @@ Known spec defects are listed in ``SPEC_EXCEPTIONS`` (one place), each with why.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,14 +23,36 @@ if not SPECS.exists():  # CI lays shared/ beside the clone
     SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
 
 # (spec file name, METHOD, path template, status) -> why the real server differs from its spec.
-SPEC_EXCEPTIONS: dict[tuple[str, str, str, int], str] = {}
+SPEC_EXCEPTIONS: dict[tuple[str, str, str, int], str] = {
+    ("firecrest-v2/openapi-latest.yaml", "GET", "/filesystem/{system_name}/ops/download", 200): (
+        "the spec declares application/json with an empty schema; the real server streams the raw "
+        "bytes as application/octet-stream (PROTOCOL.md §2.5) and pyfirecrest writes resp.content"
+    ),
+}
 
 
 @functools.cache
 def load_spec(relpath: str, server: str = "/") -> OpenAPI:
     raw = yaml.safe_load((SPECS / relpath).read_text())
     raw["servers"] = [{"url": server}]
-    return OpenAPI.from_dict(raw)
+    spec = OpenAPI.from_dict(raw)
+    _SPEC_NAMES[id(spec)] = relpath
+    return spec
+
+
+_SPEC_NAMES: dict[int, str] = {}  # id(spec) -> the relpath it was loaded from, for SPEC_EXCEPTIONS
+
+
+def excepted(spec: OpenAPI, method: str, path: str, status: int) -> str | None:
+    """The recorded reason when this (spec, method, path, status) is a known spec defect."""
+    rel = _SPEC_NAMES.get(id(spec), "")
+    for (fname, m, template, st), why in SPEC_EXCEPTIONS.items():
+        # the key names the spec by its relpath ("firecrest-v2/openapi-latest.yaml") or file name
+        if fname in (rel, Path(rel).name) and (m.upper(), st) == (method.upper(), status):
+            pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+            if re.fullmatch(pattern, path):
+                return why
+    return None
 
 
 class _Req:
@@ -97,5 +120,8 @@ class ValidatingASGI:
             self.spec.validate_response(req, resp)
             self.validated += 1
         except Exception as exc:  # collected, asserted by the test
+            if excepted(self.spec, scope["method"], scope["path"], status):
+                self.validated += 1
+                return
             detail = getattr(exc, "__cause__", None) or exc
             self.errors.append(f"{scope['method']} {scope['path']} -> {status}: {type(exc).__name__}: {detail}")
