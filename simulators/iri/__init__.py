@@ -1,0 +1,44 @@
+"""A simulated ALCF speaking the DOE IRI Facility API v1 (``/api/v1``) over PBS Pro semantics.
+
+``create_app(settings)`` is what ``superfed sim iri`` runs.  Static bearer tokens from
+``settings.static_tokens`` are accepted (ALCF's are Globus tokens the client brings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from litestar import Litestar
+
+from simulators.common.control import build_sim_app
+from simulators.common.facility import SimSettings
+from simulators.common.scheduler import Partition
+from simulators.iri import catalog, routes_account, routes_compute, routes_files, routes_status
+from simulators.iri.problems import EXCEPTION_HANDLERS, error_body
+from simulators.iri.state import IriFacility
+
+__all__ = ["IriFacility", "create_app"]
+
+
+def alcf_partitions(nodes: int) -> list[Partition]:
+    return [
+        Partition(
+            q.name, min(q.max_nodes or nodes, nodes), q.max_walltime_s, min(3600, q.max_walltime_s)
+        )
+        for q in catalog.QUEUES
+    ]
+
+
+def create_app(settings: SimSettings) -> Litestar:
+    # ALCF's queues, whatever partitions were asked for: the IRI checks speak of these names
+    settings = dataclasses.replace(settings, partitions=alcf_partitions(settings.nodes))
+    facility = IriFacility(settings)
+    routes = [
+        *routes_status.ROUTES,
+        *routes_account.ROUTES,
+        *routes_compute.ROUTES,
+        *routes_files.ROUTES,
+    ]
+    return build_sim_app(
+        facility, routes, error_body=error_body, exception_handlers=EXCEPTION_HANDLERS
+    )

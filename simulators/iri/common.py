@@ -1,0 +1,88 @@
+"""Helpers every IRI route module shares: auth, URL prefixes, JSON answers, query filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+
+from simulators.common.control import facility_of
+from simulators.common.facility import TokenError
+from simulators.iri.problems import Problem
+from simulators.iri.state import IriFacility, Resource
+
+API = "/api/v1"
+_TOKEN_DETAIL = {
+    "missing": "Bearer token is missing.",
+    "invalid": "Bearer token is invalid.",
+    "expired": "Bearer token has expired.",
+    "revoked": "Bearer token has been revoked.",
+}
+
+
+def fac(request: Request[Any, Any, Any]) -> IriFacility:
+    return facility_of(request)  # type: ignore[return-value]
+
+
+def user_of(request: Request[Any, Any, Any]) -> str:
+    """The authenticated user, or a 401 problem saying why not."""
+    facility = fac(request)
+    try:
+        claims = facility.verify_token(request.headers.get("authorization"))
+    except TokenError as exc:
+        raise Problem(
+            401, _TOKEN_DETAIL.get(exc.reason, "Bearer token is missing or invalid.")
+        ) from None
+    return str(claims.get("sub") or facility.settings.user)
+
+
+def base_url(request: Request[Any, Any, Any]) -> str:
+    host = request.headers.get("host", "localhost")
+    return f"{request.url.scheme}://{host}{API}"
+
+
+def ok(body: Any, status: int = 200) -> Response[bytes]:
+    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
+
+
+def not_modified() -> Response[bytes]:
+    return Response(b"", status_code=304)
+
+
+def parse_time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(
+            400,
+            f"{name} must be an ISO 8601 date-time",
+            invalid_params=[{"name": name, "reason": "Invalid datetime format"}],
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def page(items: list[Any], offset: int, limit: int) -> list[Any]:
+    return items[offset : offset + limit]
+
+
+def resource_or_404(facility: IriFacility, resource_id: str, kind: str | None = None) -> Resource:
+    res = facility.resources.get(resource_id)
+    if res is None or (kind is not None and res.kind != kind):
+        what = f"{kind} resource" if kind else "resource"
+        raise Problem(404, f"The {what} ID '{resource_id}' does not exist.")
+    return res
+
+
+def read_json(raw: bytes, type_: Any, what: str = "body") -> Any:
+    from simulators.iri.problems import decode_error
+
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise decode_error(exc, what) from None

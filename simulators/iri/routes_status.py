@@ -1,0 +1,314 @@
+"""Public, unauthenticated endpoints: facility, sites, resource status, incidents, events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get
+from litestar.params import Parameter
+
+from simulators.iri import catalog
+from simulators.iri.common import (
+    API,
+    base_url,
+    fac,
+    not_modified,
+    ok,
+    page,
+    parse_time,
+    resource_or_404,
+)
+from simulators.iri.problems import Problem
+from simulators.iri.state import Event, Incident, IriFacility, Resource, iso
+
+Offset = Annotated[int, Parameter(ge=0, default=0)]
+Limit = Annotated[int, Parameter(ge=0, le=1000, default=100)]
+Text = Annotated[str | None, Parameter(min_length=1, default=None)]
+STATUSES = ("up", "down", "degraded", "unknown")
+RESOURCE_TYPES = ("website", "service", "compute", "system", "storage", "network", "unknown")
+INCIDENT_TYPES = ("planned", "unplanned", "reservation")
+RESOLUTIONS = ("unresolved", "cancelled", "completed", "extended", "pending")
+
+
+def _enum(value: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise Problem(
+            400,
+            f"{name} must be one of {', '.join(allowed)}",
+            invalid_params=[{"name": name, "reason": f"not one of {', '.join(allowed)}"}],
+        )
+    return value
+
+
+def resource_body(f: IriFacility, r: Resource, base: str) -> dict[str, Any]:
+    compute = r.kind == "compute"
+    return {
+        "id": r.id,
+        "name": r.name,
+        "description": f"{r.name} {'compute nodes' if compute else 'filesystem'}",
+        "group": r.name,
+        "last_modified": iso(r.last_modified),
+        "current_status": f.resource_status(r),
+        "resource_type": "compute" if compute else "storage",
+        "supported_endpoints": ["compute"] if compute else ["filesystem"],
+        "self_uri": f"{base}/status/resources/{r.id}",
+        "site_uri": f"{base}/facility/sites/{catalog.SITE_ID}",
+        "capability_uris": [f"{base}/account/capabilities/{catalog.capability_id(r.name)}"],
+    }
+
+
+def incident_body(i: Incident, base: str) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "name": i.name,
+        "description": i.description,
+        "last_modified": iso(i.last_modified),
+        "status": i.status,
+        "start": iso(i.start),
+        "end": iso(i.end) if i.end is not None else None,
+        "type": "unplanned",
+        "resolution": i.resolution,
+        "self_uri": f"{base}/status/incidents/{i.id}",
+        "event_uris": [f"{base}/status/events/{e}" for e in i.event_ids],
+        "resource_uris": [f"{base}/status/resources/{r}" for r in i.resource_ids],
+    }
+
+
+def event_body(e: Event, base: str) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "name": e.name,
+        "description": e.description,
+        "last_modified": iso(e.occurred_at),
+        "occurred_at": iso(e.occurred_at),
+        "status": e.status,
+        "self_uri": f"{base}/status/events/{e.id}",
+        "resource_uri": f"{base}/status/resources/{e.resource_id}",
+        "incident_uri": f"{base}/status/incidents/{e.incident_id}" if e.incident_id else None,
+    }
+
+
+def _match(text: str | None, needle: str | None) -> bool:
+    return needle is None or (text is not None and needle.lower() in text.lower())
+
+
+@get(f"{API}/facility", sync_to_thread=False)
+def get_facility(
+    request: Request[Any, Any, Any], modified_since: Annotated[str | None, Parameter(default=None)]
+) -> Response[bytes]:
+    f = fac(request)
+    since = parse_time(modified_since, "modified_since")
+    if since is not None and f.last_modified <= since:
+        return not_modified()
+    return ok(catalog.facility_body(base_url(request), iso(f.last_modified)))
+
+
+@get(f"{API}/facility/sites", sync_to_thread=False)
+def get_sites(
+    request: Request[Any, Any, Any],
+    offset: Offset,
+    limit: Limit,
+    name: Text,
+    short_name: Text,
+    modified_since: Annotated[str | None, Parameter(default=None)],
+) -> Response[bytes]:
+    f = fac(request)
+    since = parse_time(modified_since, "modified_since")
+    site = catalog.site_body(base_url(request), iso(f.last_modified), list(f.resources))
+    keep = _match(str(site["name"]), name) and _match(str(site["short_name"]), short_name)
+    keep = keep and (since is None or f.last_modified > since)
+    return ok(page([site] if keep else [], offset, limit))
+
+
+@get(f"{API}/facility/sites/{{site_id:str}}", sync_to_thread=False)
+def get_site(
+    request: Request[Any, Any, Any],
+    site_id: str,
+    modified_since: Annotated[str | None, Parameter(default=None)],
+) -> Response[bytes]:
+    f = fac(request)
+    since = parse_time(modified_since, "modified_since")
+    if site_id != catalog.SITE_ID:
+        raise Problem(404, f"The site ID '{site_id}' does not exist.")
+    if since is not None and f.last_modified <= since:
+        return not_modified()
+    return ok(catalog.site_body(base_url(request), iso(f.last_modified), list(f.resources)))
+
+
+@get(f"{API}/status/resources", sync_to_thread=False)
+def get_resources(
+    request: Request[Any, Any, Any],
+    offset: Offset,
+    limit: Limit,
+    name: Text,
+    description: Text,
+    group: Text,
+    resource_type: Annotated[str | None, Parameter(default=None)],
+    current_status: Annotated[str | None, Parameter(default=None)],
+    modified_since: Annotated[str | None, Parameter(default=None)],
+    capability: Annotated[list[str] | None, Parameter(default=None)],
+) -> Response[bytes]:
+    f = fac(request)
+    base = base_url(request)
+    _enum(resource_type, "resource_type", RESOURCE_TYPES)
+    _enum(current_status, "current_status", STATUSES)
+    since = parse_time(modified_since, "modified_since")
+    out = []
+    for r in f.resources.values():
+        body = resource_body(f, r, base)
+        if not (
+            _match(r.name, name)
+            and _match(body["description"], description)
+            and _match(r.name, group)
+        ):
+            continue
+        if resource_type and body["resource_type"] != resource_type:
+            continue
+        if current_status and body["current_status"] != current_status:
+            continue
+        if since is not None and r.last_modified <= since:
+            continue
+        if capability and not set(capability) & (
+            {"node_hours"} if r.kind == "compute" else {"bytes", "inodes"}
+        ):
+            continue
+        out.append(body)
+    return ok(page(out, offset, limit))
+
+
+@get(f"{API}/status/resources/{{resource_id:str}}", sync_to_thread=False)
+def get_resource(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+    f = fac(request)
+    return ok(resource_body(f, resource_or_404(f, resource_id), base_url(request)))
+
+
+def _in_window(
+    start: float, end: float | None, lo: float | None, hi: float | None, at: float | None
+) -> bool:
+    stop = end if end is not None else float("inf")
+    if lo is not None and stop < lo:
+        return False
+    if hi is not None and start > hi:
+        return False
+    return at is None or start <= at <= stop
+
+
+@get(f"{API}/status/incidents", sync_to_thread=False)
+def get_incidents(
+    request: Request[Any, Any, Any],
+    offset: Offset,
+    limit: Limit,
+    name: Text,
+    description: Text,
+    status: Annotated[str | None, Parameter(default=None)],
+    type_: Annotated[str | None, Parameter(query="type", default=None)],
+    resolution: Annotated[str | None, Parameter(default=None)],
+    resource_id: Text,
+    from_: Annotated[str | None, Parameter(query="from", default=None)],
+    to: Annotated[str | None, Parameter(default=None)],
+    time_: Annotated[str | None, Parameter(query="time", default=None)],
+    modified_since: Annotated[str | None, Parameter(default=None)],
+) -> Response[bytes]:
+    f = fac(request)
+    base = base_url(request)
+    _enum(status, "status", STATUSES)
+    _enum(type_, "type", INCIDENT_TYPES)
+    _enum(resolution, "resolution", RESOLUTIONS)
+    lo, hi = parse_time(from_, "from"), parse_time(to, "to")
+    at, since = parse_time(time_, "time"), parse_time(modified_since, "modified_since")
+    out = [
+        incident_body(i, base)
+        for i in f.incidents.values()
+        if _match(i.name, name)
+        and _match(i.description, description)
+        and (status is None or i.status == status)
+        and (type_ is None or type_ == "unplanned")
+        and (resolution is None or i.resolution == resolution)
+        and (resource_id is None or resource_id in i.resource_ids)
+        and (since is None or i.last_modified > since)
+        and _in_window(i.start, i.end, lo, hi, at)
+    ]
+    return ok(page(out, offset, limit))
+
+
+@get(f"{API}/status/incidents/{{incident_id:str}}", sync_to_thread=False)
+def get_incident(request: Request[Any, Any, Any], incident_id: str) -> Response[bytes]:
+    i = fac(request).incidents.get(incident_id)
+    if i is None:
+        raise Problem(404, f"The incident ID '{incident_id}' does not exist.")
+    return ok(incident_body(i, base_url(request)))
+
+
+@get(f"{API}/status/events", sync_to_thread=False)
+def get_events(
+    request: Request[Any, Any, Any],
+    offset: Offset,
+    limit: Limit,
+    incident_id: Text,
+    resource_id: Text,
+    name: Text,
+    description: Text,
+    status: Annotated[str | None, Parameter(default=None)],
+    from_: Annotated[str | None, Parameter(query="from", default=None)],
+    to: Annotated[str | None, Parameter(default=None)],
+    time_: Annotated[str | None, Parameter(query="time", default=None)],
+    modified_since: Annotated[str | None, Parameter(default=None)],
+) -> Response[bytes]:
+    f = fac(request)
+    base = base_url(request)
+    _enum(status, "status", STATUSES)
+    lo, hi = parse_time(from_, "from"), parse_time(to, "to")
+    at, since = parse_time(time_, "time"), parse_time(modified_since, "modified_since")
+    out = [
+        event_body(e, base)
+        for e in f.events.values()
+        if (incident_id is None or e.incident_id == incident_id)
+        and (resource_id is None or e.resource_id == resource_id)
+        and _match(e.name, name)
+        and _match(e.description, description)
+        and (status is None or e.status == status)
+        and (since is None or e.occurred_at > since)
+        and (lo is None or e.occurred_at >= lo)
+        and (hi is None or e.occurred_at <= hi)
+        and (at is None or abs(e.occurred_at - at) < 1)
+    ]
+    return ok(page(out, offset, limit))
+
+
+@get(f"{API}/status/events/{{event_id:str}}", sync_to_thread=False)
+def get_event(request: Request[Any, Any, Any], event_id: str) -> Response[bytes]:
+    e = fac(request).events.get(event_id)
+    if e is None:
+        raise Problem(404, f"The event ID '{event_id}' does not exist.")
+    return ok(event_body(e, base_url(request)))
+
+
+def _kind_resources(request: Request[Any, Any, Any], kind: str) -> Response[bytes]:
+    f = fac(request)
+    base = base_url(request)
+    return ok([resource_body(f, r, base) for r in f.resources.values() if r.kind == kind])
+
+
+@get(f"{API}/compute/resources", sync_to_thread=False)
+def get_compute_resources(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return _kind_resources(request, "compute")
+
+
+@get(f"{API}/filesystem/resources", sync_to_thread=False)
+def get_filesystem_resources(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return _kind_resources(request, "filesystem")
+
+
+ROUTES = [
+    get_facility,
+    get_sites,
+    get_site,
+    get_resources,
+    get_resource,
+    get_incidents,
+    get_incident,
+    get_events,
+    get_event,
+    get_compute_resources,
+    get_filesystem_resources,
+]
