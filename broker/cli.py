@@ -1,19 +1,121 @@
-"""The ``superfed`` command line (API.md §2)."""
+"""The ``superfed`` command line (API.md §2). Exit 0 on success, non-zero with a one-line reason."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def _fail(msg: str, code: int = 1) -> int:
+    print(f"superfed: {msg}", file=sys.stderr)
+    return code
+
+
+def _load(path: str) -> Any:
+    from broker.config import load
+
+    return load(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from broker.app import create_app
+
+    settings = _load(args.config)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from broker.worker import run
+
+    return run(_load(args.config), burst=args.burst, name=args.name)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from broker.config import ConfigError, load
+
+    try:
+        s = load(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok ({len(s.sites)} sites: {', '.join(x.name for x in s.sites) or 'none'}; "
+          f"{len(s.tokens)} tokens; placement {s.placement.strategy})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from broker.demo import run
+
+    return run(port=args.port, info=args.info, workers=args.workers, time_scale=args.time_scale, workdir=args.workdir)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from simulators import cli as sim_cli
+
+    return sim_cli.run(args)
+
+
+def _client(args: argparse.Namespace, fn: Callable[..., int]) -> int:
+    from broker import client
+
+    url = os.environ.get("SUPERFED_URL", "http://127.0.0.1:8000")
+    token = os.environ.get("SUPERFED_TOKEN")
+    if not token:
+        return _fail("set SUPERFED_TOKEN (and SUPERFED_URL, default http://127.0.0.1:8000)")
+    try:
+        return fn(client.Client(url, token), args)
+    except client.ClientError as exc:
+        return _fail(str(exc))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from broker import client
     from simulators import cli as sim_cli
 
     p = argparse.ArgumentParser(prog="superfed", description="One API over several HPC facilities.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the API server")
+    s.add_argument("--config", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("worker", help="run a background worker (submission, polls, health checks)")
+    w.add_argument("--config", required=True)
+    w.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    w.add_argument("--name", help="worker name (default: RQ's)")
+    w.set_defaults(func=cmd_worker)
+
+    d = sub.add_parser("demo", help="everything on one machine: Redis, three simulated facilities, API, workers")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--info", help="write the URLs, tokens and config path here as JSON once ready")
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--time-scale", type=float, default=1.0, help="scales `sleep S` at the simulated facilities")
+    d.add_argument("--workdir", help="where to keep the demo's config, keys and logs (default: a temp dir)")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cc = csub.add_parser("check", help="validate a config file")
+    cc.add_argument("file")
+    cc.set_defaults(func=cmd_config_check)
+
     sim = sub.add_parser("sim", help="run one simulated facility")
     sim_cli.add_arguments(sim)
-    sim.set_defaults(func=sim_cli.run)
+    sim.set_defaults(func=cmd_sim)
+
+    client.add_commands(sub, _client)
     return p
 
 
@@ -24,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line, not a traceback
+        from broker.config import ConfigError
+
+        if isinstance(exc, ConfigError):
+            return _fail("; ".join([f"{exc.source}: {len(exc.problems)} problem(s)", *exc.problems]))
+        return _fail(f"{type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The REST API (API.md §1): controllers, auth, problem details."""

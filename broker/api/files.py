@@ -1,0 +1,113 @@
+"""Files and projects, through the site's adapter."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, put
+from litestar.params import Parameter
+
+from adapters.errors import AdapterError, AuthFailed, NotFound
+from adapters.types import FileEntry
+from broker.api.problems import ApiError
+
+PathParam = Annotated[str, Parameter(query="path", min_length=1, max_length=4096, description="absolute path at the site")]
+
+
+class ProjectSite(msgspec.Struct):
+    site: str
+    allocated: float
+    used: float
+    unit: str
+
+
+class ProjectUsage(msgspec.Struct):
+    project: str
+    sites: list[ProjectSite]
+
+
+def adapter_problem(site: str, exc: AdapterError) -> ApiError:
+    if isinstance(exc, NotFound):
+        return ApiError(404, "Not found", f"{site}: {exc.message}")
+    if isinstance(exc, AuthFailed):
+        return ApiError(502, "Bad gateway", f"{site} refused the broker's credentials: {exc.message}")
+    if exc.retriable:
+        return ApiError(503, "Service unavailable", f"{site} is not answering properly: {exc.message}", headers={"Retry-After": "5"})
+    return ApiError(400, "Bad request", f"{site} refused: {exc.message}")
+
+
+def _check_path(path: str) -> str:
+    if not path.startswith("/"):
+        raise ApiError(400, "Invalid request", "path must be absolute (start with /)")
+    if any(part == ".." for part in path.split("/")):
+        raise ApiError(400, "Invalid request", "path must not contain '..'")
+    return path
+
+
+async def _adapter(request: Request[Any, Any, Any], name: str) -> Any:
+    found = await request.app.state.adapters.by_name(name)
+    if found is None:
+        raise ApiError(404, "Not found", f"no site {name!r}")
+    return found
+
+
+class FileController(Controller):
+    path = "/api/v1/sites/{name:str}/files"
+    tags = ["files"]
+
+    @get("/", operation_id="listFiles", summary="A directory listing at a site")
+    async def ls(self, request: Request[Any, Any, Any], name: str, path: PathParam) -> list[FileEntry]:
+        site, adapter = await _adapter(request, name)
+        try:
+            return await adapter.list_dir(_check_path(path), site.systems[0])
+        except AdapterError as exc:
+            raise adapter_problem(name, exc) from None
+
+    @get("/content", operation_id="readFile", summary="A small file's bytes", media_type="application/octet-stream")
+    async def read(self, request: Request[Any, Any, Any], name: str, path: PathParam) -> Response[bytes]:
+        site, adapter = await _adapter(request, name)
+        limit = request.app.state.settings.api.max_file_bytes
+        try:
+            data = await adapter.read_file(_check_path(path), site.systems[0], limit)
+        except AdapterError as exc:
+            raise adapter_problem(name, exc) from None
+        if len(data) > limit:
+            raise ApiError(413, "Payload too large", f"the file is larger than the {limit}-byte limit")
+        return Response(data, media_type="application/octet-stream")
+
+    @put("/content", operation_id="writeFile", status_code=204, summary="Upload a small file")
+    async def write(self, request: Request[Any, Any, Any], name: str, path: PathParam) -> None:
+        site, adapter = await _adapter(request, name)
+        limit = request.app.state.settings.api.max_file_bytes
+        body = await request.body()
+        if len(body) > limit:
+            raise ApiError(413, "Payload too large", f"files up to {limit} bytes only")
+        try:
+            await adapter.write_file(_check_path(path), body, site.systems[0])
+        except AdapterError as exc:
+            raise adapter_problem(name, exc) from None
+
+
+class ProjectController(Controller):
+    path = "/api/v1/projects"
+    tags = ["projects"]
+
+    @get("/", operation_id="listProjects", summary="Allocation and use per project and site")
+    async def projects(self, request: Request[Any, Any, Any]) -> list[ProjectUsage]:
+        token = request.user
+        st = request.app.state
+        usage: dict[str, list[ProjectSite]] = {}
+        for stored in await st.sites.all():
+            site = stored.config
+            try:
+                adapter = await st.adapters.get(site, stored.revision)
+                allocations = await adapter.allocations()
+            except AdapterError:
+                continue  # an unreachable site simply contributes nothing now
+            reverse = {acct: proj for proj, acct in site.accounts.items()}
+            for a in allocations:
+                project = reverse.get(a.project, a.project)
+                if token.may_see(project):
+                    usage.setdefault(project, []).append(ProjectSite(site=site.name, allocated=a.allocated, used=a.used, unit=a.unit))
+        return [ProjectUsage(project=p, sites=s) for p, s in sorted(usage.items())]

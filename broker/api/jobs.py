@@ -1,0 +1,172 @@
+"""Jobs: create, read, list, cancel, placement preview."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import Parameter
+
+from broker.api.auth import require_project
+from broker.api.problems import ApiError, FieldError
+from broker.intake import PENDING_TTL, create_job_sync, fingerprint, idem_decoder, idem_pending
+from broker.placement import Policy, place
+from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
+from broker.snapshot import placement_request, site_views
+from broker.store.jobs import FINAL, now_iso
+from broker.store.tokens import TokenRecord
+from broker.tasks import queues
+
+_JOB_STATES = ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, "Not found", f"no job {job_id!r}")
+
+
+async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate) -> None:
+    """Errors the client can fix now, rather than a job that fails later."""
+    sites = {s.config.name: s.config for s in await request.app.state.sites.all()}
+    hints = body.placement
+    errors: list[FieldError] = []
+    named = ([hints.site] if hints and hints.site else []) + (list(hints.sites) if hints and hints.sites else [])
+    for name in named:
+        if name not in sites:
+            errors.append(FieldError(field="placement", message=f"no site is named {name!r}; known: {', '.join(sorted(sites))}"))
+    if errors:
+        raise ApiError(422, "Validation failed", errors[0].message, errors=errors)
+    candidates = [sites[n] for n in named if n in sites] or list(sites.values())
+    if hints and hints.exclude:
+        candidates = [c for c in candidates if c.name not in hints.exclude]
+    nodes, walltime = body.spec.nodes, body.spec.attributes.duration
+    if candidates and all(nodes > c.limits.max_nodes for c in candidates):
+        most = max(c.limits.max_nodes for c in candidates)
+        raise ApiError(422, "Validation failed", f"spec.resources: asks {nodes} nodes; the most any allowed site takes is {most}",
+                       errors=[FieldError(field="spec.resources.node_count", message=f"at most {most}")])
+    if walltime and candidates and all(walltime > c.limits.max_walltime for c in candidates):
+        most = max(c.limits.max_walltime for c in candidates)
+        raise ApiError(422, "Validation failed",
+                       f"spec.attributes.duration: asks {walltime} s; the longest any allowed site allows is {most} s",
+                       errors=[FieldError(field="spec.attributes.duration", message=f"at most {most} seconds")])
+
+
+class JobController(Controller):
+    path = "/api/v1/jobs"
+    tags = ["jobs"]
+
+    @post("/", operation_id="createJob", status_code=202, summary="Submit a job (202: accepted, will be placed)")
+    async def create(
+        self,
+        request: Request[TokenRecord, Any, Any],
+        data: JobCreate,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=200, required=False)] = None,
+    ) -> Response[bytes]:
+        token = request.user
+        require_project(token, data.project)
+        await _check_against_sites(request, data)
+        st = request.app.state
+        idem = None
+        fp = None
+        if idempotency_key:
+            idem = st.keys.idempotency(token.id, idempotency_key)
+            fp = fingerprint(data)
+            if not await st.redis.set(idem, idem_pending(fp), nx=True, ex=PENDING_TTL):
+                return await _replay(st, idem, fp)
+        try:
+            job = await anyio.to_thread.run_sync(
+                create_job_sync, st.sync_redis, st.keys, st.settings, data, token.name, idem, fp
+            )
+        except BaseException:
+            if idem:
+                await st.redis.delete(idem)  # nothing was written: let a retry try again at once
+            raise
+        return Response(msgspec.json.encode(job), status_code=202, media_type="application/json",
+                        headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+    @get("/{job_id:str}", operation_id="getJob", summary="One job")
+    async def read(self, request: Request[TokenRecord, Any, Any], job_id: str) -> Job:
+        job = await request.app.state.jobs.get(job_id)
+        if job is None or not request.user.may_see(job.project):
+            raise _not_found(job_id)  # same answer whether it exists or not: no hint
+        return job
+
+    @get("/", operation_id="listJobs", summary="Jobs, newest first, with cursor pagination")
+    async def list_jobs(
+        self,
+        request: Request[TokenRecord, Any, Any],
+        project: str | None = None,
+        state_filter: Annotated[str | None, Parameter(query="state", required=False)] = None,
+        site: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        token = request.user
+        state = state_filter
+        if state is not None and state not in _JOB_STATES:
+            raise ApiError(400, "Invalid request", f"state must be one of {', '.join(_JOB_STATES)}")
+        if project is not None:
+            projects: list[str] | None = [project] if token.may_see(project) else []
+        else:
+            projects = None if token.all_projects else list(token.projects)
+        if projects == []:
+            return JobPage(items=[], next_cursor=None)
+        try:
+            items, nxt = await request.app.state.jobs.page(projects=projects, state=state, site=site, limit=limit, cursor=cursor)
+        except ValueError:
+            raise ApiError(400, "Invalid request", "cursor: not a cursor this API gave out") from None
+        return JobPage(items=items, next_cursor=nxt)
+
+    @delete("/{job_id:str}", operation_id="cancelJob", status_code=202, summary="Cancel a job")
+    async def cancel(self, request: Request[TokenRecord, Any, Any], job_id: str) -> CancelResult:
+        st = request.app.state
+        h = await st.jobs.get_hash(job_id)
+        if h is None or not request.user.may_see(h["project"]):
+            raise _not_found(job_id)
+        if h["state"] in FINAL:
+            return CancelResult(id=job_id, state=h["state"], detail=f"the job is already {h['state']}; nothing changed")
+        await st.jobs.set_fields(job_id, cancel_requested="1")
+        await anyio.to_thread.run_sync(_enqueue_cancel, st.sync_redis, job_id)
+        return CancelResult(id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms")
+
+
+def _enqueue_cancel(conn: Any, job_id: str) -> None:
+    queues.queue(conn, queues.CANCEL).enqueue_call(
+        queues.CANCEL_FN, args=(job_id,), retry=queues.submit_retry(10), timeout=60, result_ttl=60
+    )
+
+
+async def _replay(st: Any, idem: str, fp: str) -> Response[bytes]:
+    raw = await st.redis.get(idem)
+    if raw is None:  # expired between SET NX and GET: ask the client to come again
+        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is being handled", headers={"Retry-After": "1"})
+    prev = idem_decoder.decode(raw)
+    if prev.fp != fp:
+        raise ApiError(422, "Validation failed", "this Idempotency-Key was used with a different body")
+    if prev.state != "done":
+        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is still being handled; retry shortly",
+                       headers={"Retry-After": "1"})
+    return Response(prev.body.encode(), status_code=202, media_type="application/json",
+                    headers={"Location": f"/api/v1/jobs/{prev.job_id}", "Idempotent-Replayed": "true"})
+
+
+class PlacementController(Controller):
+    path = "/api/v1/placement"
+    tags = ["jobs"]
+
+    @post("/", operation_id="previewPlacement", status_code=200, summary="The ranking a submission would get; submits nothing")
+    async def preview(self, request: Request[TokenRecord, Any, Any], data: JobCreate) -> PlacementRecord:
+        require_project(request.user, data.project)
+        await _check_against_sites(request, data)
+        st = request.app.state
+        _stored, views = await site_views(st.sites, st.health, st.jobs)
+        pc = st.settings.placement
+        decision = place(placement_request(data), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time())
+        return PlacementRecord(
+            site=decision.chosen,
+            strategy=decision.strategy,
+            ranking=[RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons)) for r in decision.ranking],
+            decided_at=now_iso(),
+        )

@@ -1,0 +1,146 @@
+"""Sites (read) and health status, with the Server-Sent Events stream of changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from adapters.types import ComponentHealth, Incident
+from broker.api.problems import ApiError
+from broker.config import SiteConfig, SiteLimits
+from broker.store.health import HealthRecord
+from broker.store.jobs import now_iso
+from broker.tasks.health import effective
+
+
+class SiteStatus(msgspec.Struct):
+    site: str
+    state: str
+    checked_at: str | None
+    age_s: float | None
+    latency_ms: float | None
+    components: list[ComponentHealth]
+    incidents: list[Incident]
+    consecutive_failures: int = 0
+    error: str | None = None
+
+
+class StatusReport(msgspec.Struct):
+    generated_at: str
+    sites: list[SiteStatus]
+
+
+class SiteView(msgspec.Struct):
+    name: str
+    kind: str
+    url: str
+    systems: list[str]
+    enabled: bool
+    draining: bool
+    weight: float
+    limits: SiteLimits
+    revision: int
+    health: str
+
+
+def site_status(site: SiteConfig, rec: HealthRecord | None, now: float) -> SiteStatus:
+    if rec is None:
+        return SiteStatus(site=site.name, state="unknown", checked_at=None, age_s=None, latency_ms=None,
+                          components=[], incidents=[], error="not checked yet")
+    state = effective(rec, site, now)
+    stale = rec.ok_at is None or now - rec.ok_at > site.staleness
+    components = [ComponentHealth(c.name, "unknown", c.detail) for c in rec.components] if stale else rec.components
+    return SiteStatus(
+        site=site.name,
+        state=state,
+        checked_at=now_iso(rec.ok_at) if rec.ok_at else None,
+        age_s=round(now - rec.ok_at, 3) if rec.ok_at else None,
+        latency_ms=rec.latency_ms,
+        components=components,
+        incidents=rec.incidents,
+        consecutive_failures=rec.failures,
+        error=rec.error,
+    )
+
+
+async def _statuses(request: Request[Any, Any, Any]) -> list[SiteStatus]:
+    st = request.app.state
+    stored = await st.sites.all()
+    recs = await st.health.many([s.config.name for s in stored])
+    now = time.time()
+    return [site_status(s.config, recs.get(s.config.name), now) for s in stored]
+
+
+class StatusController(Controller):
+    path = "/api/v1/status"
+    tags = ["status"]
+
+    @get("/", operation_id="getStatus", summary="Every site's health")
+    async def all(self, request: Request[Any, Any, Any]) -> StatusReport:
+        return StatusReport(generated_at=now_iso(), sites=await _statuses(request))
+
+    @get("/{site:str}", operation_id="getSiteStatus", summary="One site's health")
+    async def one(self, request: Request[Any, Any, Any], site: str) -> SiteStatus:
+        st = request.app.state
+        stored = await st.sites.get(site)
+        if stored is None:
+            raise ApiError(404, "Not found", f"no site {site!r}")
+        return site_status(stored.config, await st.health.get(site), time.time())
+
+    @get("/events", operation_id="streamStatusEvents", summary="Server-Sent Events: one per state change")
+    async def events(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
+        redis = request.app.state.redis
+        channel = request.app.state.keys.events
+
+        async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
+            pubsub = redis.pubsub()
+            await pubsub.subscribe(channel)
+            try:
+                yield ServerSentEventMessage(comment="subscribed")
+                last = time.monotonic()
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None and msg.get("type") == "message":
+                        yield ServerSentEventMessage(data=msg["data"], event="health")
+                        last = time.monotonic()
+                    elif time.monotonic() - last > 15:
+                        yield ServerSentEventMessage(comment="keep-alive")  # proxies close silent streams
+                        last = time.monotonic()
+                    await asyncio.sleep(0)
+            finally:
+                await pubsub.unsubscribe(channel)
+                await pubsub.aclose()
+
+        return ServerSentEvent(stream())
+
+
+class SiteController(Controller):
+    path = "/api/v1/sites"
+    tags = ["sites"]
+
+    @get("/", operation_id="listSites", summary="Every site, with its health summary")
+    async def list_sites(self, request: Request[Any, Any, Any]) -> list[SiteView]:
+        st = request.app.state
+        stored = await st.sites.all()
+        recs = await st.health.many([s.config.name for s in stored])
+        now = time.time()
+        return [_view(s.config, s.revision, effective(recs.get(s.config.name), s.config, now)) for s in stored]
+
+    @get("/{name:str}", operation_id="getSite", summary="One site (never its secrets)")
+    async def get_site(self, request: Request[Any, Any, Any], name: str) -> SiteView:
+        st = request.app.state
+        stored = await st.sites.get(name)
+        if stored is None:
+            raise ApiError(404, "Not found", f"no site {name!r}")
+        return _view(stored.config, stored.revision, effective(await st.health.get(name), stored.config, time.time()))
+
+
+def _view(c: SiteConfig, revision: int, health: str) -> SiteView:
+    return SiteView(name=c.name, kind=c.kind, url=c.url, systems=c.systems, enabled=c.enabled, draining=c.draining,
+                    weight=c.weight, limits=c.limits, revision=revision, health=health)

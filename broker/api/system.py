@@ -1,0 +1,55 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, the docs' local assets."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from broker.tasks.health import effective
+
+_STATES = ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
+_HEALTH = {"up": 1, "degraded": 0.5, "down": 0, "unknown": -1}
+
+
+class SystemController(Controller):
+    include_in_schema = True
+    tags = ["operations"]
+
+    @get("/healthz", exclude_from_auth=True, summary="The process is alive")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", exclude_from_auth=True, summary="Redis is reachable", responses={})
+    async def readyz(self, request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+        try:
+            await request.app.state.redis.ping()
+        except Exception as exc:
+            return Response({"status": "not ready", "reason": f"redis: {type(exc).__name__}"}, status_code=503)
+        return Response({"status": "ready"})
+
+    @get("/metrics", exclude_from_auth=True, summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        st = request.app.state
+        reg = CollectorRegistry()
+        jobs = Gauge("superfed_jobs", "Jobs known to the broker, by state", ["state"], registry=reg)
+        async with st.redis.pipeline(transaction=False) as p:
+            for s in _STATES:
+                p.zcard(st.keys.jobs_by_state(s))
+            counts = await p.execute()
+        for s, n in zip(_STATES, counts, strict=True):
+            jobs.labels(s).set(n)
+        health = Gauge("superfed_site_health", "1 up, 0.5 degraded, 0 down, -1 unknown", ["site"], registry=reg)
+        backlog = Gauge("superfed_site_backlog", "Unfinished broker jobs placed at the site", ["site"], registry=reg)
+        stored = await st.sites.all()
+        names = [s.config.name for s in stored]
+        recs = await st.health.many(names)
+        backlogs = await st.jobs.backlogs(names)
+        now = time.time()
+        for s in stored:
+            health.labels(s.config.name).set(_HEALTH[effective(recs.get(s.config.name), s.config, now)])
+            backlog.labels(s.config.name).set(backlogs.get(s.config.name, 0))
+        return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)

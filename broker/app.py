@@ -1,0 +1,107 @@
+"""The Litestar application factory. Nothing runs at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import swagger_ui_bundle
+from litestar import Litestar
+
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+
+from broker.adapter_pool import AdapterPool
+from broker.api.auth import BearerAuth, role_guard
+from broker.api.files import FileController, ProjectController
+from broker.api.jobs import JobController, PlacementController
+from broker.api.problems import EXCEPTION_HANDLERS
+from broker.api.status import SiteController, StatusController
+from broker.api.system import SystemController
+from broker.bootstrap import seed
+from broker.config import Settings
+from broker.store.connect import async_client, sync_client
+from broker.store.health import HealthStore
+from broker.store.jobs import JobStore
+from broker.store.keys import Keys
+from broker.store.sites import SiteStore
+from broker.store.tokens import TokenStore
+
+ASSETS = "/schema/assets"
+
+
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        st = app.state
+        st.redis = async_client(settings.redis_url)
+        st.sync_redis = sync_client(settings.redis_url)  # RQ's enqueue is synchronous
+        st.jobs = JobStore(st.redis, st.keys)
+        st.sites = SiteStore(st.redis, st.keys)
+        st.health = HealthStore(st.redis, st.keys)
+        st.tokens = TokenStore(st.redis, st.keys)
+        st.adapters = AdapterPool(st.sites)
+        try:
+            await seed(st.redis, settings)
+        except Exception:  # Redis may come later: requests answer 503 until it does
+            pass
+        try:
+            yield
+        finally:
+            await st.adapters.aclose()
+            await st.redis.aclose()
+            st.sync_redis.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+    api_handlers = [JobController, PlacementController, StatusController, SiteController, FileController, ProjectController]
+    swagger = SwaggerRenderPlugin(
+        js_url=f"{ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+        path="/",
+    )
+    openapi = OpenAPIConfig(
+        title="superfed",
+        version="0.1.0",
+        description="One API over several supercomputing facilities (NERSC SF API, CSCS FirecREST, DOE IRI).",
+        path="/schema",
+        render_plugins=[swagger],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="superfed API token")}
+        ),
+        security=[{"bearer": []}],
+    )
+    assets = create_static_files_router(
+        path=ASSETS, directories=[Path(swagger_ui_bundle.swagger_ui_path)], include_in_schema=False, opt={"public": True}
+    )
+    auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
+    return Litestar(
+        route_handlers=[*api_handlers, SystemController, assets],
+        guards=[_guard_api],
+        middleware=[auth],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        lifespan=[_lifespan(settings)],
+        state=State({"settings": settings, "keys": Keys(settings.namespace)}),
+        request_max_body_size=settings.api.max_body_bytes,
+        on_app_init=[],
+        debug=False,
+    )
+
+
+def _guard_api(connection, handler) -> None:  # type: ignore[no-untyped-def]
+    # only /api/v1 is role-checked; operations and docs are public
+    if connection.scope["path"].startswith("/api/"):
+        role_guard(connection, handler)
+
+
+

@@ -1,0 +1,113 @@
+"""``superfed submit|jobs|job|cancel|status|sites``: the API from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, url: str, token: str):
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {self.http.base_url}: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                msg = body.get("detail") or body.get("title") or r.text
+            except ValueError:
+                msg = r.text[:200]
+            raise ClientError(f"HTTP {r.status_code}: {msg}")
+        return r.json() if r.content else None
+
+
+def _print(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def submit(c: Client, args: argparse.Namespace) -> int:
+    try:
+        body = json.loads(Path(args.file).read_text() if args.file != "-" else sys.stdin.read())
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"{args.file}: not a readable JSON job ({exc})") from None
+    if args.project:
+        body["project"] = args.project
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    job = c.call("POST", "/api/v1/jobs", json=body, headers=headers)
+    print(job["id"] if args.quiet else json.dumps(job, indent=2))
+    return 0
+
+
+def jobs(c: Client, args: argparse.Namespace) -> int:
+    params = {k: v for k, v in {"project": args.project, "state": args.state, "site": args.site, "limit": args.limit}.items() if v}
+    page = c.call("GET", "/api/v1/jobs", params=params)
+    for j in page["items"]:
+        code = "" if j["exit_code"] is None else f" exit={j['exit_code']}"
+        print(f"{j['id']}  {j['state']:<9} {j['site'] or '-':<10} {j['project']:<10} {j['name'] or ''}{code}")
+    if page["next_cursor"]:
+        print(f"(more: --cursor {page['next_cursor']})", file=sys.stderr)
+    return 0
+
+
+def job(c: Client, args: argparse.Namespace) -> int:
+    _print(c.call("GET", f"/api/v1/jobs/{args.id}"))
+    return 0
+
+
+def cancel(c: Client, args: argparse.Namespace) -> int:
+    res = c.call("DELETE", f"/api/v1/jobs/{args.id}")
+    print(res["detail"])
+    return 0
+
+
+def status(c: Client, args: argparse.Namespace) -> int:
+    rep = c.call("GET", "/api/v1/status")
+    for s in rep["sites"]:
+        comps = ", ".join(f"{x['name']}={x['state']}" for x in s["components"])
+        age = "-" if s["age_s"] is None else f"{s['age_s']:.1f}s ago"
+        print(f"{s['site']:<12} {s['state']:<9} checked {age:<10} {comps}")
+    return 0
+
+
+def sites(c: Client, args: argparse.Namespace) -> int:
+    for s in c.call("GET", "/api/v1/sites"):
+        flags = ("" if s["enabled"] else " disabled") + (" draining" if s["draining"] else "")
+        print(f"{s['name']:<12} {s['kind']:<10} {s['health']:<9} {','.join(s['systems'])}  {s['url']}{flags}")
+    return 0
+
+
+def add_commands(sub: Any, run: Callable[[argparse.Namespace, Callable[..., int]], int]) -> None:
+    def add(name: str, fn: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=lambda a, fn=fn: run(a, fn))
+        return p
+
+    p = add("submit", submit, "submit a job from a JSON file ({project, spec, placement?}; - for stdin)")
+    p.add_argument("file")
+    p.add_argument("--project", help="override the file's project")
+    p.add_argument("--idempotency-key")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
+    p = add("jobs", jobs, "list jobs, newest first")
+    p.add_argument("--project")
+    p.add_argument("--state")
+    p.add_argument("--site")
+    p.add_argument("--limit", type=int, default=20)
+    add("job", job, "show one job").add_argument("id")
+    add("cancel", cancel, "cancel a job").add_argument("id")
+    add("status", status, "every site's health")
+    add("sites", sites, "every site")

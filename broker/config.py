@@ -1,0 +1,206 @@
+"""The configuration file (TOML), validated on load with every problem named by its place.
+
+The file seeds the run-time configuration: sites and tokens are copied into Redis at start
+when Redis has none yet, and from then on Redis is authoritative (every API replica and
+worker sees an admin's change without a restart).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from adapters import registry
+from adapters.http import HttpSettings
+
+SiteName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$", description="lower-case letters, digits, '-'")]
+Role = Literal["viewer", "submitter", "admin"]
+ROLES: tuple[str, ...] = ("viewer", "submitter", "admin")
+
+
+class SiteLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    max_nodes: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
+    max_walltime: Annotated[int, msgspec.Meta(ge=60)] = 7 * 24 * 3600  # seconds
+    capacity: Annotated[int, msgspec.Meta(ge=1)] = 100  # broker jobs it should hold at once
+
+
+class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    name: SiteName
+    kind: Literal["sfapi", "firecrest", "iri"]
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/$.?#].[^\s]*$")]
+    systems: Annotated[list[str], msgspec.Meta(min_length=1)]
+    enabled: bool = True
+    draining: bool = False
+    weight: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
+    limits: SiteLimits = SiteLimits()
+    # broker project -> the account to charge at this site (default: the same name)
+    accounts: dict[str, str] = {}
+    health_interval: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 5.0
+    stale_after: Annotated[float, msgspec.Meta(ge=0.5, le=86400)] | None = None  # default 3 intervals
+    poll_interval: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 2.0
+    circuit_threshold: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    auth: dict[str, Any] = {}
+    http: HttpSettings = HttpSettings()
+
+    @property
+    def staleness(self) -> float:
+        return self.stale_after if self.stale_after is not None else 3 * self.health_interval
+
+    def account_for(self, project: str) -> str:
+        return self.accounts.get(project, project)
+
+
+class TokenConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A bootstrap API token. Give the token itself (``token``, for demos), its SHA-256
+    (``sha256``), or where to read it (``file`` / ``env``)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    role: Role
+    projects: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["*"])
+    token: str | None = None
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    file: str | None = None
+    env: str | None = None
+
+
+class PlacementConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    strategy: Literal["best", "round-robin", "priority"] = "best"
+    priority: list[str] = []
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3  # sites tried per job
+    # how long a job waits for an eligible site before it fails
+    no_site_timeout: Annotated[float, msgspec.Meta(ge=1)] = 600.0
+
+
+class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
+    max_file_bytes: Annotated[int, msgspec.Meta(ge=1)] = 4 * 1024 * 1024
+    idempotency_ttl: Annotated[int, msgspec.Meta(ge=60)] = 24 * 3600
+    page_limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    job_timeout: Annotated[int, msgspec.Meta(ge=5)] = 120
+    # seconds after which RQ treats a silent worker's job as abandoned and retries it
+    abandoned_after: Annotated[int, msgspec.Meta(ge=5)] = 30
+    maintenance_interval: Annotated[int, msgspec.Meta(ge=1)] = 10
+    submit_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 20
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")] = "superfed"
+    sites: list[SiteConfig] = []
+    tokens: list[TokenConfig] = []
+    placement: PlacementConfig = PlacementConfig()
+    api: ApiConfig = ApiConfig()
+    worker: WorkerConfig = WorkerConfig()
+    source: str | None = None  # the file it came from
+
+
+class ConfigError(Exception):
+    """Every problem of a config, each as 'place: what is wrong'."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(where + "; ".join(problems))
+
+
+_PATH_RE = re.compile(r"at `\$(.*?)`")
+
+
+def _place(err: msgspec.ValidationError, prefix: str = "") -> str:
+    """msgspec says "Expected `int`, got `str` - at `$.sites[0].weight`"; say "sites[0].weight: ..."."""
+    text = str(err)
+    m = _PATH_RE.search(text)
+    path = (m.group(1).lstrip(".") if m else "") or ""
+    message = _PATH_RE.sub("", text).rstrip(" -")
+    full = ".".join(p for p in (prefix, path) if p).replace(".[", "[")
+    return f"{full or '(top level)'}: {message}"
+
+
+def validate_site(raw: Any, place: str = "site") -> SiteConfig:
+    """Decode and check one site (as TOML or JSON gives it); raises ConfigError."""
+    try:
+        site = msgspec.convert(raw, SiteConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([_place(exc, place)]) from None
+    problems: list[str] = []
+    try:
+        registry.decode_auth(site.kind, site.auth)
+    except msgspec.ValidationError as exc:
+        problems.append(_place(exc, f"{place}.auth"))
+    if len(set(site.systems)) != len(site.systems):
+        problems.append(f"{place}.systems: a system is listed twice")
+    if problems:
+        raise ConfigError(problems)
+    return site
+
+
+def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
+    problems: list[str] = []
+    sites_raw = raw.get("sites", [])
+    base = {k: v for k, v in raw.items() if k != "sites"}
+    try:
+        settings = msgspec.convert(base, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError([_place(exc)], source) from None
+    sites: list[SiteConfig] = []
+    if not isinstance(sites_raw, list):
+        problems.append("sites: expected an array of tables ([[sites]])")
+        sites_raw = []
+    for i, item in enumerate(sites_raw):
+        try:
+            sites.append(validate_site(item, f"sites[{i}]"))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    names = [s.name for s in sites]
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(f"sites: the name {name!r} is used by more than one site")
+    for i, tok in enumerate(settings.tokens):
+        given = [x for x in (tok.token, tok.sha256, tok.file, tok.env) if x]
+        if len(given) != 1:
+            problems.append(f"tokens[{i}] ({tok.name}): give exactly one of token, sha256, file, env")
+    for name in settings.placement.priority:
+        if name not in names:
+            problems.append(f"placement.priority: no site is named {name!r}")
+    if problems:
+        raise ConfigError(problems, source)
+    return msgspec.structs.replace(settings, sites=sites, source=source)
+
+
+def load(path: str | Path) -> Settings:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror}"], str(path)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    settings = validate(raw, str(path))
+    return _resolve_relative(settings, path.parent)
+
+
+def _resolve_relative(settings: Settings, base: Path) -> Settings:
+    """Secret files named relative to the config file are read relative to it."""
+    sites = []
+    for s in settings.sites:
+        auth = dict(s.auth)
+        for key, value in s.auth.items():
+            if key.endswith("_file") and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                auth[key] = str((base / value).resolve())
+        sites.append(msgspec.structs.replace(s, auth=auth))
+    tokens = [
+        msgspec.structs.replace(t, file=str((base / t.file).resolve()))
+        if t.file and not Path(t.file).expanduser().is_absolute()
+        else t
+        for t in settings.tokens
+    ]
+    return msgspec.structs.replace(settings, sites=sites, tokens=tokens)

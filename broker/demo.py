@@ -1,0 +1,284 @@
+"""``superfed demo``: everything on one machine, and nothing left running afterwards.
+
+Redis (a private ``redis-server`` when one is on PATH, else an embedded server other
+processes can reach over TCP), one simulated facility per protocol, the API, N workers.
+Credentials for the facilities are made fresh for each run: an RSA key pair for the SF API,
+a client secret for FirecREST, a bearer token for IRI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SFAPI_CLIENT_ID = "superfeddemo1"  # 13 characters, as NERSC's client ids are
+
+
+def _free_port(preferred: int | None = None) -> int:
+    if preferred:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", preferred))
+                return preferred
+            except OSError:
+                pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start listening on port {port} within {timeout:.0f} s")
+
+
+class Demo:
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.embedded: Any = None
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    # -- parts ----------------------------------------------------------------------------
+    def start_redis(self) -> tuple[str, str]:
+        port = _free_port()
+        exe = shutil.which("redis-server")
+        if exe:
+            proc = self.spawn("redis", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                        "--appendonly", "no", "--dir", str(self.dir)])
+            _wait_port(port, proc, "redis-server")
+            return f"redis://127.0.0.1:{port}/0", f"private redis-server on port {port}"
+        from fakeredis import TcpFakeServer
+
+        server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.embedded = server
+        _wait_port(port, None, "embedded Redis")
+        return f"redis://127.0.0.1:{port}/0", f"embedded Redis (fakeredis) on port {port}: redis-server is not on PATH"
+
+    def make_credentials(self) -> dict[str, Path]:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        files = {
+            "sfapi_key": self.dir / "sfapi-client.pem",
+            "sfapi_pub": self.dir / "sfapi-client.pub.pem",
+            "firecrest_secret": self.dir / "firecrest-secret",
+            "iri_token": self.dir / "iri-token",
+        }
+        files["sfapi_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+        files["sfapi_pub"].write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+        files["firecrest_secret"].write_text(secrets.token_urlsafe(24))
+        files["iri_token"].write_text(secrets.token_urlsafe(32))
+        for f in files.values():
+            f.chmod(0o600)
+        return files
+
+    def start_sims(self, base_port: int, creds: dict[str, Path], time_scale: float) -> dict[str, str]:
+        me = [sys.executable, "-m", "broker.cli", "sim"]
+        urls = {}
+        extra = {
+            "sfapi": ["--client-id", SFAPI_CLIENT_ID, "--public-key", str(creds["sfapi_pub"])],
+            "firecrest": ["--client-id", "superfed-demo", "--client-secret-file", str(creds["firecrest_secret"])],
+            "iri": ["--token-file", str(creds["iri_token"])],
+        }
+        started = []
+        for i, kind in enumerate(("sfapi", "firecrest", "iri"), start=1):
+            port = _free_port(base_port + i)
+            proc = self.spawn(f"sim-{kind}", [*me, kind, "--port", str(port), "--time-scale", str(time_scale), *extra[kind]])
+            started.append((kind, port, proc))
+            urls[kind] = f"http://127.0.0.1:{port}"
+        for kind, port, proc in started:
+            _wait_port(port, proc, f"the {kind} simulator")
+        return urls
+
+    def write_config(self, redis_url: str, sims: dict[str, str], creds: dict[str, Path], tokens: dict[str, str]) -> Path:
+        cfg = self.dir / "superfed.toml"
+        cfg.write_text(f"""# written by `superfed demo`; see config/ for annotated examples
+redis_url = "{redis_url}"
+
+[placement]
+strategy = "best"
+max_attempts = 3
+
+[worker]
+abandoned_after = 30
+
+[[tokens]]
+name = "demo-viewer"
+role = "viewer"
+projects = ["*"]
+token = "{tokens['viewer']}"
+
+[[tokens]]
+name = "demo-submitter"
+role = "submitter"
+projects = ["*"]
+token = "{tokens['submitter']}"
+
+[[tokens]]
+name = "demo-admin"
+role = "admin"
+projects = ["*"]
+token = "{tokens['admin']}"
+
+[[sites]]
+name = "nersc"
+kind = "sfapi"
+url = "{sims['sfapi']}/api/v1.2"
+systems = ["perlmutter"]
+health_interval = 2.0
+poll_interval = 1.0
+limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
+auth = {{ client_id = "{SFAPI_CLIENT_ID}", token_url = "{sims['sfapi']}/c2id/token", private_key_file = "{creds['sfapi_key']}" }}
+
+[[sites]]
+name = "cscs"
+kind = "firecrest"
+url = "{sims['firecrest']}"
+systems = ["daint"]
+health_interval = 2.0
+poll_interval = 1.0
+limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
+auth = {{ client_id = "superfed-demo", token_url = "{sims['firecrest']}/auth/token", client_secret_file = "{creds['firecrest_secret']}" }}
+
+[[sites]]
+name = "alcf"
+kind = "iri"
+url = "{sims['iri']}/api/v1"
+systems = ["polaris"]
+health_interval = 2.0
+poll_interval = 1.0
+limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
+auth = {{ token_file = "{creds['iri_token']}" }}
+""")
+        cfg.chmod(0o600)
+        return cfg
+
+    def wait_ready(self, api: str, token: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with status {proc.returncode}; see {self.dir / (name + '.log')}")
+            try:
+                r = httpx.get(f"{api}/api/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=2)
+                if r.status_code == 200:
+                    states = {s["site"]: s["state"] for s in r.json()["sites"]}
+                    last = str(states)
+                    if states and all(v != "unknown" for v in states.values()):
+                        return
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise RuntimeError(f"the demo did not become ready in {timeout:.0f} s (last: {last})")
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2)
+        if self.embedded is not None:
+            self.embedded.shutdown()
+            self.embedded.server_close()
+
+
+def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_scale: float = 1.0,
+        workdir: str | None = None) -> int:
+    own_dir = workdir is None
+    d = Path(workdir or tempfile.mkdtemp(prefix="superfed-demo-"))
+    d.mkdir(parents=True, exist_ok=True)
+    demo = Demo(d)
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        redis_url, redis_note = demo.start_redis()
+        creds = demo.make_credentials()
+        sims = demo.start_sims(port, creds, time_scale)
+        tokens = {role: f"sf_demo_{role}_{secrets.token_urlsafe(12)}" for role in ("viewer", "submitter", "admin")}
+        cfg = demo.write_config(redis_url, sims, creds, tokens)
+        api_port = port
+        api = demo.spawn("api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)])
+        _wait_port(api_port, api, "the API")
+        for i in range(workers):
+            demo.spawn(f"worker-{i + 1}", [sys.executable, "-m", "broker.cli", "worker", "--config", str(cfg),
+                                           "--name", f"demo-worker-{i + 1}-{os.getpid()}"])
+        api_url = f"http://127.0.0.1:{api_port}"
+        demo.wait_ready(api_url, tokens["viewer"])
+        doc = {"api": api_url, "redis": redis_url, "simulators": sims, "tokens": tokens, "config": str(cfg)}
+        if info:
+            Path(info).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"""superfed demo is up ({redis_note}).
+
+  API          {api_url}/api/v1      docs: {api_url}/schema
+  simulators   SF API {sims['sfapi']}   FirecREST {sims['firecrest']}   IRI {sims['iri']}
+  config       {cfg}
+  logs         {d}
+
+  tokens       viewer     {tokens['viewer']}
+               submitter  {tokens['submitter']}
+               admin      {tokens['admin']}
+
+Try:  export SUPERFED_URL={api_url} SUPERFED_TOKEN={tokens['submitter']}
+      superfed status
+Press Ctrl-C to stop everything.""", flush=True)
+        while not stopping.wait(0.5):
+            for name, proc in demo.procs:
+                if proc.poll() is not None:
+                    print(f"superfed demo: {name} exited with status {proc.returncode}; stopping", file=sys.stderr)
+                    stopping.set()
+        return 0
+    except RuntimeError as exc:
+        print(f"superfed demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("superfed demo: stopping…", file=sys.stderr, flush=True)
+        demo.stop()
+        if own_dir:
+            shutil.rmtree(d, ignore_errors=True)

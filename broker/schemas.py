@@ -1,0 +1,85 @@
+"""The broker's public bodies (API.md §1), as msgspec Structs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from adapters.psij import JobSpec
+
+Strategy = Literal["best", "round-robin", "priority"]
+ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class PlacementHints(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    site: str | None = None
+    sites: list[str] | None = None
+    exclude: list[str] = []
+    strategy: Strategy | None = None
+    system: str | None = None
+
+
+class JobCreate(msgspec.Struct, forbid_unknown_fields=True):
+    project: ProjectName
+    spec: JobSpec
+    placement: PlacementHints | None = None
+
+
+class RankedSite(msgspec.Struct):
+    site: str
+    eligible: bool
+    score: float | None
+    reasons: list[str]
+
+
+class PlacementRecord(msgspec.Struct):
+    site: str | None
+    strategy: str
+    ranking: list[RankedSite]
+    decided_at: str | None = None
+
+
+class Attempt(msgspec.Struct):
+    site: str
+    at: str
+    outcome: Literal["submitted", "retriable", "rejected", "uncertain", "settled", "auth"]
+    error: str | None = None
+    native_id: str | None = None
+
+
+class HistoryEntry(msgspec.Struct):
+    state: str
+    at: str
+    detail: str | None = None
+
+
+class Job(msgspec.Struct):
+    id: str
+    project: str
+    name: str | None
+    state: str
+    site: str | None
+    system: str | None
+    native_id: str | None
+    native_state: str | None
+    exit_code: int | None
+    message: str | None
+    created_at: str
+    updated_at: str
+    placement: PlacementRecord | None
+    attempts: list[Attempt]
+    history: list[HistoryEntry]
+    spec: JobSpec
+    cancel_requested: bool = False
+
+
+class JobPage(msgspec.Struct):
+    items: list[Job]
+    next_cursor: str | None
+
+
+class CancelResult(msgspec.Struct):
+    id: str
+    state: str
+    detail: str

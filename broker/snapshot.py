@@ -1,0 +1,71 @@
+"""The picture placement decides on: every site's config, health and counters, read from
+Redis in a few round trips. Used by the workers and by the placement preview alike."""
+
+from __future__ import annotations
+
+import time
+
+from broker.config import SiteConfig
+from broker.placement import PlacementRequest, SiteView
+from broker.schemas import JobCreate
+from broker.store.health import HealthStore
+from broker.store.jobs import JobStore
+from broker.store.sites import SiteStore, StoredSite
+
+
+async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> tuple[list[StoredSite], list[SiteView]]:
+    stored = await sites.all()
+    names = [s.config.name for s in stored]
+    records = await health.many(names)
+    backlogs = await jobs.backlogs(names)
+    rates = await jobs.throughputs(names)
+    views = []
+    for s in stored:
+        c = s.config
+        rec = records.get(c.name)
+        views.append(
+            SiteView(
+                name=c.name,
+                kind=c.kind,
+                enabled=c.enabled,
+                draining=c.draining,
+                weight=c.weight,
+                max_nodes=c.limits.max_nodes,
+                max_walltime=c.limits.max_walltime,
+                capacity=c.limits.capacity,
+                health=rec.state if rec else "unknown",
+                checked_at=rec.ok_at if rec else None,
+                stale_after=c.staleness,
+                circuit_open=bool(rec and rec.failures >= c.circuit_threshold),
+                consecutive_failures=rec.failures if rec else 0,
+                backlog=backlogs.get(c.name, 0),
+                throughput=rates.get(c.name, 0.0),
+                remaining=_remaining(c, rec.allocations if rec else None),
+            )
+        )
+    return stored, views
+
+
+def _remaining(site: SiteConfig, allocations: dict[str, float] | None) -> dict[str, float] | None:
+    """Allocations are known per facility account; placement asks per broker project."""
+    if allocations is None:
+        return None
+    projects = set(site.accounts) | set(allocations)
+    return {p: allocations[site.account_for(p)] for p in projects if site.account_for(p) in allocations}
+
+
+def placement_request(body: JobCreate, *, walltime: int | None = None) -> PlacementRequest:
+    hints = body.placement
+    return PlacementRequest(
+        project=body.project,
+        nodes=body.spec.nodes,
+        walltime=walltime if walltime is not None else body.spec.attributes.duration,
+        site=hints.site if hints else None,
+        sites=hints.sites if hints else None,
+        exclude=list(hints.exclude) if hints else [],
+        strategy=hints.strategy if hints else None,
+    )
+
+
+def now() -> float:
+    return time.time()

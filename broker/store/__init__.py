@@ -1,0 +1,1 @@
+"""Everything superfed keeps in Redis: jobs and their indexes, sites, health, tokens."""

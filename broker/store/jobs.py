@@ -1,0 +1,304 @@
+"""Job records in Redis: one hash per job, sorted-set indexes, atomic state changes.
+
+A job is a hash (``Keys.job``) whose list-valued fields (history, attempts, placement, spec)
+are JSON.  Indexes are sorted sets scored by creation time in microseconds: all jobs, by
+project, by state, by site.  Every state change goes through one Lua script that refuses
+backward moves and moves out of a final state, and keeps the indexes, the site's active set
+and its backlog counter in step with the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from adapters.psij import JobSpec
+from broker.schemas import Attempt, HistoryEntry, Job, PlacementRecord
+from broker.store.keys import Keys
+
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+
+_ADVANCE = """
+local job = KEYS[1]
+local ns, id, new, now, fields, attempt, detail, now_iso =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local cur = redis.call('HGET', job, 'state')
+if not cur then return -1 end
+local rank = {NEW=0, QUEUED=1, HELD=1, ACTIVE=2, COMPLETED=3, FAILED=3, CANCELED=3}
+if rank[cur] == 3 then return 0 end
+local created = tonumber(redis.call('HGET', job, 'created_us'))
+if fields ~= '' then
+  local f = cjson.decode(fields)
+  for k, v in pairs(f) do
+    if v == cjson.null then redis.call('HDEL', job, k) else redis.call('HSET', job, k, tostring(v)) end
+  end
+  if f.native_id and f.native_id ~= cjson.null and f.site then
+    redis.call('HSET', ns .. ':active:' .. f.site, id, (f.system or '') .. '|' .. f.native_id)
+    redis.call('ZADD', ns .. ':jobs:site:' .. f.site, created, id)
+  end
+end
+if attempt ~= '' then
+  local a = cjson.decode(redis.call('HGET', job, 'attempts') or '[]')
+  table.insert(a, cjson.decode(attempt))
+  redis.call('HSET', job, 'attempts', cjson.encode(a))
+end
+local changed = 0
+local nr = rank[new]
+if new ~= '' and new ~= cur and nr ~= nil and (nr > rank[cur] or (nr == 1 and rank[cur] == 1)) then
+  redis.call('HSET', job, 'state', new)
+  local h = cjson.decode(redis.call('HGET', job, 'history') or '[]')
+  local e = {state = new, at = now_iso}
+  if detail ~= '' then e.detail = detail end
+  table.insert(h, e)
+  redis.call('HSET', job, 'history', cjson.encode(h))
+  redis.call('ZREM', ns .. ':jobs:state:' .. cur, id)
+  redis.call('ZADD', ns .. ':jobs:state:' .. new, created, id)
+  changed = 1
+  if nr == 3 then
+    local site = redis.call('HGET', job, 'site')
+    if site then
+      redis.call('HDEL', ns .. ':active:' .. site, id)
+      redis.call('HDEL', ns .. ':assigned:' .. site, id)
+      redis.call('ZADD', ns .. ':done:' .. site, now, id)
+    end
+  end
+end
+redis.call('HSET', job, 'updated', now)
+return changed
+"""
+
+
+def now_iso(ts: float | None = None) -> str:
+    dt = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_job_id() -> str:
+    # time-ordered prefix (sortable, readable), random suffix (unguessable)
+    return f"j{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+
+
+_enc = msgspec.json.Encoder()
+
+
+def initial_fields(job_id: str, project: str, spec: JobSpec, hints: Any, owner: str, now: float) -> dict[str, str]:
+    at = now_iso(now)
+    return {
+        "id": job_id,
+        "project": project,
+        "name": spec.name or "",
+        "state": "NEW",
+        "created": repr(now),
+        "created_us": str(int(now * 1_000_000)),
+        "updated": repr(now),
+        "spec": _enc.encode(spec).decode(),
+        "hints": _enc.encode(hints).decode() if hints is not None else "",
+        "history": _enc.encode([HistoryEntry(state="NEW", at=at)]).decode(),
+        "attempts": "[]",
+        "owner": owner,
+    }
+
+
+def index_writes(keys: Keys, fields: dict[str, str]) -> list[tuple[str, float, str]]:
+    score = float(fields["created_us"])
+    jid = fields["id"]
+    return [
+        (keys.jobs_all, score, jid),
+        (keys.jobs_by_project(fields["project"]), score, jid),
+        (keys.jobs_by_state("NEW"), score, jid),
+    ]
+
+
+_spec_dec = msgspec.json.Decoder(JobSpec)
+_place_dec = msgspec.json.Decoder(PlacementRecord)
+_attempts_dec = msgspec.json.Decoder(list[Attempt])
+_history_dec = msgspec.json.Decoder(list[HistoryEntry])
+
+
+def _opt(h: dict[str, str], key: str) -> str | None:
+    v = h.get(key)
+    return v if v else None
+
+
+def job_from_hash(h: dict[str, str]) -> Job:
+    exit_code = h.get("exit_code")
+    attempts = h.get("attempts") or "[]"
+    return Job(
+        id=h["id"],
+        project=h["project"],
+        name=_opt(h, "name"),
+        state=h["state"],
+        site=_opt(h, "site"),
+        system=_opt(h, "system"),
+        native_id=_opt(h, "native_id"),
+        native_state=_opt(h, "native_state"),
+        exit_code=int(exit_code) if exit_code not in (None, "") else None,
+        message=_opt(h, "message"),
+        created_at=now_iso(float(h["created"])),
+        updated_at=now_iso(float(h["updated"])),
+        placement=_place_dec.decode(h["placement"]) if h.get("placement") else None,
+        # cjson writes an empty list as {}
+        attempts=_attempts_dec.decode(attempts) if attempts not in ("{}", "") else [],
+        history=_history_dec.decode(h["history"]) if h.get("history") not in (None, "", "{}") else [],
+        spec=_spec_dec.decode(h["spec"]),
+        cancel_requested=h.get("cancel_requested") == "1",
+    )
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ValueError on a cursor this API did not make."""
+    pad = "=" * (-len(cursor) % 4)
+    raw = base64.urlsafe_b64decode(cursor + pad).decode()
+    score, _, job_id = raw.partition(":")
+    if not job_id:
+        raise ValueError("bad cursor")
+    return int(score), job_id
+
+
+class JobStore:
+    """Async access to job records (the API's reads, the workers' updates)."""
+
+    def __init__(self, r: aioredis.Redis, keys: Keys):
+        self.r = r
+        self.keys = keys
+        self._advance = r.register_script(_ADVANCE)
+
+    async def get_hash(self, job_id: str) -> dict[str, str] | None:
+        h = await self.r.hgetall(self.keys.job(job_id))
+        return h or None
+
+    async def get(self, job_id: str) -> Job | None:
+        h = await self.get_hash(job_id)
+        return job_from_hash(h) if h else None
+
+    async def advance(
+        self,
+        job_id: str,
+        state: str | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        attempt: Attempt | None = None,
+        detail: str | None = None,
+    ) -> int:
+        """Atomically update fields, append an attempt, and move the state forward.
+        Returns 1 if the state changed, 0 if not (or the job is final), -1 if no such job."""
+        now = time.time()
+        return int(
+            await self._advance(
+                keys=[self.keys.job(job_id)],
+                args=[
+                    self.keys.ns,
+                    job_id,
+                    state or "",
+                    repr(now),
+                    _enc.encode(fields).decode() if fields else "",
+                    _enc.encode(attempt).decode() if attempt else "",
+                    detail or "",
+                    now_iso(now),
+                ],
+            )
+        )
+
+    async def set_fields(self, job_id: str, **fields: str) -> None:
+        await self.r.hset(self.keys.job(job_id), mapping=fields)
+
+    async def page(
+        self,
+        *,
+        projects: Sequence[str] | None,
+        state: str | None,
+        site: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Job], str | None]:
+        """Newest first. ``projects`` None means every project."""
+        k = self.keys
+        if site:
+            index = k.jobs_by_site(site)
+        elif state:
+            index = k.jobs_by_state(state)
+        elif projects is not None and len(projects) == 1:
+            index = k.jobs_by_project(projects[0])
+        else:
+            index = k.jobs_all
+        allowed = set(projects) if projects is not None else None
+        max_score: str = "+inf"
+        after: tuple[int, str] | None = None
+        if cursor:
+            after = decode_cursor(cursor)
+            max_score = str(after[0])
+        out: list[Job] = []
+        last: tuple[float, str] | None = None
+        batch = max(limit * 2, 50)
+        offset = 0
+        while len(out) <= limit:
+            rows = await self.r.zrevrangebyscore(index, max_score, "-inf", start=offset, num=batch, withscores=True)
+            if not rows:
+                break
+            offset += len(rows)
+            rows = [(jid, s) for jid, s in rows if not (after and int(s) == after[0] and jid >= after[1])]
+            async with self.r.pipeline(transaction=False) as p:
+                for jid, _ in rows:
+                    p.hgetall(k.job(jid))
+                hashes = await p.execute()
+            for (jid, score), h in zip(rows, hashes, strict=True):
+                if not h:
+                    continue
+                if allowed is not None and h["project"] not in allowed:
+                    continue
+                if state and h["state"] != state:
+                    continue
+                if site and h.get("site") != site:
+                    continue
+                if len(out) == limit:
+                    return out, encode_cursor(last[0], last[1]) if last else None
+                out.append(job_from_hash(h))
+                last = (score, jid)
+            if len(rows) < batch and offset >= await self.r.zcard(index):
+                break
+        return out, None
+
+    async def active(self, site: str) -> dict[str, tuple[str, str]]:
+        """job id -> (system, native id) of the broker's unfinished jobs at ``site``."""
+        raw = await self.r.hgetall(self.keys.active(site))
+        out = {}
+        for jid, val in raw.items():
+            system, _, native = val.partition("|")
+            out[jid] = (system, native)
+        return out
+
+    async def claim(self, site: str, job_id: str) -> None:
+        await self.r.hset(self.keys.assigned(site), job_id, repr(time.time()))
+
+    async def release(self, site: str, job_id: str) -> None:
+        await self.r.hdel(self.keys.assigned(site), job_id)
+
+    async def backlogs(self, sites: Iterable[str]) -> dict[str, int]:
+        names = list(sites)
+        async with self.r.pipeline(transaction=False) as p:
+            for s in names:
+                p.hlen(self.keys.assigned(s))
+            counts = await p.execute()
+        return dict(zip(names, (int(c) for c in counts), strict=True))
+
+    async def throughputs(self, sites: Iterable[str], window: float = 300.0) -> dict[str, float]:
+        """Jobs finished per minute over the last ``window`` seconds, per site."""
+        names = list(sites)
+        now = time.time()
+        async with self.r.pipeline(transaction=False) as p:
+            for s in names:
+                p.zremrangebyscore(self.keys.done(s), "-inf", now - window)
+                p.zcard(self.keys.done(s))
+            res = await p.execute()
+        return {s: int(res[2 * i + 1]) * 60.0 / window for i, s in enumerate(names)}

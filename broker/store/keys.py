@@ -1,0 +1,76 @@
+"""Every Redis key superfed writes, in one place. ``ns`` is the configured namespace."""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, ns: str = "superfed"):
+        self.ns = ns
+
+    # jobs
+    def job(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}"
+
+    @property
+    def jobs_all(self) -> str:
+        return f"{self.ns}:jobs:all"
+
+    def jobs_by_project(self, project: str) -> str:
+        return f"{self.ns}:jobs:project:{project}"
+
+    def jobs_by_state(self, state: str) -> str:
+        return f"{self.ns}:jobs:state:{state}"
+
+    def jobs_by_site(self, site: str) -> str:
+        return f"{self.ns}:jobs:site:{site}"
+
+    def active(self, site: str) -> str:
+        """hash job id -> "system|native id" of the broker's unfinished jobs held by a site"""
+        return f"{self.ns}:active:{site}"
+
+    def assigned(self, site: str) -> str:
+        """hash job id -> time: jobs placed at a site and not finished (the backlog counter)"""
+        return f"{self.ns}:assigned:{site}"
+
+    def done(self, site: str) -> str:
+        """zset job id -> finish time, recent completions (throughput)"""
+        return f"{self.ns}:done:{site}"
+
+    def idempotency(self, owner: str, key: str) -> str:
+        return f"{self.ns}:idem:{owner}:{key}"
+
+    # sites and health
+    @property
+    def sites(self) -> str:
+        """hash site name -> config JSON (with its revision)"""
+        return f"{self.ns}:sites"
+
+    @property
+    def sites_version(self) -> str:
+        return f"{self.ns}:sites:version"
+
+    def health(self, site: str) -> str:
+        return f"{self.ns}:health:{site}"
+
+    @property
+    def events(self) -> str:
+        """pub/sub channel of health changes"""
+        return f"{self.ns}:events"
+
+    @property
+    def rr(self) -> str:
+        return f"{self.ns}:placement:rr"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.ns}:audit"
+
+    # tokens
+    @property
+    def tokens(self) -> str:
+        """hash sha256(token) -> token record JSON"""
+        return f"{self.ns}:tokens"
+
+    def tick(self, what: str, site: str) -> str:
+        """SET NX PX lock: one periodic task per site per interval across all workers"""
+        return f"{self.ns}:tick:{what}:{site}"

@@ -1,0 +1,1 @@
+"""Background work on RQ: submission, cancel, status polls, health checks, and their schedule."""

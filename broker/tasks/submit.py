@@ -1,0 +1,179 @@
+"""Submission: settle any uncertain earlier try, place, submit, fail over.
+
+A job is never run twice because the broker was unsure: before anything is sent, the job
+records which site it is about to try (``inflight``); a later run that finds this mark asks
+that facility for the job's tag before trying anything else."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+from adapters.errors import AdapterError, AuthFailed, SiteTimeout
+from adapters.psij import JobSpec
+from adapters.types import SubmitReceipt, SubmitRequest
+from broker.config import SiteConfig
+from broker.placement import Decision, Policy, place
+from broker.schemas import Attempt, JobCreate, PlacementHints, PlacementRecord, RankedSite
+from broker.snapshot import placement_request, site_views
+from broker.store.health import HealthRecord
+from broker.store.jobs import now_iso
+from broker.tasks.runtime import Runtime
+
+log = logging.getLogger("superfed.submit")
+
+
+class TryLater(Exception):
+    """Nothing could be done now (no eligible site, all failed retriably, an uncertain try
+    could not be settled); RQ retries the job with backoff."""
+
+
+async def run(rt: Runtime, job_id: str) -> str:
+    h = await rt.jobs.get_hash(job_id)
+    if h is None:
+        return "no such job"
+    if h["state"] != "NEW":
+        return f"already {h['state']}"
+    if h.get("cancel_requested") == "1" and not h.get("inflight"):
+        await rt.jobs.advance(job_id, "CANCELED", detail="canceled before it reached a facility")
+        return "canceled"
+    spec = msgspec.json.decode(h["spec"], type=JobSpec)
+    if h.get("inflight"):
+        settled = await _settle(rt, job_id, h, spec)
+        if settled:
+            return settled
+    return await _place_and_submit(rt, job_id, h, spec)
+
+
+async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) -> str | None:
+    """An earlier try may have reached the facility: look for the tag there first."""
+    site_name, _, system = h["inflight"].partition("|")
+    found = await rt.site_adapter(site_name)
+    if found is None:  # the site was removed meanwhile: nothing can be running there for us
+        await rt.jobs.set_fields(job_id, inflight="")
+        return None
+    site, adapter = found
+    try:
+        receipt = await adapter.find_by_tag(job_id, system)
+    except AdapterError as exc:
+        raise TryLater(f"cannot settle the earlier try at {site_name}: {exc}") from None
+    if receipt is not None:
+        await _submitted(rt, job_id, site, receipt, outcome="settled")
+        return f"settled at {site_name}"
+    await rt.jobs.set_fields(job_id, inflight="")
+    await rt.jobs.release(site_name, job_id)
+    return None
+
+
+async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) -> str:
+    hints = msgspec.json.decode(h["hints"], type=PlacementHints) if h.get("hints") else None
+    body = JobCreate(project=h["project"], spec=spec, placement=hints)
+    stored, views = await site_views(rt.sites, rt.health, rt.jobs)
+    by_name = {s.config.name: s for s in stored}
+    pc = rt.settings.placement
+    rr = int(await rt.redis.incr(rt.keys.rr)) if (hints and hints.strategy or pc.strategy) == "round-robin" else 0
+    decision = place(placement_request(body), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time(), rr=rr)
+    await rt.jobs.advance(job_id, fields={"placement": _record(decision)})
+    if not decision.eligible:
+        waited = time.time() - float(h["created"])
+        why = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in decision.ranking) or "no sites are configured"
+        if waited > pc.no_site_timeout:
+            await rt.jobs.advance(job_id, "FAILED", fields={"message": f"no eligible site after {waited:.0f} s ({why})"})
+            return "failed: no eligible site"
+        raise TryLater(f"no eligible site yet ({why})")
+    last_error = ""
+    for name in decision.eligible[: pc.max_attempts]:
+        stored_site = by_name[name]
+        site = stored_site.config
+        adapter = await rt.adapter(site, stored_site.revision)
+        system = (hints.system if hints and hints.system in site.systems else None) or site.systems[0]
+        account = spec.attributes.account or site.account_for(h["project"])
+        req = SubmitRequest(
+            tag=job_id,
+            spec=msgspec.structs.replace(spec, attributes=msgspec.structs.replace(spec.attributes, account=account)),
+            system=system,
+            project=h["project"],
+        )
+        await rt.jobs.claim(name, job_id)
+        await rt.jobs.set_fields(job_id, inflight=f"{name}|{system}")
+        try:
+            receipt = await adapter.submit(req)
+        except SiteTimeout as exc:
+            # the request may have reached the facility: ask before trying anywhere else
+            try:
+                receipt = await adapter.find_by_tag(job_id, system)
+            except AdapterError:
+                raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
+            if receipt is None:
+                await _failed_try(rt, job_id, name, "retriable", str(exc))
+                last_error = str(exc)
+                continue
+            await _submitted(rt, job_id, site, receipt, outcome="settled")
+            return f"submitted to {name} (settled after a timeout)"
+        except AdapterError as exc:
+            if exc.retriable or isinstance(exc, AuthFailed):
+                outcome = "auth" if isinstance(exc, AuthFailed) else "retriable"
+                await _failed_try(rt, job_id, name, outcome, str(exc))
+                if isinstance(exc, AuthFailed):
+                    await _mark_credentials_refused(rt, site, str(exc))
+                last_error = str(exc)
+                continue
+            await _failed_try(rt, job_id, name, "rejected", str(exc))
+            await rt.jobs.advance(job_id, "FAILED", fields={"message": f"{name} rejected the job: {exc.message}"})
+            return f"rejected by {name}"
+        await _submitted(rt, job_id, site, receipt, outcome="submitted")
+        return f"submitted to {name} as {receipt.native_id}"
+    raise TryLater(f"every eligible site failed this round; last: {last_error}")
+
+
+async def _submitted(rt: Runtime, job_id: str, site: SiteConfig, receipt: SubmitReceipt, *, outcome: str) -> None:
+    await rt.jobs.advance(
+        job_id,
+        "QUEUED",
+        fields={
+            "site": site.name,
+            "system": receipt.system,
+            "native_id": receipt.native_id,
+            "native_state": "submitted",
+            "inflight": "",
+        },
+        attempt=Attempt(site=site.name, at=now_iso(), outcome=outcome, native_id=receipt.native_id),  # type: ignore[arg-type]
+    )
+    h = await rt.jobs.get_hash(job_id)
+    if h and h.get("cancel_requested") == "1":
+        from broker.tasks import cancel
+
+        await cancel.run(rt, job_id)
+
+
+async def _failed_try(rt: Runtime, job_id: str, site: str, outcome: str, error: str) -> None:
+    await rt.jobs.advance(
+        job_id,
+        fields={"inflight": "", "message": error},
+        attempt=Attempt(site=site, at=now_iso(), outcome=outcome, error=error),  # type: ignore[arg-type]
+    )
+    await rt.jobs.release(site, job_id)
+
+
+async def _mark_credentials_refused(rt: Runtime, site: SiteConfig, error: str) -> None:
+    """Refused credentials make a site unusable until they are fixed: say so in its health,
+    in words a person understands, so placement stops sending jobs there."""
+    from broker.tasks.health import store_result
+
+    prev = await rt.health.get(site.name)
+    await store_result(rt, site, prev, None, error=f"credentials refused: {error}", down=True, latency_ms=None)
+
+
+def _record(decision: Decision) -> str:
+    rec = PlacementRecord(
+        site=decision.chosen,
+        strategy=decision.strategy,
+        ranking=[RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons)) for r in decision.ranking],
+        decided_at=now_iso(),
+    )
+    return msgspec.json.encode(rec).decode()
+
+
+__all__ = ["HealthRecord", "TryLater", "run"]
