@@ -325,7 +325,7 @@ async def post_mkdir(request: Req, system_name: FromPath[str]) -> Response[bytes
     return respond({"output": file_wire(node, path, fac.fs)}, user, 201)
 
 
-@put("/filesystem/{system_name:str}/ops/chmod", sync_to_thread=False)
+@put("/filesystem/{system_name:str}/ops/chmod")
 async def put_chmod(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     body = _body(await request.body())
     path = body.target

@@ -3,6 +3,7 @@ after the shebang up to the first command; later ``#SBATCH`` lines are plain com
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ class DirectiveError(ValueError):
     """An option sbatch would refuse; the message is sbatch's."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Directives:
     nodes: int | None = None
     walltime_s: int | None = None
@@ -90,18 +91,19 @@ def _options(script: str) -> list[tuple[str, str]]:
     return out
 
 
+@functools.lru_cache(maxsize=2048)  # clients submit the same few scripts many times
 def parse_directives(script: str) -> Directives:
-    d = Directives()
+    found: dict[str, object] = {}
     for key, value in _options(script):
         if key == "nodes":
             low = value.split("-", 1)[0]
             if not low.isdigit() or int(low) < 1:
                 raise DirectiveError("sbatch: error: Invalid node count specified")
-            d.nodes = int(low)
+            found["nodes"] = int(low)
         elif key == "time":
-            d.walltime_s = _walltime(value)
+            found["walltime_s"] = _walltime(value)
         elif key in ("partition", "account", "comment", "output", "error", "chdir", "reservation"):
-            setattr(d, key, value)
+            found[key] = value
         elif key == "job-name":
-            d.job_name = value
-    return d
+            found["job_name"] = value
+    return Directives(**found)  # type: ignore[arg-type]

@@ -37,10 +37,18 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
     settings = SimSettings(
-        systems=[SYSTEM, "eiger"], nodes=8, time_scale=0.02, user=USER, client_id=CLIENT_ID, client_secret=SECRET
+        systems=[SYSTEM, "eiger"],
+        nodes=8,
+        time_scale=0.02,
+        user=USER,
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
     )
-    wrapper = ValidatingASGI(create_app(settings), load_spec("firecrest-v2/openapi-latest.yaml"),
-                             skip_prefixes=("/_sim", "/auth/token"))
+    wrapper = ValidatingASGI(
+        create_app(settings),
+        load_spec("firecrest-v2/openapi-latest.yaml"),
+        skip_prefixes=("/_sim", "/auth/token"),
+    )
     with ThreadedServer(wrapper) as server:
         yield Sim(server.url, wrapper)
     # every response any test in this module saw matched the spec
@@ -74,8 +82,11 @@ def test_partitions_nodes_userinfo(sim: Sim) -> None:
 
 def test_submit_info_wait_metadata(sim: Sim) -> None:
     c = sim.client()
-    script = "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --time=00:10:00\n#SBATCH --comment=superfed:t1\nsleep 5\n"
-    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str=script, env_vars={"A": "1"})["jobId"]
+    script = "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --time=00:10:00\n"
+    script += "#SBATCH --comment=superfed:t1\nsleep 5\n"
+    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str=script, env_vars={"A": "1"})[
+        "jobId"
+    ]
     info = c.job_info(SYSTEM, job_id)
     assert info[0]["jobId"] == job_id
     assert info[0]["allocationNodes"] == 2 and info[0]["time"]["limit"] == 600
@@ -91,8 +102,13 @@ def test_submit_info_wait_metadata(sim: Sim) -> None:
 
 def test_exit_code_and_partition_override(sim: Sim) -> None:
     c = sim.client()
-    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nexit 3\n",
-                      partition="debug", account="m0001")["jobId"]
+    job_id = c.submit(
+        SYSTEM,
+        working_dir=f"/home/{USER}",
+        script_str="#!/bin/bash\nexit 3\n",
+        partition="debug",
+        account="m0001",
+    )["jobId"]
     done = c.wait_for_job(SYSTEM, job_id, timeout=20)[0]
     assert done["status"]["state"] == "FAILED" and done["status"]["exitCode"] == 3
     assert done["partition"] == "debug" and done["account"] == "m0001"
@@ -100,7 +116,9 @@ def test_exit_code_and_partition_override(sim: Sim) -> None:
 
 def test_cancel(sim: Sim) -> None:
     c = sim.client()
-    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 10000\n")["jobId"]
+    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 10000\n")[
+        "jobId"
+    ]
     c.cancel_job(SYSTEM, job_id)
     state = c.job_info(SYSTEM, job_id)[0]["status"]["state"]
     assert state.startswith("CANCELLED")
@@ -122,7 +140,10 @@ def test_files_list_upload_download(sim: Sim, tmp_path: Path) -> None:
     assert c.stat(SYSTEM, f"{home}/run1/data.txt")["size"] == 16
     import hashlib
 
-    assert c.checksum(SYSTEM, f"{home}/run1/data.txt")["checksum"] == hashlib.sha256(b"hello firecrest\n").hexdigest()
+    assert (
+        c.checksum(SYSTEM, f"{home}/run1/data.txt")["checksum"]
+        == hashlib.sha256(b"hello firecrest\n").hexdigest()
+    )
     assert c.head(SYSTEM, f"{home}/run1/data.txt")["content"] == "hello firecrest\n"
     c.rm(SYSTEM, f"{home}/run1/data.txt")
     with pytest.raises(FileNotFoundError):
@@ -144,19 +165,27 @@ def test_bad_credentials_refused(sim: Sim) -> None:
     bad = firecrest.ClientCredentialsAuth(CLIENT_ID, "wrong", sim.token_uri)
     with pytest.raises(ClientsCredentialsException):
         firecrest.v2.Firecrest(firecrest_url=sim.url, authorization=bad).systems()
-    basic = firecrest.ClientCredentialsAuth(CLIENT_ID, SECRET, sim.token_uri, client_auth_method="client_secret_basic")
+    basic = firecrest.ClientCredentialsAuth(
+        CLIENT_ID, SECRET, sim.token_uri, client_auth_method="client_secret_basic"
+    )
     assert firecrest.v2.Firecrest(firecrest_url=sim.url, authorization=basic).systems()
 
 
 def test_async_client(sim: Sim, tmp_path: Path) -> None:
     async def main() -> None:
         c = firecrest.v2.AsyncFirecrest(firecrest_url=sim.url, authorization=sim.auth())
-        assert [s["name"] for s in await c.systems()][0] == SYSTEM
-        job_id = (await c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 2\n"))["jobId"]
+        assert next(s["name"] for s in await c.systems()) == SYSTEM
+        job_id = (
+            await c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 2\n")
+        )["jobId"]
         assert (await c.job_info(SYSTEM, job_id))[0]["jobId"] == job_id
         done = await c.wait_for_job(SYSTEM, job_id, timeout=20)
         assert done[0]["status"]["state"] == "COMPLETED"
-        victim = (await c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 999\n"))["jobId"]
+        victim = (
+            await c.submit(
+                SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 999\n"
+            )
+        )["jobId"]
         await c.cancel_job(SYSTEM, victim)
         src = tmp_path / "up.txt"
         src.write_bytes(b"async bytes")
@@ -165,7 +194,7 @@ def test_async_client(sim: Sim, tmp_path: Path) -> None:
         await c.download(SYSTEM, f"/home/{USER}/up.txt", str(tmp_path / "down.txt"))
         assert (tmp_path / "down.txt").read_bytes() == b"async bytes"
         with pytest.raises(FirecrestException):
-            await c.systems() and await c.job_info("nosuch")
+            await c.job_info("nosuch")
         await c.close_session()
 
     anyio.run(main)
