@@ -41,10 +41,10 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st = app.state
         st.redis = async_client(settings.redis_url)
         st.sync_redis = sync_client(settings.redis_url)  # RQ's enqueue is synchronous
-        st.jobs = JobStore(st.redis, st.keys)
-        st.sites = SiteStore(st.redis, st.keys)
-        st.health = HealthStore(st.redis, st.keys)
-        st.tokens = TokenStore(st.redis, st.keys)
+        st.jobs = JobStore(st.redis, st.rkeys)
+        st.sites = SiteStore(st.redis, st.rkeys)
+        st.health = HealthStore(st.redis, st.rkeys)
+        st.tokens = TokenStore(st.redis, st.rkeys)
         st.adapters = AdapterPool(st.sites)
         try:
             await seed(st.redis, settings)
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         css_url=f"{ASSETS}/swagger-ui.css",
         standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
         path="/",
+        favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
     )
     openapi = OpenAPIConfig(
         title="superfed",
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         lifespan=[_lifespan(settings)],
-        state=State({"settings": settings, "keys": Keys(settings.namespace)}),
+        state=State({"settings": settings, "rkeys": Keys(settings.namespace)}),
         request_max_body_size=settings.api.max_body_bytes,
         on_app_init=[],
         debug=False,

@@ -38,7 +38,6 @@ def create_job_sync(
     settings: Settings,
     body: JobCreate,
     owner: str,
-    *,
     idem_key: str | None = None,
     fp: str | None = None,
 ) -> Job:

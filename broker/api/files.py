@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from adapters.errors import AdapterError, AuthFailed, NotFound
 from adapters.types import FileEntry
 from broker.api.problems import ApiError
 
-PathParam = Annotated[str, Parameter(query="path", min_length=1, max_length=4096, description="absolute path at the site")]
+PathParam = Annotated[str, QueryParameter(name="path", min_length=1, max_length=4096, description="absolute path at the site")]
 
 
 class ProjectSite(msgspec.Struct):

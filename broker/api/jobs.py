@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
@@ -62,7 +62,7 @@ class JobController(Controller):
         self,
         request: Request[TokenRecord, Any, Any],
         data: JobCreate,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=200, required=False)] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)] = None,
     ) -> Response[bytes]:
         token = request.user
         require_project(token, data.project)
@@ -71,13 +71,13 @@ class JobController(Controller):
         idem = None
         fp = None
         if idempotency_key:
-            idem = st.keys.idempotency(token.id, idempotency_key)
+            idem = st.rkeys.idempotency(token.id, idempotency_key)
             fp = fingerprint(data)
             if not await st.redis.set(idem, idem_pending(fp), nx=True, ex=PENDING_TTL):
                 return await _replay(st, idem, fp)
         try:
             job = await anyio.to_thread.run_sync(
-                create_job_sync, st.sync_redis, st.keys, st.settings, data, token.name, idem, fp
+                create_job_sync, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp
             )
         except BaseException:
             if idem:
@@ -98,9 +98,9 @@ class JobController(Controller):
         self,
         request: Request[TokenRecord, Any, Any],
         project: str | None = None,
-        state_filter: Annotated[str | None, Parameter(query="state", required=False)] = None,
+        state_filter: Annotated[str | None, QueryParameter(name="state", required=False)] = None,
         site: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
         cursor: str | None = None,
     ) -> JobPage:
         token = request.user

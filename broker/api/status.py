@@ -96,7 +96,7 @@ class StatusController(Controller):
     @get("/events", operation_id="streamStatusEvents", summary="Server-Sent Events: one per state change")
     async def events(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
         redis = request.app.state.redis
-        channel = request.app.state.keys.events
+        channel = request.app.state.rkeys.events
 
         async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
             pubsub = redis.pubsub()

@@ -38,7 +38,7 @@ class SystemController(Controller):
         jobs = Gauge("superfed_jobs", "Jobs known to the broker, by state", ["state"], registry=reg)
         async with st.redis.pipeline(transaction=False) as p:
             for s in _STATES:
-                p.zcard(st.keys.jobs_by_state(s))
+                p.zcard(st.rkeys.jobs_by_state(s))
             counts = await p.execute()
         for s, n in zip(_STATES, counts, strict=True):
             jobs.labels(s).set(n)
