@@ -120,7 +120,8 @@ async def create_group(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/account/groups/{{group:str}}")
-async def group(request: Request[Any, Any, Any], group: str) -> Response[bytes]:
+async def group(request: Request[Any, Any, Any]) -> Response[bytes]:
+    group = request.path_params["group"]
     require_user(request)
     f = fac(request)
     if group not in f.settings.projects:
@@ -129,7 +130,8 @@ async def group(request: Request[Any, Any, Any], group: str) -> Response[bytes]:
 
 
 @put(f"{BASE}/account/groups/{{group:str}}", status_code=200)
-async def update_group(request: Request[Any, Any, Any], group: str) -> Response[bytes]:
+async def update_group(request: Request[Any, Any, Any]) -> Response[bytes]:
+    group = request.path_params["group"]
     require_user(request)
     data = await form(request)
     absent = [("body", k) for k in ("usernames", "action") if k not in data]
@@ -177,7 +179,8 @@ async def globus_start(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/storage/globus/transfer/{{transfer_id:str}}")
-async def globus_status(request: Request[Any, Any, Any], transfer_id: str) -> Response[bytes]:
+async def globus_status(request: Request[Any, Any, Any]) -> Response[bytes]:
+    transfer_id = request.path_params["transfer_id"]
     require_user(request)
     f = fac(request)
     t = f.transfers.get(transfer_id)

@@ -103,7 +103,8 @@ def submit_script(
 
 
 @post(f"{BASE}/compute/jobs/{{name:str}}", status_code=200)
-async def submit(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def submit(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     require_user(request)
     f = machine(request, name)
     data = await form(request)
@@ -189,17 +190,22 @@ def _int(value: str | None, name: str) -> int | None:
 
 
 @get(f"{BASE}/compute/jobs/{{name:str}}")
-async def jobs(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     return _query(request, name, request.query_params.getall("kwargs", []))
 
 
 @get(f"{BASE}/compute/jobs/{{name:str}}/{{jobid:str}}")
-async def job(request: Request[Any, Any, Any], name: str, jobid: str) -> Response[bytes]:
+async def job(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
+    jobid = request.path_params["jobid"]
     return _query(request, name, [f"jobid={jobid}"])
 
 
 @delete(f"{BASE}/compute/jobs/{{name:str}}/{{jobid:str}}", status_code=200)
-async def cancel(request: Request[Any, Any, Any], name: str, jobid: str) -> Response[bytes]:
+async def cancel(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
+    jobid = request.path_params["jobid"]
     require_user(request)
     f = machine(request, name)
     sysm = f.systems[name]

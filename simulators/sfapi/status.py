@@ -102,7 +102,8 @@ async def all_status(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/status/{{name:str}}")
-async def one_status(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def one_status(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     f = fac(request)
     return ok(status_of(f, name, _resource_type(f, name)))
 
@@ -114,7 +115,8 @@ async def all_notes(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/status/notes/{{name:str}}")
-async def notes(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def notes(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     f = fac(request)
     _resource_type(f, name)
     return ok([_note(r) for r in f.outages.get(name, [])])
@@ -127,7 +129,8 @@ async def all_outages(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/status/outages/{{name:str}}")
-async def outages(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def outages(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     f = fac(request)
     _resource_type(f, name)
     return ok([_outage(r) for r in f.outages.get(name, [])])
@@ -140,7 +143,8 @@ async def all_planned(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/status/outages/planned/{{name:str}}")
-async def planned(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def planned(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     f = fac(request)
     _resource_type(f, name)
     return ok(_planned(f, name))

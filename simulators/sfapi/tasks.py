@@ -25,7 +25,8 @@ async def list_tasks(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{BASE}/tasks/{{task_id:str}}")
-async def get_task(request: Request[Any, Any, Any], task_id: str) -> Response[bytes]:
+async def get_task(request: Request[Any, Any, Any]) -> Response[bytes]:
+    task_id = request.path_params["task_id"]
     require_user(request)
     f = fac(request)
     task = f.tasks.get(task_id)
@@ -35,7 +36,8 @@ async def get_task(request: Request[Any, Any, Any], task_id: str) -> Response[by
 
 
 @delete(f"{BASE}/tasks/{{task_id:str}}", status_code=200)
-async def cancel_task(request: Request[Any, Any, Any], task_id: str) -> Response[bytes]:
+async def cancel_task(request: Request[Any, Any, Any]) -> Response[bytes]:
+    task_id = request.path_params["task_id"]
     require_user(request)
     f = fac(request)
     task = f.tasks.get(task_id)

@@ -82,7 +82,9 @@ def _listing(f: SfapiFacility, path: str) -> list[dict[str, Any]]:
 
 
 @get(f"{BASE}/utilities/ls/{{name:str}}/{{path:path}}")
-async def ls(request: Request[Any, Any, Any], name: str, path: str) -> Response[bytes]:
+async def ls(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
+    path = request.path_params["path"]
     f = _host(request, name)
     target = _path(request, f, "ls", name, path)
     down = _unreachable(f, name)
@@ -113,7 +115,9 @@ async def ls(request: Request[Any, Any, Any], name: str, path: str) -> Response[
 
 
 @get(f"{BASE}/utilities/download/{{name:str}}/{{path:path}}")
-async def download(request: Request[Any, Any, Any], name: str, path: str) -> Response[bytes]:
+async def download(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
+    path = request.path_params["path"]
     f = _host(request, name)
     target = _path(request, f, "download", name, path)
     binary = as_bool(request.query_params.get("binary"), False, "query", "binary")
@@ -134,7 +138,9 @@ async def download(request: Request[Any, Any, Any], name: str, path: str) -> Res
 
 
 @put(f"{BASE}/utilities/upload/{{name:str}}/{{path:path}}", status_code=200)
-async def upload(request: Request[Any, Any, Any], name: str, path: str) -> Response[bytes]:
+async def upload(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
+    path = request.path_params["path"]
     f = _host(request, name)
     target = _path(request, f, "upload", name, path)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -164,7 +170,8 @@ async def upload(request: Request[Any, Any, Any], name: str, path: str) -> Respo
 
 
 @post(f"{BASE}/utilities/command/{{name:str}}", status_code=200)
-async def command(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+async def command(request: Request[Any, Any, Any]) -> Response[bytes]:
+    name = request.path_params["name"]
     f = _host(request, name)
     data = await form(request)
     if "executable" not in data:
