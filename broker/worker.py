@@ -81,6 +81,7 @@ class Ticker(threading.Thread):
 
 def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per facility request is noise
     rt = Runtime(settings)
     install(rt)
     rt.call(seed, rt.redis, settings)

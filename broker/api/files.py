@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.params import QueryParameter
+from litestar.params import FromPath, QueryParameter
 
 from adapters.errors import AdapterError, AuthFailed, NotFound
 from adapters.types import FileEntry
@@ -57,7 +57,7 @@ class FileController(Controller):
     tags = ["files"]
 
     @get("/", operation_id="listFiles", summary="A directory listing at a site")
-    async def ls(self, request: Request[Any, Any, Any], name: str, path: PathParam) -> list[FileEntry]:
+    async def ls(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> list[FileEntry]:
         site, adapter = await _adapter(request, name)
         try:
             return await adapter.list_dir(_check_path(path), site.systems[0])
@@ -65,7 +65,7 @@ class FileController(Controller):
             raise adapter_problem(name, exc) from None
 
     @get("/content", operation_id="readFile", summary="A small file's bytes", media_type="application/octet-stream")
-    async def read(self, request: Request[Any, Any, Any], name: str, path: PathParam) -> Response[bytes]:
+    async def read(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> Response[bytes]:
         site, adapter = await _adapter(request, name)
         limit = request.app.state.settings.api.max_file_bytes
         try:
@@ -77,7 +77,7 @@ class FileController(Controller):
         return Response(data, media_type="application/octet-stream")
 
     @put("/content", operation_id="writeFile", status_code=204, summary="Upload a small file")
-    async def write(self, request: Request[Any, Any, Any], name: str, path: PathParam) -> None:
+    async def write(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> None:
         site, adapter = await _adapter(request, name)
         limit = request.app.state.settings.api.max_file_bytes
         body = await request.body()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
@@ -61,7 +61,7 @@ class JobController(Controller):
     async def create(
         self,
         request: Request[TokenRecord, Any, Any],
-        data: JobCreate,
+        data: JSONBody[JobCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)] = None,
     ) -> Response[bytes]:
         token = request.user
@@ -87,7 +87,7 @@ class JobController(Controller):
                         headers={"Location": f"/api/v1/jobs/{job.id}"})
 
     @get("/{job_id:str}", operation_id="getJob", summary="One job")
-    async def read(self, request: Request[TokenRecord, Any, Any], job_id: str) -> Job:
+    async def read(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> Job:
         job = await request.app.state.jobs.get(job_id)
         if job is None or not request.user.may_see(job.project):
             raise _not_found(job_id)  # same answer whether it exists or not: no hint
@@ -97,11 +97,11 @@ class JobController(Controller):
     async def list_jobs(
         self,
         request: Request[TokenRecord, Any, Any],
-        project: str | None = None,
+        project: FromQuery[str | None] = None,
         state_filter: Annotated[str | None, QueryParameter(name="state", required=False)] = None,
-        site: str | None = None,
+        site: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
-        cursor: str | None = None,
+        cursor: FromQuery[str | None] = None,
     ) -> JobPage:
         token = request.user
         state = state_filter
@@ -120,7 +120,7 @@ class JobController(Controller):
         return JobPage(items=items, next_cursor=nxt)
 
     @delete("/{job_id:str}", operation_id="cancelJob", status_code=202, summary="Cancel a job")
-    async def cancel(self, request: Request[TokenRecord, Any, Any], job_id: str) -> CancelResult:
+    async def cancel(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> CancelResult:
         st = request.app.state
         h = await st.jobs.get_hash(job_id)
         if h is None or not request.user.may_see(h["project"]):
@@ -132,7 +132,7 @@ class JobController(Controller):
         return CancelResult(id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms")
 
 
-def _enqueue_cancel(conn: Any, job_id: str) -> None:
+def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:
     queues.queue(conn, queues.CANCEL).enqueue_call(
         queues.CANCEL_FN, args=(job_id,), retry=queues.submit_retry(10), timeout=60, result_ttl=60
     )
@@ -157,7 +157,7 @@ class PlacementController(Controller):
     tags = ["jobs"]
 
     @post("/", operation_id="previewPlacement", status_code=200, summary="The ranking a submission would get; submits nothing")
-    async def preview(self, request: Request[TokenRecord, Any, Any], data: JobCreate) -> PlacementRecord:
+    async def preview(self, request: Request[TokenRecord, Any, Any], data: JSONBody[JobCreate]) -> PlacementRecord:
         require_project(request.user, data.project)
         await _check_against_sites(request, data)
         st = request.app.state

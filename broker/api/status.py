@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from adapters.types import ComponentHealth, Incident
@@ -86,7 +87,7 @@ class StatusController(Controller):
         return StatusReport(generated_at=now_iso(), sites=await _statuses(request))
 
     @get("/{site:str}", operation_id="getSiteStatus", summary="One site's health")
-    async def one(self, request: Request[Any, Any, Any], site: str) -> SiteStatus:
+    async def one(self, request: Request[Any, Any, Any], site: FromPath[str]) -> SiteStatus:
         st = request.app.state
         stored = await st.sites.get(site)
         if stored is None:
@@ -133,7 +134,7 @@ class SiteController(Controller):
         return [_view(s.config, s.revision, effective(recs.get(s.config.name), s.config, now)) for s in stored]
 
     @get("/{name:str}", operation_id="getSite", summary="One site (never its secrets)")
-    async def get_site(self, request: Request[Any, Any, Any], name: str) -> SiteView:
+    async def get_site(self, request: Request[Any, Any, Any], name: FromPath[str]) -> SiteView:
         st = request.app.state
         stored = await st.sites.get(name)
         if stored is None:

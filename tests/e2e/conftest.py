@@ -1,0 +1,81 @@
+"""A whole broker on loopback: `superfed demo` (private redis-server, three simulated
+facilities, the API, two workers) as a subprocess, torn down after the module."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.servers import Proc, free_port, superfed
+
+
+@dataclass
+class Broker:
+    info: dict[str, Any]
+    proc: Proc
+    workdir: Path
+
+    @property
+    def api(self) -> str:
+        return str(self.info["api"])
+
+    def headers(self, role: str = "submitter") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.info['tokens'][role]}"}
+
+    def sim(self, kind: str) -> str:
+        return str(self.info["simulators"][kind])
+
+    def client(self, role: str = "submitter") -> httpx.Client:
+        return httpx.Client(base_url=self.api, headers=self.headers(role), timeout=30)
+
+    def wait_jobs(self, ids: list[str], states: set[str], timeout: float = 120) -> dict[str, dict[str, Any]]:
+        """Poll until every job is in one of ``states``; returns the jobs by id."""
+        deadline = time.monotonic() + timeout
+        pending = set(ids)
+        seen: dict[str, dict[str, Any]] = {}
+        with self.client("viewer") as c:
+            while pending and time.monotonic() < deadline:
+                for jid in list(pending):
+                    j = c.get(f"/api/v1/jobs/{jid}").json()
+                    seen[jid] = j
+                    if j["state"] in states:
+                        pending.discard(jid)
+                if pending:
+                    time.sleep(0.5)
+        if pending:
+            sample = {j: (seen[j]["state"], seen[j]["message"]) for j in list(pending)[:5]}
+            raise AssertionError(f"{len(pending)} jobs not in {states} after {timeout}s, e.g. {sample}")
+        return seen
+
+
+def start_demo(tmp: Path, *, workers: int = 2, time_scale: float = 0.1) -> Broker:
+    info = tmp / "info.json"
+    port = free_port()
+    proc = Proc(
+        superfed("demo", "--port", str(port), "--info", str(info), "--workers", str(workers),
+                 "--time-scale", str(time_scale), "--workdir", str(tmp / "demo")),
+        log=tmp / "demo.log",
+    )
+    deadline = time.monotonic() + 90
+    while not info.exists():
+        if proc.proc.poll() is not None or time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError(f"demo did not come up: {proc.tail()}")
+        time.sleep(0.2)
+    return Broker(json.loads(info.read_text()), proc, tmp / "demo")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = start_demo(tmp_path_factory.mktemp("e2e"))
+    try:
+        yield b
+    finally:
+        b.proc.stop()
