@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
@@ -111,7 +112,7 @@ def _submit(fac: Any, user: str, sysm: Any, desc: JobDescription) -> SimJob:
             partition=desc.partition or d.partition,
             account=account,
             comment=d.comment or "",
-            workdir=desc.working_directory,
+            workdir=_workdir(desc.working_directory, user),
             stdout_path=desc.standard_output or d.output,
             stderr_path=desc.standard_error or d.error,
             environment=_environment(desc.env),
@@ -119,6 +120,11 @@ def _submit(fac: Any, user: str, sysm: Any, desc: JobDescription) -> SimJob:
         )
     except SubmitError as exc:
         raise _slurm_error(f"sbatch: error: Batch job submission failed: {exc}", user) from None
+
+
+def _workdir(path: str, user: str) -> str:
+    # sbatch runs over SSH from the user's home, so a relative --chdir starts there
+    return path if path.startswith("/") else posixpath.normpath(f"/home/{user}/{path}")
 
 
 def _slurm_error(stderr: str, user: str) -> FirecrestError:

@@ -1,0 +1,273 @@
+"""The FirecREST adapter's pure translations, table by table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+import yaml
+from hypothesis import given, settings
+
+from adapters import firecrest as fc
+from adapters.psij import JobAttributes, JobSpec, ResourceSpec
+from adapters.slurm import STATE_MAP
+from adapters.types import SubmitRequest
+from tests.support.openapi import SPECS
+from tests.support.strategies import job_specs
+
+SPEC: dict[str, Any] = yaml.safe_load((SPECS / "firecrest-v2" / "openapi-latest.yaml").read_text())
+
+
+def schema_validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+SUBMIT = schema_validator("PostJobSubmitRequest")
+
+
+# -- health ----------------------------------------------------------------------------------
+def test_health_table_covers_exactly_the_words() -> None:
+    assert set(fc.HEALTH_MAP) == {"healthy", "slow", "unhealthy", "unchecked"}
+
+
+@pytest.mark.parametrize(
+    ("healthy", "latency", "checked", "word", "state"),
+    [
+        (True, 0.1, "2026-01-01T00:00:00Z", "healthy", "up"),
+        (True, None, "2026-01-01T00:00:00Z", "healthy", "up"),
+        (True, fc.SLOW_CHECK_S, "2026-01-01T00:00:00Z", "slow", "degraded"),
+        (False, 0.1, "2026-01-01T00:00:00Z", "unhealthy", "down"),
+        (None, None, None, "unchecked", "unknown"),
+        (False, None, None, "unchecked", "unknown"),  # `healthy` defaults to false before a check
+    ],
+)
+def test_health_word_entry_by_entry(
+    healthy: bool | None, latency: float | None, checked: str | None, word: str, state: str
+) -> None:
+    assert fc.health_word(healthy, latency, checked) == word
+    assert fc.HEALTH_MAP[word] == state
+
+
+def test_service_components_cover_the_specs_service_types() -> None:
+    assert set(fc.SERVICE_COMPONENT) == set(
+        SPEC["components"]["schemas"]["BackendServiceType"]["enum"]
+    )
+    assert fc.SERVICE_COMPONENT["scheduler"] == "compute"
+
+
+def _systems(*health: dict[str, Any], name: str = "daint") -> fc.WireSystems:
+    return msgspec.convert(
+        {"systems": [{"name": name, "servicesHealth": list(health)}]}, fc.WireSystems
+    )
+
+
+def test_parse_health_takes_the_worst_per_component() -> None:
+    now = "2026-01-01T00:00:00Z"
+    h = fc.parse_health(
+        _systems(
+            {"serviceType": "scheduler", "healthy": True, "latency": 0.1, "lastChecked": now},
+            {"serviceType": "filesystem", "path": "/home", "healthy": True, "lastChecked": now},
+            {
+                "serviceType": "filesystem",
+                "path": "/scratch",
+                "healthy": False,
+                "lastChecked": now,
+                "message": "lustre hung",
+            },
+            {"serviceType": "ssh", "healthy": True, "latency": 9.0, "lastChecked": now},
+        ),
+        ["daint"],
+    )
+    states = {c.name: (c.state, c.detail) for c in h.components}
+    assert states["compute"][0] == "up" and h.state == "up"
+    assert states["filesystem"] == ("down", "daint /scratch: lustre hung")
+    assert states["login"][0] == "degraded"
+
+
+def test_parse_health_missing_system_or_health_is_unknown() -> None:
+    assert fc.parse_health(_systems(name="eiger"), ["daint"]).state == "unknown"
+    empty = msgspec.convert(
+        {"systems": [{"name": "daint", "servicesHealth": None}]}, fc.WireSystems
+    )
+    assert fc.parse_health(empty, ["daint"]).state == "unknown"
+
+
+# -- job states ------------------------------------------------------------------------------
+def test_pbs_table_covers_qstat_letters() -> None:
+    assert set(fc.PBS_STATES) == set("BEFHMQRSTUWX")
+
+
+@pytest.mark.parametrize("word", sorted(STATE_MAP))
+def test_every_slurm_word(word: str) -> None:
+    assert fc.psij_state(word) == STATE_MAP[word]
+
+
+@pytest.mark.parametrize("letter", sorted(fc.PBS_STATES))
+def test_every_pbs_letter(letter: str) -> None:
+    assert fc.psij_state(letter) == fc.PBS_STATES[letter]
+
+
+def test_state_details() -> None:
+    assert fc.psij_state("CANCELLED by 52000") == "CANCELED"
+    assert fc.psij_state("F", exit_code=2) == "FAILED"
+    assert fc.psij_state("F", exit_code=0) == "COMPLETED"
+    assert fc.psij_state("WHATEVER") is None
+
+
+def _job(**kw: Any) -> fc.WireJob:
+    base = {
+        "jobId": "7",
+        "name": "x.sf-T1",
+        "status": {"state": "RUNNING", "stateReason": "None", "exitCode": 0},
+    }
+    base.update(kw)
+    return msgspec.convert(base, fc.WireJob)
+
+
+def test_job_status() -> None:
+    s = fc.job_status(_job())
+    assert s is not None and (s.state, s.exit_code, s.message, s.tag) == (
+        "ACTIVE",
+        None,
+        None,
+        "T1",
+    )
+    done = fc.job_status(
+        _job(status={"state": "FAILED", "exitCode": 3, "stateReason": "NonZeroExitCode"})
+    )
+    assert done is not None and (done.state, done.exit_code, done.message) == (
+        "FAILED",
+        3,
+        "NonZeroExitCode",
+    )
+    listed = fc.job_status(_job(status={"state": ["PENDING", "REQUEUED"]}))
+    assert (
+        listed is not None
+        and listed.state == "QUEUED"
+        and listed.native_state == "PENDING,REQUEUED"
+    )
+    assert fc.job_status(_job(status={"state": "MARTIAN"})) is None
+    assert fc.tag_of(_job(name="plain", comment="superfed:T9")) == "T9"
+
+
+# -- submission ------------------------------------------------------------------------------
+def _req(spec: JobSpec, project: str = "m0001", tag: str = "J1") -> SubmitRequest:
+    return SubmitRequest(tag=tag, spec=spec, system="daint", project=project)
+
+
+def test_build_submit_body_minimal() -> None:
+    body = fc.build_submit_body(_req(JobSpec(executable="/bin/hostname")))
+    job = body["job"]
+    assert (
+        job["name"] == "superfed.sf-J1"
+        and job["workingDirectory"] == "."
+        and job["account"] == "m0001"
+    )
+    assert job["script"].startswith(
+        "#!/bin/bash\n#SBATCH --job-name=J1\n#SBATCH --comment=superfed:J1\n"
+    )
+    assert job["script"].rstrip().endswith("/bin/hostname")
+    assert "partition" not in job and "env" not in job
+    SUBMIT.validate(body)
+
+
+def test_build_submit_body_full() -> None:
+    spec = JobSpec(
+        executable="python3",
+        arguments=["run.py", "--n", "it's"],
+        name="my run!",
+        directory="/scratch/u/run",
+        environment={"OMP_NUM_THREADS": "8"},
+        stdout_path="out.txt",
+        stderr_path="err.txt",
+        resources=ResourceSpec(node_count=4, processes_per_node=2),
+        attributes=JobAttributes(duration=5400, queue_name="debug", reservation_id="res1"),
+    )
+    job = fc.build_submit_body(_req(spec))["job"]
+    assert job["name"] == "my_run_.sf-J1"
+    assert (job["workingDirectory"], job["partition"], job["reservation"]) == (
+        "/scratch/u/run",
+        "debug",
+        "res1",
+    )
+    assert (job["standardOutput"], job["standardError"]) == ("out.txt", "err.txt")
+    for line in (
+        "#SBATCH --nodes=4",
+        "#SBATCH --time=01:30:00",
+        "#SBATCH --partition=debug",
+        "#SBATCH --account=m0001",
+        "export OMP_NUM_THREADS=8",
+        "python3 run.py --n 'it'\"'\"'s'",
+    ):
+        assert line in job["script"]
+
+
+def test_qos_is_not_a_partition() -> None:
+    spec = JobSpec(
+        executable="x",
+        attributes=JobAttributes(queue_name="high", custom_attributes={"queue_is_qos": "1"}),
+    )
+    job = fc.build_submit_body(_req(spec, project=""))["job"]
+    assert "partition" not in job and "account" not in job and "--qos=high" in job["script"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(job_specs())
+def test_every_spec_renders_to_a_valid_body(spec: JobSpec) -> None:
+    body = fc.build_submit_body(_req(spec))
+    SUBMIT.validate(body)
+    assert body["job"]["name"].endswith(".sf-J1")
+    assert msgspec.json.decode(msgspec.json.encode(body)) == body  # plain JSON all the way
+
+
+# -- files and errors ------------------------------------------------------------------------
+def test_file_entries() -> None:
+    f = msgspec.convert(
+        {
+            "name": "a/b.txt",
+            "type": "-",
+            "size": "12",
+            "user": "u",
+            "group": "g",
+            "permissions": "rw-r--r--",
+            "lastModified": "2026-01-01T00:00:00",
+        },
+        fc.WireFile,
+    )
+    assert fc.file_entry(f) == fc.FileEntry("b.txt", "file", 12, "2026-01-01T00:00:00", "rw-r--r--")
+    assert set(fc.FILE_TYPES) == {"-", "d", "l"}
+    odd = msgspec.convert({"name": "p", "type": "p", "size": "?"}, fc.WireFile)
+    assert fc.file_entry(odd).type == "other" and fc.file_entry(odd).size == 0
+
+
+def test_auth_struct_names_places_not_secrets() -> None:
+    auth = msgspec.convert(
+        {"client_id": "c", "token_url": "https://x/token", "client_secret_file": "/s"}, fc.Auth
+    )
+    assert auth.client_secret_env is None
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"client_id": "c", "token_url": "u", "client_secret": "oops"}, fc.Auth)
+
+
+def test_registry_path() -> None:
+    from adapters.registry import adapter_class
+
+    assert (
+        adapter_class("firecrest") is fc.FirecrestAdapter
+        and fc.FirecrestAdapter.kind == "firecrest"
+    )
+
+
+def test_spec_file_is_where_we_think() -> None:
+    assert isinstance(SPECS, Path) and "PostJobSubmitRequest" in SPEC["components"]["schemas"]
+
+
+def test_the_schema_check_has_teeth() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        SUBMIT.validate({"job": {"script": "#!/bin/bash\n"}})  # no workingDirectory
+    with pytest.raises(jsonschema.ValidationError):
+        SUBMIT.validate({"job": {"workingDirectory": "/", "name": 5}})
