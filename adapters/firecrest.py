@@ -145,7 +145,7 @@ class WireJob(msgspec.Struct):
 
 
 class WireJobs(msgspec.Struct):
-    jobs: list[WireJob] | None = None
+    jobs: list[WireJob] | None  # the key is always there; null when there are none
 
 
 class WireSubmitted(msgspec.Struct):
@@ -161,7 +161,7 @@ class WireFile(msgspec.Struct):
 
 
 class WireLs(msgspec.Struct):
-    output: list[WireFile] | None = None
+    output: list[WireFile] | None
 
 
 class WireStat(msgspec.Struct):
