@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from simulators.iri import catalog
 from simulators.iri.common import API, base_url, fac, not_modified, ok, page, parse_time, user_of
@@ -33,7 +33,7 @@ def capabilities(f: IriFacility, base: str) -> list[dict[str, Any]]:
     return out
 
 
-def _project(f: IriFacility, project_id: str, user: str, base: str) -> dict[str, Any]:
+def _project(f: IriFacility, project_id: FromPath[str], user: str, base: str) -> dict[str, Any]:
     if project_id not in f.settings.projects or user != f.settings.user:
         raise Problem(404, f"The project ID '{project_id}' does not exist.")
     return {
@@ -46,7 +46,7 @@ def _project(f: IriFacility, project_id: str, user: str, base: str) -> dict[str,
     }
 
 
-def _allocations(f: IriFacility, project_id: str, base: str) -> list[dict[str, Any]]:
+def _allocations(f: IriFacility, project_id: FromPath[str], base: str) -> list[dict[str, Any]]:
     out = []
     for name, sysm in f.systems.items():
         sysm.advance()  # charge what finished since the last look
@@ -71,7 +71,9 @@ def _allocations(f: IriFacility, project_id: str, base: str) -> list[dict[str, A
     return out
 
 
-def _allocation(f: IriFacility, project_id: str, allocation_id: str, base: str) -> dict[str, Any]:
+def _allocation(
+    f: IriFacility, project_id: FromPath[str], allocation_id: str, base: str
+) -> dict[str, Any]:
     for a in _allocations(f, project_id, base):
         if a["id"] == allocation_id:
             return a
@@ -79,7 +81,7 @@ def _allocation(f: IriFacility, project_id: str, allocation_id: str, base: str) 
 
 
 def _user_allocation(
-    f: IriFacility, pa: dict[str, Any], base: str, project_id: str
+    f: IriFacility, pa: dict[str, Any], base: str, project_id: FromPath[str]
 ) -> dict[str, Any]:
     user = f.settings.user
     return {
@@ -113,7 +115,7 @@ def get_capabilities(
 @get(f"{API}/account/capabilities/{{capability_id:str}}", sync_to_thread=False)
 def get_capability(
     request: Request[Any, Any, Any],
-    capability_id: str,
+    capability_id: FromPath[str],
     modified_since: Annotated[str | None, Parameter(default=None)],
 ) -> Response[bytes]:
     f = fac(request)
@@ -135,13 +137,15 @@ def get_projects(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get(f"{API}/account/projects/{{project_id:str}}", sync_to_thread=False)
-def get_project(request: Request[Any, Any, Any], project_id: str) -> Response[bytes]:
+def get_project(request: Request[Any, Any, Any], project_id: FromPath[str]) -> Response[bytes]:
     user = user_of(request)
     return ok(_project(fac(request), project_id, user, base_url(request)))
 
 
 @get(f"{API}/account/projects/{{project_id:str}}/project_allocations", sync_to_thread=False)
-def get_project_allocations(request: Request[Any, Any, Any], project_id: str) -> Response[bytes]:
+def get_project_allocations(
+    request: Request[Any, Any, Any], project_id: FromPath[str]
+) -> Response[bytes]:
     user = user_of(request)
     f, base = fac(request), base_url(request)
     _project(f, project_id, user, base)
@@ -153,7 +157,7 @@ def get_project_allocations(request: Request[Any, Any, Any], project_id: str) ->
     sync_to_thread=False,
 )
 def get_project_allocation(
-    request: Request[Any, Any, Any], project_id: str, project_allocation_id: str
+    request: Request[Any, Any, Any], project_id: FromPath[str], project_allocation_id: FromPath[str]
 ) -> Response[bytes]:
     user = user_of(request)
     f, base = fac(request), base_url(request)
@@ -167,7 +171,7 @@ def get_project_allocation(
     sync_to_thread=False,
 )
 def get_user_allocations(
-    request: Request[Any, Any, Any], project_id: str, project_allocation_id: str
+    request: Request[Any, Any, Any], project_id: FromPath[str], project_allocation_id: FromPath[str]
 ) -> Response[bytes]:
     user = user_of(request)
     f, base = fac(request), base_url(request)
@@ -183,9 +187,9 @@ def get_user_allocations(
 )
 def get_user_allocation(
     request: Request[Any, Any, Any],
-    project_id: str,
-    project_allocation_id: str,
-    user_allocation_id: str,
+    project_id: FromPath[str],
+    project_allocation_id: FromPath[str],
+    user_allocation_id: FromPath[str],
 ) -> Response[bytes]:
     user = user_of(request)
     f, base = fac(request), base_url(request)

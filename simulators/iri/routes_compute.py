@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from simulators.common.scheduler import PENDING, SimJob, SubmitError
 from simulators.iri import catalog, pbs
@@ -30,11 +30,11 @@ FILTER_KEYS = (
 )
 
 
-def _system(f: IriFacility, resource_id: str) -> Any:
+def _system(f: IriFacility, resource_id: FromPath[str]) -> Any:
     return f.systems[resource_or_404(f, resource_id, "compute").name]
 
 
-def _job_or_404(sysm: Any, job_id: str, user: str, *, historical: bool = True) -> SimJob:
+def _job_or_404(sysm: Any, job_id: FromPath[str], user: str, *, historical: bool = True) -> SimJob:
     job = sysm.get(pbs.seq_of(job_id))
     if job is None or job.user != user or (job.final and not historical):
         raise Problem(404, f"qstat: Unknown Job Id {job_id}")
@@ -55,7 +55,9 @@ def _refuse_when_down(f: IriFacility, what: str) -> None:
 
 
 @post(f"{API}/compute/job/{{resource_id:str}}", status_code=200)
-async def submit_job(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+async def submit_job(
+    request: Request[Any, Any, Any], resource_id: FromPath[str]
+) -> Response[bytes]:
     user = user_of(request)
     f = fac(request)
     sysm = _system(f, resource_id)
@@ -98,8 +100,8 @@ async def submit_job(request: Request[Any, Any, Any], resource_id: str) -> Respo
 @get(f"{API}/compute/status/{{resource_id:str}}/{{job_id:str}}", sync_to_thread=False)
 def get_job(
     request: Request[Any, Any, Any],
-    resource_id: str,
-    job_id: str,
+    resource_id: FromPath[str],
+    job_id: FromPath[str],
     historical: Flag,
     include_spec: Flag,
 ) -> Response[bytes]:
@@ -168,7 +170,7 @@ def _select(sysm: Any, filters: dict[str, Any], user: str, historical: bool) -> 
 @post(f"{API}/compute/status/{{resource_id:str}}", status_code=200)
 async def get_jobs(
     request: Request[Any, Any, Any],
-    resource_id: str,
+    resource_id: FromPath[str],
     offset: Annotated[int, Parameter(ge=0, default=0)],
     limit: Annotated[int, Parameter(ge=0, le=1000, default=100)],
     historical: Flag,
@@ -185,7 +187,7 @@ async def get_jobs(
 
 @put(f"{API}/compute/job/{{resource_id:str}}/{{job_id:str}}", status_code=200)
 async def update_job(
-    request: Request[Any, Any, Any], resource_id: str, job_id: str
+    request: Request[Any, Any, Any], resource_id: FromPath[str], job_id: FromPath[str]
 ) -> Response[bytes]:
     """qalter: name, walltime, node count and custom attributes of a job still queued."""
     user = user_of(request)
@@ -218,7 +220,9 @@ async def update_job(
 
 
 @delete(f"{API}/compute/cancel/{{resource_id:str}}/{{job_id:str}}", status_code=204)
-async def cancel_job(request: Request[Any, Any, Any], resource_id: str, job_id: str) -> None:
+async def cancel_job(
+    request: Request[Any, Any, Any], resource_id: FromPath[str], job_id: FromPath[str]
+) -> None:
     user = user_of(request)
     sysm = _system(fac(request), resource_id)
     job = sysm.get(pbs.seq_of(job_id))

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import Body, FromPath, FromQuery, Parameter, QueryParameter
 
 from simulators.common.files import normalize
 from simulators.iri import catalog, fsops
@@ -35,7 +35,7 @@ ERRNO_STATUS = {
 
 
 class PathBody(msgspec.Struct):
-    path: str | None = None
+    path: FromQuery[str] | None = None
     source_path: str | None = None  # the reference implementation accepts either name
 
     @property
@@ -70,7 +70,7 @@ class CompressBody(TargetBody):
     compression: str = "gzip"
 
 
-def _fs_path(f: IriFacility, resource_id: str, path: str | None) -> str:
+def _fs_path(f: IriFacility, resource_id: FromPath[str], path: FromQuery[str] | None) -> str:
     """The canonical path inside the filesystem resource; ALCF refuses paths elsewhere."""
     res = resource_or_404(f, resource_id, "filesystem")
     if not path:
@@ -94,7 +94,7 @@ def _fs_path(f: IriFacility, resource_id: str, path: str | None) -> str:
 
 def _run(
     request: Request[Any, Any, Any],
-    resource_id: str,
+    resource_id: FromPath[str],
     command: str,
     args: dict[str, Any],
     op: Callable[[], dict[str, Any]],
@@ -150,10 +150,10 @@ def _one_of(nbytes: int | None, lines: int | None) -> None:
 @get(f"{API}/filesystem/ls/{{resource_id:str}}", sync_to_thread=False)
 def ls(
     request: Request[Any, Any, Any],
-    resource_id: str,
-    path: str,
-    show_hidden: Annotated[bool, Parameter(query="showHidden", default=False)],
-    numeric_uid: Annotated[bool, Parameter(query="numericUid", default=False)],
+    resource_id: FromPath[str],
+    path: FromQuery[str],
+    show_hidden: Annotated[bool, QueryParameter(query="showHidden", default=False)],
+    numeric_uid: Annotated[bool, QueryParameter(query="numericUid", default=False)],
     recursive: Flag,
     dereference: Flag,
 ) -> Response[bytes]:
@@ -171,11 +171,11 @@ def ls(
 @get(f"{API}/filesystem/head/{{resource_id:str}}", sync_to_thread=False)
 def head(
     request: Request[Any, Any, Any],
-    resource_id: str,
-    path: str,
+    resource_id: FromPath[str],
+    path: FromQuery[str],
     lines: Num,
-    nbytes: Annotated[int | None, Parameter(query="bytes", default=None)],
-    skip: Annotated[bool, Parameter(query="skipTrailing", default=False)],
+    nbytes: Annotated[int | None, QueryParameter(query="bytes", default=None)],
+    skip: Annotated[bool, QueryParameter(query="skipTrailing", default=False)],
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -192,11 +192,11 @@ def head(
 @get(f"{API}/filesystem/tail/{{resource_id:str}}", sync_to_thread=False)
 def tail(
     request: Request[Any, Any, Any],
-    resource_id: str,
-    path: str,
+    resource_id: FromPath[str],
+    path: FromQuery[str],
     lines: Num,
-    nbytes: Annotated[int | None, Parameter(query="bytes", default=None)],
-    skip: Annotated[bool, Parameter(query="skipHeading", default=False)],
+    nbytes: Annotated[int | None, QueryParameter(query="bytes", default=None)],
+    skip: Annotated[bool, QueryParameter(query="skipHeading", default=False)],
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -213,8 +213,8 @@ def tail(
 @get(f"{API}/filesystem/view/{{resource_id:str}}", sync_to_thread=False)
 def view(
     request: Request[Any, Any, Any],
-    resource_id: str,
-    path: str,
+    resource_id: FromPath[str],
+    path: FromQuery[str],
     size: Annotated[int, Parameter(ge=1, le=fsops.OPS_SIZE_LIMIT, default=fsops.OPS_SIZE_LIMIT)],
     offset: Annotated[int, Parameter(ge=0, default=0)],
 ) -> Response[bytes]:
@@ -235,7 +235,9 @@ def _simple(command: str, fn: Callable[..., dict[str, Any]]) -> Any:
         sync_to_thread=False,
         name=f"iri-{command}",
     )
-    def handler(request: Request[Any, Any, Any], resource_id: str, path: str) -> Response[bytes]:
+    def handler(
+        request: Request[Any, Any, Any], resource_id: FromPath[str], path: FromQuery[str]
+    ) -> Response[bytes]:
         f = fac(request)
         p = _fs_path(f, resource_id, path)
         return _run(request, resource_id, command, {"path": p}, lambda: fn(f, p))
@@ -250,7 +252,10 @@ download = _simple("download", lambda f, p: fsops.download(f.fs, p))
 
 @get(f"{API}/filesystem/stat/{{resource_id:str}}", sync_to_thread=False)
 def stat(
-    request: Request[Any, Any, Any], resource_id: str, path: str, dereference: Flag
+    request: Request[Any, Any, Any],
+    resource_id: FromPath[str],
+    path: FromQuery[str],
+    dereference: Flag,
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -264,7 +269,9 @@ def stat(
 
 
 @delete(f"{API}/filesystem/rm/{{resource_id:str}}", status_code=200)
-async def rm(request: Request[Any, Any, Any], resource_id: str, path: str) -> Response[bytes]:
+async def rm(
+    request: Request[Any, Any, Any], resource_id: FromPath[str], path: FromQuery[str]
+) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
     if p in catalog.FILESYSTEMS[f.resources[resource_id].name] or posixpath.dirname(p) in (
@@ -276,7 +283,7 @@ async def rm(request: Request[Any, Any, Any], resource_id: str, path: str) -> Re
 
 
 @post(f"{API}/filesystem/mkdir/{{resource_id:str}}", status_code=201)
-async def mkdir(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+async def mkdir(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), MkdirBody)
     p = _fs_path(f, resource_id, body.source)
@@ -291,7 +298,7 @@ async def mkdir(request: Request[Any, Any, Any], resource_id: str) -> Response[b
 
 
 @post(f"{API}/filesystem/symlink/{{resource_id:str}}", status_code=201)
-async def symlink(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+async def symlink(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), SymlinkBody)
     p = _fs_path(f, resource_id, body.source)
@@ -304,7 +311,7 @@ async def symlink(request: Request[Any, Any, Any], resource_id: str) -> Response
 
 
 @put(f"{API}/filesystem/chmod/{{resource_id:str}}", status_code=200)
-async def chmod(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+async def chmod(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), ChmodBody)
     p = _fs_path(f, resource_id, body.source)
@@ -318,7 +325,7 @@ async def chmod(request: Request[Any, Any, Any], resource_id: str) -> Response[b
 
 
 @put(f"{API}/filesystem/chown/{{resource_id:str}}", status_code=200)
-async def chown(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+async def chown(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), ChownBody)
     p = _fs_path(f, resource_id, body.source)
@@ -335,7 +342,9 @@ def _target(
     command: str, fn: Callable[[IriFacility, str, str, Any], dict[str, Any]], body_type: type
 ) -> Any:
     @post(f"{API}/filesystem/{command}/{{resource_id:str}}", status_code=201, name=f"iri-{command}")
-    async def handler(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+    async def handler(
+        request: Request[Any, Any, Any], resource_id: FromPath[str]
+    ) -> Response[bytes]:
         f = fac(request)
         body = read_json(await request.body(), body_type)
         if not body.target_path:
@@ -375,8 +384,8 @@ extract = _target(
 @post(f"{API}/filesystem/upload/{{resource_id:str}}", status_code=200)
 async def upload(
     request: Request[Any, Any, Any],
-    resource_id: str,
-    path: str,
+    resource_id: FromPath[str],
+    path: FromQuery[str],
     data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
 ) -> Response[bytes]:
     f = fac(request)
@@ -411,7 +420,9 @@ def task_body(f: IriFacility, t: Task) -> dict[str, Any]:
     }
 
 
-def _task_or_404(request: Request[Any, Any, Any], task_id: str) -> tuple[IriFacility, Task]:
+def _task_or_404(
+    request: Request[Any, Any, Any], task_id: FromPath[str]
+) -> tuple[IriFacility, Task]:
     user = user_of(request)
     f = fac(request)
     t = f.tasks.get(task_id)
@@ -421,7 +432,7 @@ def _task_or_404(request: Request[Any, Any, Any], task_id: str) -> tuple[IriFaci
 
 
 @get(f"{API}/task/{{task_id:str}}", sync_to_thread=False)
-def get_task(request: Request[Any, Any, Any], task_id: str) -> Response[bytes]:
+def get_task(request: Request[Any, Any, Any], task_id: FromPath[str]) -> Response[bytes]:
     f, t = _task_or_404(request, task_id)
     return ok(task_body(f, t))
 
@@ -434,7 +445,7 @@ def get_tasks(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @delete(f"{API}/task/{{task_id:str}}", status_code=200)
-async def delete_task(request: Request[Any, Any, Any], task_id: str) -> Response[bytes]:
+async def delete_task(request: Request[Any, Any, Any], task_id: FromPath[str]) -> Response[bytes]:
     f, t = _task_or_404(request, task_id)
     del f.tasks[t.id]
     return ok(f"Task {task_id} deleted successfully")

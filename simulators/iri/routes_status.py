@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter, QueryParameter
 
 from simulators.iri import catalog
 from simulators.iri.common import (
@@ -123,7 +123,7 @@ def get_sites(
 @get(f"{API}/facility/sites/{{site_id:str}}", sync_to_thread=False)
 def get_site(
     request: Request[Any, Any, Any],
-    site_id: str,
+    site_id: FromPath[str],
     modified_since: Annotated[str | None, Parameter(default=None)],
 ) -> Response[bytes]:
     f = fac(request)
@@ -177,7 +177,7 @@ def get_resources(
 
 
 @get(f"{API}/status/resources/{{resource_id:str}}", sync_to_thread=False)
-def get_resource(request: Request[Any, Any, Any], resource_id: str) -> Response[bytes]:
+def get_resource(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     return ok(resource_body(f, resource_or_404(f, resource_id), base_url(request)))
 
@@ -201,12 +201,12 @@ def get_incidents(
     name: Text,
     description: Text,
     status: Annotated[str | None, Parameter(default=None)],
-    type_: Annotated[str | None, Parameter(query="type", default=None)],
+    type_: Annotated[str | None, QueryParameter(query="type", default=None)],
     resolution: Annotated[str | None, Parameter(default=None)],
     resource_id: Text,
-    from_: Annotated[str | None, Parameter(query="from", default=None)],
+    from_: Annotated[str | None, QueryParameter(query="from", default=None)],
     to: Annotated[str | None, Parameter(default=None)],
-    time_: Annotated[str | None, Parameter(query="time", default=None)],
+    time_: Annotated[str | None, QueryParameter(query="time", default=None)],
     modified_since: Annotated[str | None, Parameter(default=None)],
 ) -> Response[bytes]:
     f = fac(request)
@@ -232,7 +232,7 @@ def get_incidents(
 
 
 @get(f"{API}/status/incidents/{{incident_id:str}}", sync_to_thread=False)
-def get_incident(request: Request[Any, Any, Any], incident_id: str) -> Response[bytes]:
+def get_incident(request: Request[Any, Any, Any], incident_id: FromPath[str]) -> Response[bytes]:
     i = fac(request).incidents.get(incident_id)
     if i is None:
         raise Problem(404, f"The incident ID '{incident_id}' does not exist.")
@@ -249,9 +249,9 @@ def get_events(
     name: Text,
     description: Text,
     status: Annotated[str | None, Parameter(default=None)],
-    from_: Annotated[str | None, Parameter(query="from", default=None)],
+    from_: Annotated[str | None, QueryParameter(query="from", default=None)],
     to: Annotated[str | None, Parameter(default=None)],
-    time_: Annotated[str | None, Parameter(query="time", default=None)],
+    time_: Annotated[str | None, QueryParameter(query="time", default=None)],
     modified_since: Annotated[str | None, Parameter(default=None)],
 ) -> Response[bytes]:
     f = fac(request)
@@ -276,7 +276,7 @@ def get_events(
 
 
 @get(f"{API}/status/events/{{event_id:str}}", sync_to_thread=False)
-def get_event(request: Request[Any, Any, Any], event_id: str) -> Response[bytes]:
+def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[bytes]:
     e = fac(request).events.get(event_id)
     if e is None:
         raise Problem(404, f"The event ID '{event_id}' does not exist.")
