@@ -7,6 +7,7 @@ worker sees an admin's change without a restart).
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
 from pathlib import Path
@@ -45,6 +46,9 @@ class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     circuit_threshold: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     auth: dict[str, Any] = {}
     http: HttpSettings = HttpSettings()
+    # absolute directories under which the files API may list, read and write at this site;
+    # empty (the default) = no file access through the broker at all (fail closed)
+    file_roots: list[str] = []
 
     @property
     def staleness(self) -> float:
@@ -80,6 +84,10 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_file_bytes: Annotated[int, msgspec.Meta(ge=1)] = 4 * 1024 * 1024
     idempotency_ttl: Annotated[int, msgspec.Meta(ge=60)] = 24 * 3600
     page_limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    # requests per token per minute (a fixed window in Redis, shared by every replica); 0 = off
+    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
+    # entries kept in the audit log (a capped Redis list)
+    audit_max_entries: Annotated[int, msgspec.Meta(ge=10)] = 10_000
 
 
 class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -124,22 +132,75 @@ def _place(err: msgspec.ValidationError, prefix: str = "") -> str:
     return f"{full or '(top level)'}: {message}"
 
 
-def validate_site(raw: Any, place: str = "site") -> SiteConfig:
-    """Decode and check one site (as TOML or JSON gives it); raises ConfigError."""
-    try:
-        site = msgspec.convert(raw, SiteConfig, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError([_place(exc, place)]) from None
+_FIELD_RE = re.compile(r"(?:unknown|missing required) field `(.+?)`")
+# stand-ins for a bad required field, so that decoding goes on to find the other problems
+_PLACEHOLDERS: dict[str, Any] = {
+    "name": "placeholder", "kind": "sfapi", "url": "http://placeholder", "systems": ["x"],
+}
+
+
+def _join(place: str, field: str) -> str:
+    return f"{place}.{field}" if place else field
+
+
+def _decode_site(raw: Any, place: str) -> tuple[SiteConfig | None, list[str], set[str]]:
+    """Decode a site, naming every bad top-level field (msgspec stops at the first): each bad
+    field is dropped (or stood in for, if required) and decoding goes on. Returns the site as
+    decoded with the stand-ins, the problems, and the fields that were dropped or stood in for."""
+    if not isinstance(raw, dict):
+        return None, [f"{place or '(top level)'}: expected a table (object) of settings"], set()
+    data = dict(raw)
     problems: list[str] = []
-    try:
-        registry.decode_auth(site.kind, site.auth)
-    except msgspec.ValidationError as exc:
-        problems.append(_place(exc, f"{place}.auth"))
-    if len(set(site.systems)) != len(site.systems):
-        problems.append(f"{place}.systems: a system is listed twice")
+    replaced: set[str] = set()
+    for _ in range(len(SiteConfig.__struct_fields__) + len(raw) + 1):
+        try:
+            return msgspec.convert(data, SiteConfig, strict=False), problems, replaced
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            m = _FIELD_RE.search(text)
+            path = _PATH_RE.search(text)
+            where = path.group(1).lstrip(".") if path else ""
+            key = m.group(1) if m else where.split(".")[0].split("[")[0]
+            if m and "unknown" in text:
+                problems.append(f"{_join(place, key)}: unknown field")
+            elif m:
+                problems.append(f"{_join(place, key)}: required")
+            elif where == "url":
+                problems.append(f"{_join(place, key)}: an http:// or https:// URL")
+            else:
+                problems.append(_place(exc, place))
+            if not key or key in replaced:
+                break  # no progress possible
+            replaced.add(key)
+            if key in _PLACEHOLDERS:
+                data[key] = _PLACEHOLDERS[key]
+            else:
+                data.pop(key, None)
+    return None, problems, replaced
+
+
+def validate_site(raw: Any, place: str = "site") -> SiteConfig:
+    """Decode and check one site (as TOML or JSON gives it); raises ConfigError naming
+    every bad field."""
+    site, problems, replaced = _decode_site(raw, place)
+    if site is not None and not replaced & {"kind", "auth"}:
+        try:
+            registry.decode_auth(site.kind, site.auth)
+        except msgspec.ValidationError as exc:
+            problems.append(_place(exc, _join(place, "auth")))
+    if site is not None:
+        if "systems" not in replaced and len(set(site.systems)) != len(site.systems):
+            problems.append(f"{_join(place, 'systems')}: a system is listed twice")
+        if "url" not in replaced and "@" in site.url.split("//", 1)[1].split("/", 1)[0]:
+            problems.append(f"{_join(place, 'url')}: no credentials in the URL; name them in auth")
+        for i, root in enumerate(site.file_roots):
+            if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
+                problems.append(f"{_join(place, 'file_roots')}[{i}]: an absolute path without '..'")
     if problems:
         raise ConfigError(problems)
-    return site
+    assert site is not None
+    roots = [posixpath.normpath(r) for r in site.file_roots]
+    return msgspec.structs.replace(site, file_roots=roots) if roots != site.file_roots else site
 
 
 def validate(raw: dict[str, Any], source: str | None = None) -> Settings:

@@ -176,7 +176,7 @@ auth = {{ client_id = "superfed-demo", token_url = "{sims['firecrest']}/auth/tok
 [[sites]]
 name = "alcf"
 kind = "iri"
-url = "{sims['iri']}/api/v1"
+url = "{sims['iri']}"
 systems = ["polaris"]
 health_interval = 2.0
 poll_interval = 1.0
@@ -224,6 +224,10 @@ auth = {{ token_file = "{creds['iri_token']}" }}
             self.embedded.server_close()
 
 
+class _Stop(BaseException):
+    """Raised by the signal handler to leave any wait at once."""
+
+
 def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_scale: float = 1.0,
         workdir: str | None = None) -> int:
     own_dir = workdir is None
@@ -233,7 +237,12 @@ def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_sca
     stopping = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:
+        # the first Ctrl-C/SIGTERM interrupts whatever runs (start-up included) and unwinds
+        # into the cleanup below; further ones are ignored so the cleanup can finish
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stopping.set()
+        raise _Stop
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -272,7 +281,9 @@ Press Ctrl-C to stop everything.""", flush=True)
             for name, proc in demo.procs:
                 if proc.poll() is not None:
                     print(f"superfed demo: {name} exited with status {proc.returncode}; stopping", file=sys.stderr)
-                    stopping.set()
+                    return 1
+        return 0
+    except _Stop:
         return 0
     except RuntimeError as exc:
         print(f"superfed demo: {exc}", file=sys.stderr)

@@ -63,6 +63,7 @@ class Keys:
 
     @property
     def audit(self) -> str:
+        """capped list of audit entries (JSON), newest first"""
         return f"{self.ns}:audit"
 
     # tokens
@@ -70,6 +71,20 @@ class Keys:
     def tokens(self) -> str:
         """hash sha256(token) -> token record JSON"""
         return f"{self.ns}:tokens"
+
+    @property
+    def tokens_last_used(self) -> str:
+        """hash sha256(token) -> unix time it was last used (written at most once a minute)"""
+        return f"{self.ns}:tokens:last_used"
+
+    @property
+    def tokens_revoked(self) -> str:
+        """set of sha256(token) of revoked config-file tokens, so a restart does not revive them"""
+        return f"{self.ns}:tokens:revoked"
+
+    def rate(self, digest: str) -> str:
+        """counter of a token's requests in the current rate-limit window (expires with it)"""
+        return f"{self.ns}:rate:{digest}"
 
     def tick(self, what: str, site: str) -> str:
         """SET NX PX lock: one periodic task per site per interval across all workers"""

@@ -31,7 +31,9 @@ async def run(rt: Runtime, site_name: str) -> str:
     allocations = prev.allocations if prev else None
     if prev is None or prev.ok_at is None or time.time() - (prev.ok_at or 0) > ALLOCATIONS_EVERY or allocations is None:
         try:
-            allocations = {a.project: a.allocated - a.used for a in await adapter.allocations()}
+            # an empty answer means the facility does not report allocations (FirecREST v2
+            # has no accounting endpoint): unknown, not "none left"
+            allocations = {a.project: a.allocated - a.used for a in await adapter.allocations()} or None
         except AdapterError:
             pass  # allocations are a hint for placement; a failure here is not a health failure
     await store_result(rt, site, prev, health, error=None, down=False, latency_ms=latency, allocations=allocations)
