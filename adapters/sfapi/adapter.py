@@ -18,7 +18,14 @@ from urllib.parse import quote
 import httpx
 
 from adapters.base import AdapterBase
-from adapters.errors import AdapterError, AuthFailed, SiteRejected, SiteServerError, SiteTimeout
+from adapters.errors import (
+    AdapterError,
+    AuthFailed,
+    NotFound,
+    SiteRejected,
+    SiteServerError,
+    SiteTimeout,
+)
 from adapters.http import HttpSettings, SiteHTTP, decode_json
 from adapters.secrets import Secret
 from adapters.sfapi import translate as t
@@ -112,10 +119,17 @@ class SfapiAdapter(AdapterBase):
         return decode_json(resp, self.name, type_)
 
     async def _wait_task(self, task_id: str, deadline: float) -> dict[str, Any]:
-        """Poll ``/tasks/{id}`` (0.05 s doubling to 1 s) until it is final; its result."""
+        """Poll ``/tasks/{id}`` at once, then every 0.05 s doubling to 1 s, until the task is
+        final; its parsed result."""
         delay, stop = TASK_FIRST_POLL, time.monotonic() + deadline
         while True:
-            task = await self._get(f"tasks/{task_id}", t.TaskWire)
+            try:
+                task = await self._get(f"tasks/{task_id}", t.TaskWire)
+            except NotFound:
+                # task records can vanish independently of the job: uncertain, not refused
+                raise SiteServerError(
+                    f"task {task_id} disappeared before it finished", site=self.name
+                ) from None
             status = (task.status or "new").lower()
             if status == "completed":
                 return t.task_result(task.result)
@@ -130,9 +144,7 @@ class SfapiAdapter(AdapterBase):
             await asyncio.sleep(delay)
             delay = min(TASK_MAX_POLL, delay * 2)
 
-    async def _jobs(
-        self, system: str, kwargs: list[str], *, sacct: bool = True
-    ) -> list[dict[str, Any]]:
+    async def _jobs(self, system: str, kwargs: list[str], *, sacct: bool = True) -> list[t.JobRow]:
         params = [
             ("sacct", "true" if sacct else "false"),
             ("cached", "false"),
@@ -198,9 +210,7 @@ class SfapiAdapter(AdapterBase):
         for sacct in (True, False):  # sacct may lag behind the controller; squeue does not
             rows = await self._jobs(system, [f"user={user}"], sacct=sacct)
             ids = [
-                str(r.get("jobid"))
-                for r in rows
-                if t.tag_matches(r, tag) and "." not in str(r.get("jobid"))
+                r.jobid for r in rows if t.tag_matches(r, tag) and r.jobid and "." not in r.jobid
             ]
             if ids:
                 return SubmitReceipt(max(ids, key=lambda i: (len(i), i)), system)

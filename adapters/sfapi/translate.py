@@ -117,9 +117,21 @@ class TaskWire(msgspec.Struct):
     result: str | None = None
 
 
+class JobRow(msgspec.Struct):
+    """The sacct/squeue columns we read (of 107/49): decoding skips the rest cheaply."""
+
+    jobid: str = ""
+    state: str = ""
+    exitcode: str | None = None
+    reason: str | None = None
+    comment: str | None = None
+    jobname: str | None = None  # sacct
+    name: str | None = None  # squeue
+
+
 class JobsWire(msgspec.Struct):
     status: str
-    output: list[dict[str, Any]]
+    output: list[JobRow]
     error: str | None = None
 
 
@@ -259,27 +271,24 @@ def task_result(raw: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def job_status(row: dict[str, Any], system_ids: set[str] | None = None) -> JobStatus | None:
-    """One sacct row as a JobStatus; None for job steps and Slurm words we do not know."""
-    jobid = str(row.get("jobid", ""))
-    if not jobid or "." in jobid or (system_ids is not None and jobid not in system_ids):
+def job_status(row: JobRow, wanted: set[str] | None = None) -> JobStatus | None:
+    """One sacct row as a JobStatus; None for job steps (``123.batch``), ids not asked for,
+    and Slurm words we do not know (logged, never fatal)."""
+    jobid = row.jobid
+    if not jobid or "." in jobid or (wanted is not None and jobid not in wanted):
         return None
-    native = str(row.get("state", ""))
-    state = psij_state(native)
+    state = psij_state(row.state)
     if state is None:
-        log.warning("job %s: Slurm state %r is not in STATE_MAP; skipped", jobid, native)
+        log.warning("job %s: Slurm state %r is not in STATE_MAP; skipped", jobid, row.state)
         return None
-    exit_code = parse_exit_code(row.get("exitcode")) if state in FINAL_STATES else None
-    reason = str(row.get("reason") or "")
-    message = None if reason in ("", "None") else reason
-    return JobStatus(jobid, state, native, exit_code, message, tag_from_comment(row.get("comment")))
+    exit_code = parse_exit_code(row.exitcode) if state in FINAL_STATES else None
+    message = None if row.reason in (None, "", "None") else row.reason
+    return JobStatus(jobid, state, row.state, exit_code, message, tag_from_comment(row.comment))
 
 
-def tag_matches(row: dict[str, Any], tag: str) -> bool:
-    comment = row.get("comment")
-    return tag_from_comment(comment if isinstance(comment, str) else None) == tag or (
-        row.get("jobname") == tag or row.get("name") == tag
-    )
+def tag_matches(row: JobRow, tag: str) -> bool:
+    """The job carries the broker's tag in its comment (or, failing that, as its name)."""
+    return tag_from_comment(row.comment) == tag or tag in (row.jobname, row.name)
 
 
 # -- files --------------------------------------------------------------------------------

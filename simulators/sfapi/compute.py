@@ -161,7 +161,7 @@ def _query(request: Request[Any, Any, Any], name: str, kwargs: list[str]) -> Res
     jobs = _select(f, sysm, kwargs, cached)
     now, uid = f.clock(), f.settings.uid
     if sacct:
-        rows = [sacct_row(j, now, uid, f.row_cache) for j in jobs]
+        rows = [sacct_row(j, now, uid) for j in jobs]
     else:
         rows = [squeue_row(j, now, uid) for j in jobs if is_live(j)]
     index, limit = _int(q.get("index"), "index"), _int(q.get("limit"), "limit")

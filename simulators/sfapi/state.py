@@ -79,7 +79,6 @@ class SfapiFacility(Facility):
         self._task_ids = itertools.count(1)
         self.outages: dict[str, list[OutageRecord]] = {}
         self.transfers: dict[str, Transfer] = {}
-        self.row_cache: dict[str, dict[str, str]] = {}
         super().__init__("sfapi", settings)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -88,7 +87,6 @@ class SfapiFacility(Facility):
         self.tasks = {}
         self.outages = {}
         self.transfers = {}
-        self.row_cache = {}
         self._seed_files()
 
     @property
