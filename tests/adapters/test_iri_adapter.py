@@ -237,8 +237,10 @@ async def test_chaos_503s_are_retried_then_overloaded(
     assert exc.value.retriable and len(counter.requests) == 1 + FAST_HTTP.retries
     with pytest.raises(SiteOverloaded):
         await a.submit(request("chaos"))  # a 503 that is not an outage
-    control(sim_url, "chaos", {"error_rate": 0.3, "status": 503})
-    for _ in range(5):  # retries absorb a flaky facility
+    # retries absorb a flaky facility (kept rare enough that every retry failing, which
+    # would make this test flaky, is a one-in-ten-thousand event per request)
+    control(sim_url, "chaos", {"error_rate": 0.1, "status": 503})
+    for _ in range(5):
         assert (await a.health()).state == "up"
 
 
