@@ -101,6 +101,7 @@ class SfapiFacility(Facility):
 
     def _seed_files(self) -> None:
         fs = self.fs
+        fs.group = self.settings.user  # NERSC users own a group of their own name
         fs.mkdir(self.home, parents=True)
         fs.mkdir(self.scratch, parents=True)
         for project in self.settings.projects:
