@@ -32,7 +32,7 @@ class SiteLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     name: SiteName
     kind: Literal["sfapi", "firecrest", "iri"]
-    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/$.?#].[^\s]*$")]
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s]*$")]
     systems: Annotated[list[str], msgspec.Meta(min_length=1)]
     enabled: bool = True
     draining: bool = False
@@ -122,6 +122,15 @@ class ConfigError(Exception):
 _PATH_RE = re.compile(r"at `\$(.*?)`")
 
 
+# what a regex-checked field must look like, in words (msgspec would print the regex)
+_PATTERN_WORDS = {
+    "name": "must be lower-case letters, digits or '-', start with a letter, at most 32 characters",
+    "url": "must be an http:// or https:// URL",
+    "namespace": "must be 1-32 lower-case letters, digits, '_' or '-'",
+    "sha256": "must be 64 lower-case hex digits (a SHA-256 digest)",
+}
+
+
 def _place(err: msgspec.ValidationError, prefix: str = "") -> str:
     """msgspec says "Expected `int`, got `str` - at `$.sites[0].weight`"; say "sites[0].weight: ..."."""
     text = str(err)
@@ -129,6 +138,9 @@ def _place(err: msgspec.ValidationError, prefix: str = "") -> str:
     path = (m.group(1).lstrip(".") if m else "") or ""
     message = _PATH_RE.sub("", text).rstrip(" -")
     full = ".".join(p for p in (prefix, path) if p).replace(".[", "[")
+    leaf = full.rsplit(".", 1)[-1]
+    if "matching regex" in message and leaf in _PATTERN_WORDS:
+        message = _PATTERN_WORDS[leaf]
     return f"{full or '(top level)'}: {message}"
 
 
@@ -179,28 +191,50 @@ def _decode_site(raw: Any, place: str) -> tuple[SiteConfig | None, list[str], se
     return None, problems, replaced
 
 
-def validate_site(raw: Any, place: str = "site") -> SiteConfig:
-    """Decode and check one site (as TOML or JSON gives it); raises ConfigError naming
-    every bad field."""
-    site, problems, replaced = _decode_site(raw, place)
-    if site is not None and not replaced & {"kind", "auth"}:
+_MINIMAL_SITE = {"name": "x", "kind": "iri", "url": "http://localhost", "systems": ["s"]}
+
+
+def _each_field(raw: Any, typ: type, base: dict[str, Any], place: str) -> list[str]:
+    """msgspec stops at the first error; checking field by field (each on an otherwise
+    valid value) reports every bad field at once."""
+    if not isinstance(raw, dict):
+        return [f"{place or '(top level)'}: expected a table, got {type(raw).__name__}"]
+    problems = []
+    for key, value in raw.items():
         try:
-            registry.decode_auth(site.kind, site.auth)
+            msgspec.convert({**base, key: value}, typ, strict=False)
         except msgspec.ValidationError as exc:
-            problems.append(_place(exc, _join(place, "auth")))
-    if site is not None:
-        if "systems" not in replaced and len(set(site.systems)) != len(site.systems):
-            problems.append(f"{_join(place, 'systems')}: a system is listed twice")
-        if "url" not in replaced and "@" in site.url.split("//", 1)[1].split("/", 1)[0]:
-            problems.append(f"{_join(place, 'url')}: no credentials in the URL; name them in auth")
-        for i, root in enumerate(site.file_roots):
-            if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
-                problems.append(f"{_join(place, 'file_roots')}[{i}]: an absolute path without '..'")
+            problems.append(_place(exc, place))
+    return problems
+
+
+def _auth_problems(kind: str, auth: Any, place: str) -> list[str]:
+    try:
+        registry.decode_auth(kind, auth)
+    except msgspec.ValidationError as exc:
+        return [_place(exc, f"{place}.auth")]
+    except ValueError as exc:  # an Auth struct's own cross-field check
+        return [f"{place}.auth: {exc}"]
+    return []
+
+
+def validate_site(raw: Any, place: str = "site") -> SiteConfig:
+    """Decode and check one site (as TOML or JSON gives it); raises ConfigError."""
+    problems: list[str] = []
+    try:
+        site = msgspec.convert(raw, SiteConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        problems = _each_field(raw, SiteConfig, _MINIMAL_SITE, place) or [_place(exc, place)]
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        if kind in registry.KNOWN_KINDS and not any(p.startswith(f"{place}.auth") for p in problems):
+            problems += _auth_problems(kind, raw.get("auth", {}), place)
+        raise ConfigError(problems) from None
+    problems += _auth_problems(site.kind, site.auth, place)
+    if len(set(site.systems)) != len(site.systems):
+        problems.append(f"{place}.systems: a system is listed twice")
     if problems:
         raise ConfigError(problems)
-    assert site is not None
-    roots = [posixpath.normpath(r) for r in site.file_roots]
-    return msgspec.structs.replace(site, file_roots=roots) if roots != site.file_roots else site
+    return site
 
 
 def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
@@ -210,7 +244,8 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
     try:
         settings = msgspec.convert(base, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError([_place(exc)], source) from None
+        problems.extend(_each_field(base, Settings, {}, "") or [_place(exc)])
+        settings = Settings()
     sites: list[SiteConfig] = []
     if not isinstance(sites_raw, list):
         problems.append("sites: expected an array of tables ([[sites]])")
@@ -221,14 +256,15 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
         except ConfigError as exc:
             problems.extend(exc.problems)
     names = [s.name for s in sites]
-    for name in {n for n in names if names.count(n) > 1}:
+    raw_names = [item.get("name") for item in sites_raw if isinstance(item, dict) and isinstance(item.get("name"), str)]
+    for name in sorted({n for n in raw_names if raw_names.count(n) > 1}):
         problems.append(f"sites: the name {name!r} is used by more than one site")
     for i, tok in enumerate(settings.tokens):
         given = [x for x in (tok.token, tok.sha256, tok.file, tok.env) if x]
         if len(given) != 1:
             problems.append(f"tokens[{i}] ({tok.name}): give exactly one of token, sha256, file, env")
     for name in settings.placement.priority:
-        if name not in names:
+        if name not in names and not any(p.startswith("sites[") for p in problems):
             problems.append(f"placement.priority: no site is named {name!r}")
     if problems:
         raise ConfigError(problems, source)

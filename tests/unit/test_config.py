@@ -1,0 +1,65 @@
+"""The configuration file: examples valid, every problem reported with its place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+from broker.config import ConfigError, load, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "three-facilities.toml"])
+def test_examples_are_valid(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    s = load(ROOT / "config" / name)
+    assert {x.kind for x in s.sites} == {"sfapi", "firecrest", "iri"}
+    assert main(["config", "check", str(ROOT / "config" / name)]) == 0
+    assert "ok (3 sites" in capsys.readouterr().out
+
+
+def test_every_problem_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[sites]]\nname="X"\nkind="slurm"\nurl="ftp://a"\nsystems=[]\n'
+        '[[sites]]\nname="ok"\nkind="iri"\nurl="http://a"\nsystems=["p"]\nweight=-1\nauth={token_file="t",token_env="T"}\n'
+        '[[sites]]\nname="ok"\nkind="sfapi"\nurl="http://b"\nsystems=["p","p"]\nauth={bogus=1}\n'
+        '[placement]\nstrategy="fastest"\n[api]\nmax_body_bytes="big"\n'
+    )
+    with pytest.raises(ConfigError) as exc:
+        load(bad)
+    text = "\n".join(exc.value.problems)
+    for place in ["sites[0].name", "sites[0].kind", "sites[0].url", "sites[0].systems", "sites[1].weight",
+                  "sites[1].auth", "sites[2].systems", "sites[2].auth", "placement.strategy", "api.max_body_bytes",
+                  "the name 'ok' is used by more than one site"]:
+        assert place in text, (place, text)
+    assert main(["config", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "problem(s)" in err and "sites[0].url: must be an http:// or https:// URL" in err
+
+
+def test_unknown_keys_and_token_sources() -> None:
+    with pytest.raises(ConfigError, match="typo"):
+        validate({"typo": 1})
+    with pytest.raises(ConfigError, match=r"tokens\[0\].*exactly one of"):
+        validate({"tokens": [{"name": "t", "role": "viewer", "token": "a", "env": "B"}]})
+    with pytest.raises(ConfigError, match="placement.priority: no site is named 'nowhere'"):
+        validate({"placement": {"priority": ["nowhere"]}})
+
+
+def test_unreadable_and_not_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.toml")
+    (tmp_path / "x.toml").write_text("this is = = not toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(tmp_path / "x.toml")
+
+
+def test_relative_secret_files_resolve_against_the_config(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(
+        '[[sites]]\nname="a"\nkind="iri"\nurl="http://a"\nsystems=["p"]\nauth={token_file="keys/t"}\n'
+    )
+    s = load(tmp_path / "c.toml")
+    assert s.sites[0].auth["token_file"] == str((tmp_path / "keys/t").resolve())
