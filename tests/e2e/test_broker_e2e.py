@@ -83,6 +83,55 @@ def test_cancel_reaches_the_facility(broker: Broker) -> None:
     assert again["state"] == "CANCELED" and "already" in again["detail"]
 
 
+HOMES = {"nersc": "/global/homes/s/superfed", "cscs": "/home/superfed", "alcf": "/home/superfed"}
+
+
+def test_files_and_projects_through_the_adapters(broker: Broker) -> None:
+    with broker.client() as c:
+        for site, home in HOMES.items():
+            path = f"{home}/superfed-e2e-{site}.txt"
+            put = c.put(f"/api/v1/sites/{site}/files/content", params={"path": path}, content=b"hello " + site.encode())
+            assert put.status_code == 204, (site, put.text)
+            got = c.get(f"/api/v1/sites/{site}/files/content", params={"path": path})
+            assert got.status_code == 200 and got.content == b"hello " + site.encode(), (site, got.text)
+            listing = c.get(f"/api/v1/sites/{site}/files", params={"path": home})
+            assert listing.status_code == 200, (site, listing.text)
+            entry = {e["name"]: e for e in listing.json()}[f"superfed-e2e-{site}.txt"]
+            assert entry["type"] == "file" and entry["size"] == len(b"hello ") + len(site)
+            missing = c.get(f"/api/v1/sites/{site}/files", params={"path": f"{home}/no/such/dir"})
+            assert missing.status_code == 404, (site, missing.status_code, missing.text)
+            assert c.get(f"/api/v1/sites/{site}/files", params={"path": f"{home}/../../etc"}).status_code == 400
+        projects = c.get("/api/v1/projects").json()
+    by_name = {p["project"]: {s["site"] for s in p["sites"]} for p in projects}
+    # FirecREST v2 has no accounting endpoint; the other two report node-hours
+    assert {"nersc", "alcf"} <= by_name["m0001"], projects
+
+
+def test_status_events_stream_a_change(broker: Broker) -> None:
+    import threading
+
+    got: list[str] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{broker.api}/api/v1/status/events", headers=broker.headers("viewer"), timeout=20) as r:
+            for line in r.iter_lines():
+                if line.startswith("data:") and '"cscs"' in line:
+                    got.append(line)
+                    return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    url = broker.sim("firecrest")
+    httpx.post(f"{url}/_sim/outage", json={"component": "compute", "state": "degraded"}, timeout=10)
+    try:
+        t.join(15)
+        assert got, "no event within 15 s of a state change"
+        assert '"state":"degraded"' in got[0].replace(" ", "")
+    finally:
+        httpx.post(f"{url}/_sim/outage", json={"component": "compute", "state": "up"}, timeout=10)
+
+
 def test_outage_sends_no_new_jobs_to_the_down_site(broker: Broker) -> None:
     down = "nersc"
     r = httpx.post(f"{broker.sim('sfapi')}/_sim/outage", json={"component": "compute", "state": "down"}, timeout=10)

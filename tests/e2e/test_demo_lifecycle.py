@@ -1,0 +1,51 @@
+"""`superfed demo` stops everything it started on SIGTERM and on Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.e2e.conftest import start_demo
+
+pytestmark = pytest.mark.slow
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_leaves_nothing_running(tmp_path: Path, sig: signal.Signals) -> None:
+    b = start_demo(tmp_path)
+    ports = [urlparse(u).port for u in [b.api, b.info["redis"], *b.info["simulators"].values()]]
+    assert all(p and _listening(p) for p in ports)
+    workdir = str(b.workdir)
+    assert len(_processes_mentioning(workdir)) >= 6  # API, two workers, three simulators (and redis)
+    os.kill(b.proc.pid, sig)  # to the demo alone, as a service manager would
+    b.proc.proc.wait(30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (any(_listening(p) for p in ports if p) or _processes_mentioning(workdir)):
+        time.sleep(0.2)
+    assert not [p for p in ports if p and _listening(p)]
+    assert _processes_mentioning(workdir) == []
+    assert b.proc.proc.returncode == 0
