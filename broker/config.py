@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -144,53 +145,6 @@ def _place(err: msgspec.ValidationError, prefix: str = "") -> str:
     return f"{full or '(top level)'}: {message}"
 
 
-_FIELD_RE = re.compile(r"(?:unknown|missing required) field `(.+?)`")
-# stand-ins for a bad required field, so that decoding goes on to find the other problems
-_PLACEHOLDERS: dict[str, Any] = {
-    "name": "placeholder", "kind": "sfapi", "url": "http://placeholder", "systems": ["x"],
-}
-
-
-def _join(place: str, field: str) -> str:
-    return f"{place}.{field}" if place else field
-
-
-def _decode_site(raw: Any, place: str) -> tuple[SiteConfig | None, list[str], set[str]]:
-    """Decode a site, naming every bad top-level field (msgspec stops at the first): each bad
-    field is dropped (or stood in for, if required) and decoding goes on. Returns the site as
-    decoded with the stand-ins, the problems, and the fields that were dropped or stood in for."""
-    if not isinstance(raw, dict):
-        return None, [f"{place or '(top level)'}: expected a table (object) of settings"], set()
-    data = dict(raw)
-    problems: list[str] = []
-    replaced: set[str] = set()
-    for _ in range(len(SiteConfig.__struct_fields__) + len(raw) + 1):
-        try:
-            return msgspec.convert(data, SiteConfig, strict=False), problems, replaced
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            m = _FIELD_RE.search(text)
-            path = _PATH_RE.search(text)
-            where = path.group(1).lstrip(".") if path else ""
-            key = m.group(1) if m else where.split(".")[0].split("[")[0]
-            if m and "unknown" in text:
-                problems.append(f"{_join(place, key)}: unknown field")
-            elif m:
-                problems.append(f"{_join(place, key)}: required")
-            elif where == "url":
-                problems.append(f"{_join(place, key)}: an http:// or https:// URL")
-            else:
-                problems.append(_place(exc, place))
-            if not key or key in replaced:
-                break  # no progress possible
-            replaced.add(key)
-            if key in _PLACEHOLDERS:
-                data[key] = _PLACEHOLDERS[key]
-            else:
-                data.pop(key, None)
-    return None, problems, replaced
-
-
 _MINIMAL_SITE = {"name": "x", "kind": "iri", "url": "http://localhost", "systems": ["s"]}
 
 
@@ -232,9 +186,29 @@ def validate_site(raw: Any, place: str = "site") -> SiteConfig:
     problems += _auth_problems(site.kind, site.auth, place)
     if len(set(site.systems)) != len(site.systems):
         problems.append(f"{place}.systems: a system is listed twice")
+    problems += _url_problems(site.url, place)
+    for i, root in enumerate(site.file_roots):
+        if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
+            problems.append(f"{place}.file_roots[{i}]: must be an absolute path without '..'")
     if problems:
         raise ConfigError(problems)
-    return site
+    roots = [posixpath.normpath(r) for r in site.file_roots]
+    return msgspec.structs.replace(site, file_roots=roots) if roots != site.file_roots else site
+
+
+def _url_problems(url: str, place: str) -> list[str]:
+    """Only http/https URLs with a host; credentials belong in ``auth``, never in a URL
+    (a URL is shown to every viewer)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return [f"{place}.url: must be an http:// or https:// URL"]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"{place}.url: must be an http:// or https:// URL with a host"]
+    if parts.username is not None or parts.password is not None:
+        return [f"{place}.url: must not hold credentials; name where they are in auth"]
+    return []
 
 
 def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
