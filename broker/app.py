@@ -17,11 +17,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from broker.adapter_pool import AdapterPool
+from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth, role_guard
 from broker.api.files import FileController, ProjectController
 from broker.api.jobs import JobController, PlacementController
+from broker.api.openapi_docs import document
 from broker.api.problems import EXCEPTION_HANDLERS
-from broker.api.status import SiteController, StatusController
+from broker.api.status import StatusController
 from broker.api.system import SystemController
 from broker.bootstrap import seed
 from broker.config import Settings
@@ -62,7 +64,9 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
-    api_handlers = [JobController, PlacementController, StatusController, SiteController, FileController, ProjectController]
+    # ADMIN_CONTROLLERS includes the site routes (status.SiteController extended with admin ones)
+    api_handlers = [JobController, PlacementController, StatusController, FileController, ProjectController,
+                    *ADMIN_CONTROLLERS]
     swagger = SwaggerRenderPlugin(
         js_url=f"{ASSETS}/swagger-ui-bundle.js",
         css_url=f"{ASSETS}/swagger-ui.css",
@@ -85,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path=ASSETS, directories=[Path(swagger_ui_bundle.swagger_ui_path)], include_in_schema=False, opt={"public": True}
     )
     auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[*api_handlers, SystemController, assets],
         guards=[_guard_api],
         middleware=[auth],
@@ -97,6 +101,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[],
         debug=False,
     )
+    document(app.openapi_schema)  # problem responses and bodies Litestar cannot infer
+    return app
 
 
 def _guard_api(connection, handler) -> None:  # type: ignore[no-untyped-def]

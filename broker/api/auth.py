@@ -12,6 +12,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from broker.api.problems import ApiError
 from broker.store.tokens import ROLE_RANK, TokenRecord, TokenStore
 
 ROUTE_ROLES: dict[str, str] = {
@@ -29,6 +30,17 @@ ROUTE_ROLES: dict[str, str] = {
     "readFile": "viewer",
     "writeFile": "submitter",
     "listProjects": "viewer",
+    # administration (broker/api/admin.py)
+    "createSite": "admin",
+    "getSiteConfig": "admin",
+    "replaceSite": "admin",
+    "deleteSite": "admin",
+    "drainSite": "admin",
+    "enableSite": "admin",
+    "listAudit": "admin",
+    "createToken": "admin",
+    "listTokens": "admin",
+    "revokeToken": "admin",
 }
 
 
@@ -39,10 +51,18 @@ class BearerAuth(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("send Authorization: Bearer <token>")
         store: TokenStore = connection.app.state.tokens
-        rec = await store.lookup(token.strip())
+        limit = connection.app.state.settings.api.rate_limit_per_minute
+        # one round trip: the lookup, the rate-limit count and the last-used note together
+        rec, verdict = await store.authenticate(token.strip(), limit)
         if rec is None:
             raise NotAuthorizedException("the token is unknown, revoked or expired")
-        return AuthenticationResult(user=rec, auth=token)
+        if verdict.limited:
+            raise ApiError(429, "Too many requests",
+                           f"the token {rec.name!r} may make {limit} requests a minute; "
+                           f"try again in {verdict.retry_after} s",
+                           headers={"Retry-After": str(verdict.retry_after)})
+        # the secret itself is not kept on the connection: nothing downstream needs it
+        return AuthenticationResult(user=rec, auth=rec.id)
 
 
 def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Annotated, Any
 
 import msgspec
@@ -11,6 +12,7 @@ from litestar.params import FromPath, QueryParameter
 from adapters.errors import AdapterError, AuthFailed, NotFound
 from adapters.types import FileEntry
 from broker.api.problems import ApiError
+from broker.config import SiteConfig
 
 PathParam = Annotated[str, QueryParameter(name="path", min_length=1, max_length=4096, description="absolute path at the site")]
 
@@ -37,11 +39,20 @@ def adapter_problem(site: str, exc: AdapterError) -> ApiError:
     return ApiError(400, "Bad request", f"{site} refused: {exc.message}")
 
 
-def _check_path(path: str) -> str:
+def _check_path(path: str, site: SiteConfig) -> str:
+    """An absolute path without '..', normalised, under one of the site's ``file_roots``
+    (none configured = no file access at this site)."""
     if not path.startswith("/"):
         raise ApiError(400, "Invalid request", "path must be absolute (start with /)")
-    if any(part == ".." for part in path.split("/")):
-        raise ApiError(400, "Invalid request", "path must not contain '..'")
+    if any(part == ".." for part in path.split("/")) or "\x00" in path:
+        raise ApiError(400, "Invalid request", "path must not contain '..' (or NUL)")
+    path = posixpath.normpath(path)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")  # POSIX keeps a leading '//'; the facility would not
+    if not site.file_roots:
+        raise ApiError(403, "Forbidden", f"the site {site.name!r} allows no file access (its file_roots are empty)")
+    if not any(root == "/" or path == root or path.startswith(root + "/") for root in site.file_roots):
+        raise ApiError(403, "Forbidden", f"the path is outside the site's file roots: {', '.join(site.file_roots)}")
     return path
 
 
@@ -60,7 +71,7 @@ class FileController(Controller):
     async def ls(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> list[FileEntry]:
         site, adapter = await _adapter(request, name)
         try:
-            return await adapter.list_dir(_check_path(path), site.systems[0])
+            return await adapter.list_dir(_check_path(path, site), site.systems[0])
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
 
@@ -69,7 +80,7 @@ class FileController(Controller):
         site, adapter = await _adapter(request, name)
         limit = request.app.state.settings.api.max_file_bytes
         try:
-            data = await adapter.read_file(_check_path(path), site.systems[0], limit)
+            data = await adapter.read_file(_check_path(path, site), site.systems[0], limit)
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
         if len(data) > limit:
@@ -84,7 +95,7 @@ class FileController(Controller):
         if len(body) > limit:
             raise ApiError(413, "Payload too large", f"files up to {limit} bytes only")
         try:
-            await adapter.write_file(_check_path(path), body, site.systems[0])
+            await adapter.write_file(_check_path(path, site), body, site.systems[0])
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
 

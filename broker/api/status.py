@@ -8,7 +8,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -133,13 +134,16 @@ class SiteController(Controller):
         now = time.time()
         return [_view(s.config, s.revision, effective(recs.get(s.config.name), s.config, now)) for s in stored]
 
-    @get("/{name:str}", operation_id="getSite", summary="One site (never its secrets)")
-    async def get_site(self, request: Request[Any, Any, Any], name: FromPath[str]) -> SiteView:
+    @get("/{name:str}", operation_id="getSite", summary="One site (never its secrets); ETag = its revision",
+         response_headers=[ResponseHeader(name="ETag", description="the site's revision, for If-Match",
+                                          documentation_only=True)])
+    async def get_site(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[SiteView]:
         st = request.app.state
         stored = await st.sites.get(name)
         if stored is None:
             raise ApiError(404, "Not found", f"no site {name!r}")
-        return _view(stored.config, stored.revision, effective(await st.health.get(name), stored.config, time.time()))
+        view = _view(stored.config, stored.revision, effective(await st.health.get(name), stored.config, time.time()))
+        return Response(view, headers={"ETag": f'"{stored.revision}"'})
 
 
 def _view(c: SiteConfig, revision: int, health: str) -> SiteView:

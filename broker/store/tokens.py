@@ -12,6 +12,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from broker.config import TokenConfig
+from broker.ratelimit import AUTHENTICATE, WINDOW_SECONDS, Verdict, verdict
 from broker.store.keys import Keys
 
 
@@ -61,15 +62,24 @@ def config_token_digest(t: TokenConfig) -> str:
     return digest(value.strip())
 
 
+def new_token_id() -> str:
+    return "tok-" + secrets.token_hex(6)
+
+
 class TokenStore:
     def __init__(self, r: aioredis.Redis, keys: Keys):
         self.r = r
         self.keys = keys
+        self._authenticate = r.register_script(AUTHENTICATE)
 
     async def seed(self, tokens: list[TokenConfig]) -> None:
-        """Bootstrap tokens from the file (re-written at every start: the file is their source)."""
+        """Bootstrap tokens from the file (re-written at every start: the file is their source),
+        except those an admin revoked."""
+        revoked = await self.r.smembers(self.keys.tokens_revoked)
         for t in tokens:
             d = config_token_digest(t)
+            if d in revoked:
+                continue
             rec = TokenRecord(id="cfg-" + d[:12], name=t.name, role=t.role, projects=list(t.projects),
                               created_at=time.time(), source="config")
             await self.r.hset(self.keys.tokens, d, _enc.encode(rec))
@@ -85,3 +95,66 @@ class TokenStore:
         if rec.expires_at is not None and rec.expires_at < time.time():
             return None
         return rec
+
+    async def authenticate(self, token: str,
+                           limit_per_minute: int) -> tuple[TokenRecord | None, Verdict]:
+        """Look the token up, count the request against its rate limit and note its use, in one
+        round trip. The record is None for an unknown, revoked or expired token."""
+        d = digest(token)
+        now = time.time()
+        v = verdict(await self._authenticate(
+            keys=[self.keys.tokens, self.keys.tokens_last_used, self.keys.rate(d)],
+            args=[d, f"{now:.3f}", limit_per_minute, WINDOW_SECONDS],
+        ))
+        if not v.record:
+            return None, v
+        rec = _dec.decode(v.record)
+        if rec.expires_at is not None and rec.expires_at < now:
+            return None, v
+        return rec, v
+
+    async def create(self, name: str, role: str, projects: list[str],
+                     expires_at: float | None = None) -> tuple[str, TokenRecord]:
+        """A new token; the secret is returned here and never again (only its hash is kept)."""
+        token = new_token()
+        rec = TokenRecord(id=new_token_id(), name=name, role=role, projects=list(projects),
+                          created_at=time.time(), expires_at=expires_at, source="api")
+        await self.r.hset(self.keys.tokens, digest(token), _enc.encode(rec))
+        return token, rec
+
+    async def all(self) -> list[tuple[TokenRecord, float | None]]:
+        """Every token with the time it was last used (None: never), oldest first."""
+        async with self.r.pipeline(transaction=False) as p:
+            p.hgetall(self.keys.tokens)
+            p.hgetall(self.keys.tokens_last_used)
+            raw, used = await p.execute()
+        out = []
+        for d, value in raw.items():
+            try:
+                rec = _dec.decode(value)
+            except msgspec.ValidationError:
+                continue
+            last = used.get(d)
+            out.append((rec, float(last) if last else None))
+        return sorted(out, key=lambda x: (x[0].created_at, x[0].id))
+
+    async def revoke(self, token_id: str) -> TokenRecord | None:
+        """Remove a token by its id; it stops working at the next request on every replica.
+        A config-file token is also remembered as revoked so that a restart does not revive it."""
+        raw = await self.r.hgetall(self.keys.tokens)
+        for d, value in raw.items():
+            try:
+                rec = _dec.decode(value)
+            except msgspec.ValidationError:
+                continue
+            if rec.id != token_id:
+                continue
+            async with self.r.pipeline(transaction=True) as p:
+                p.hdel(self.keys.tokens, d)
+                p.hdel(self.keys.tokens_last_used, d)
+                p.delete(self.keys.rate(d))
+                if rec.source == "config":
+                    p.sadd(self.keys.tokens_revoked, d)
+                await p.execute()
+            return rec
+        return None
