@@ -2,11 +2,14 @@
 
 Supports ``bash -c``, ``;``/``&&``/``||`` lists, ``>``/``>>`` redirection, ``$VAR``
 expansion and: echo, pwd, cd, ls, cat, mkdir, rm, touch, hostname, whoami, id, date, sleep,
-true, false, exit.  Anything else fails the way bash does (``command not found``, 127).
+true, false, exit, export, srun (runs its command once), module/source/set (no-ops).
+Anything else fails the way bash does (``command not found``, 127).  ``job_output`` runs a
+batch job's body the same way, for its ``slurm-<id>.out``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import shlex
@@ -46,18 +49,20 @@ class Shell:
         }
 
     # -- entry ----------------------------------------------------------------------------
+    def run_script(self, text: str) -> int:
+        """Line by line, like bash reading a batch script (comments and blanks skipped)."""
+        code = 0
+        for line in text.split("\n"):
+            if line.strip() and not line.lstrip().startswith("#"):
+                code = self.run(line)
+        return code
+
     def run(self, line: str) -> int:
         try:
             tokens = self._tokens(line)
         except ValueError as exc:
             self.err.append(f"bash: syntax error: {exc}\n")
             return 2
-        if (
-            tokens[:2] == ["bash", "-c"]
-            or tokens[:2] == ["sh", "-c"]
-            or tokens[:2] == ["/bin/bash", "-c"]
-        ):
-            return self.run(tokens[2]) if len(tokens) > 2 else 0
         return self._list(tokens)
 
     def _tokens(self, line: str) -> list[str]:
@@ -229,11 +234,44 @@ def _sleep(sh: Shell, args: list[str]) -> int:
     return 0
 
 
+class _Exit(Exception):
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
 def _exit(sh: Shell, args: list[str]) -> int:
     try:
-        return int(args[0]) % 256 if args else 0
+        raise _Exit(int(args[0]) % 256 if args else 0)
     except ValueError:
-        return 2
+        raise _Exit(2) from None
+
+
+def _bash(sh: Shell, args: list[str]) -> int:
+    """``bash -c 'script'``: a sub-shell (its ``exit`` ends only itself)."""
+    if len(args) >= 2 and args[0] == "-c":
+        try:
+            return sh.run_script(args[1])
+        except _Exit as exc:
+            return exc.code
+    return 0
+
+
+def _export(sh: Shell, args: list[str]) -> int:
+    for a in args:
+        key, eq, value = a.partition("=")
+        if eq:
+            sh.env[key] = value
+    return 0
+
+
+def _srun(sh: Shell, args: list[str]) -> int:
+    """``srun [options] cmd ...``: run the command once (one simulated task)."""
+    while args and args[0].startswith("-"):
+        flag, args = args[0], args[1:]
+        if len(flag) == 2 and args:  # "-n 2": a short option and its value
+            args = args[1:]
+    return sh._one(args)
 
 
 COMMANDS: dict[str, Callable[[Shell, list[str]], int]] = {
@@ -258,6 +296,13 @@ COMMANDS: dict[str, Callable[[Shell, list[str]], int]] = {
     "true": lambda sh, a: 0,
     "false": lambda sh, a: 1,
     "exit": _exit,
+    "bash": _bash,
+    "sh": _bash,
+    "export": _export,
+    "srun": _srun,
+    "module": lambda sh, a: 0,
+    "source": lambda sh, a: 0,
+    "set": lambda sh, a: 0,
 }
 
 
@@ -266,7 +311,10 @@ def run_command(
 ) -> tuple[dict[str, object], float]:
     """(task result, seconds it runs) for one ``executable`` line."""
     sh = Shell(fs=fs, user=user, uid=uid, home=home, host=host)
-    code = sh.run(line) if line.strip() else 0
+    try:
+        code = sh.run(line) if line.strip() else 0
+    except _Exit as exc:
+        code = exc.code
     result = {
         "status": "ok" if code == 0 else "error",
         "output": "".join(sh.out),
@@ -274,3 +322,21 @@ def run_command(
         "exit_code": code,
     }
     return result, sh.slept
+
+
+def job_output(
+    fs: VirtualFS,
+    body: str,
+    *,
+    user: str,
+    uid: int,
+    home: str,
+    cwd: str,
+    host: str,
+    env: dict[str, str],
+) -> tuple[str, str]:
+    """(stdout, stderr) of a batch job's body, run when the job ends."""
+    sh = Shell(fs=fs, user=user, uid=uid, home=home, host=host, env=dict(env), cwd=cwd)
+    with contextlib.suppress(_Exit):
+        sh.run_script(body)
+    return "".join(sh.out), "".join(sh.err)

@@ -81,6 +81,7 @@ def submit_script(
         if v
     }
     extra["command"] = command
+    extra["body"] = d.body
     try:
         sim_job = sysm.submit(
             name=d.get("job-name") or (posixpath.basename(command) if is_path else "sbatch"),
@@ -160,10 +161,9 @@ def _query(request: Request[Any, Any, Any], name: str, kwargs: list[str]) -> Res
         )
     jobs = _select(f, sysm, kwargs, cached)
     now, uid = f.clock(), f.settings.uid
-    if sacct:
-        rows = [sacct_row(j, now, uid) for j in jobs]
-    else:
-        rows = [squeue_row(j, now, uid) for j in jobs if is_live(j)]
+    # sacct keeps finished jobs; squeue shows only what the controller still holds
+    row_of = sacct_row if sacct else squeue_row
+    rows = [row_of(j, now, uid) for j in jobs if sacct or is_live(j)]
     index, limit = _int(q.get("index"), "index"), _int(q.get("limit"), "limit")
     if index or limit is not None:
         rows = rows[index or 0 : (index or 0) + limit if limit is not None else None]

@@ -36,7 +36,10 @@ def _host(request: Request[Any, Any, Any], name: str) -> SfapiFacility:
     require_user(request)
     if name not in PUBLIC_HOSTS:
         raise ApiError(404, "Not Found")
-    return fac(request)
+    f = fac(request)
+    for sysm in f.systems.values():
+        sysm.advance()  # lazy time: jobs that ended by now have written their output files
+    return f
 
 
 def _path(request: Request[Any, Any, Any], f: SfapiFacility, op: str, name: str, path: str) -> str:

@@ -170,7 +170,13 @@ def test_async_client_full_flow(sim: SfapiSim) -> None:
             assert states == [JobState.COMPLETED, JobState.FAILED]
             assert len(await pm.jobs(jobids=[ok.jobid, bad.jobid], command="sacct")) == 2
             assert (await pm.run("hostname")).strip()
-            assert sorted(p.name for p in await pm.ls(HOME)) == [".bashrc", "hello.sh"]
+            names = {p.name for p in await pm.ls(HOME)}  # and the two jobs' slurm-<id>.out
+            assert names == {
+                ".bashrc",
+                "hello.sh",
+                f"slurm-{ok.jobid}.out",
+                f"slurm-{bad.jobid}.out",
+            }
             user = await c.user()
             assert user.name == USER
 

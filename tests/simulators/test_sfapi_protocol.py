@@ -422,3 +422,19 @@ def test_chaos_errors_are_fastapi_shaped(sim: SfapiSim, api: httpx.Client) -> No
     assert (
         httpx.post(f"{sim.url}/_sim/chaos", json={}).status_code == 200
     )  # control is never affected
+
+
+def test_jobs_write_their_output_files(api: httpx.Client) -> None:
+    plain = submit(api, "#!/bin/bash\nexport WHO=world\necho hello $WHO\nsrun -n 2 hostname\n")[
+        "jobid"
+    ]
+    named = submit(
+        api,
+        f"#!/bin/bash\n#SBATCH -o {HOME}/out-%j.txt\n#SBATCH -e err.txt\n"
+        "bash -c 'echo inner; exit 3'\ncat nope\necho after\n",
+    )["jobid"]
+    time.sleep(0.05)
+    read = lambda p: api.get(f"/utilities/download/perlmutter/{p}").json()["file"]  # noqa: E731
+    assert read(f"{HOME}/slurm-{plain}.out") == "hello world\nnid001000\n"
+    assert read(f"{HOME}/out-{named}.txt") == "inner\nafter\n"
+    assert read(f"{HOME}/err.txt") == "cat: nope: No such file or directory\n"
