@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from simulators.common.facility import SimSettings
 from simulators.common.files import VirtualFS
 from simulators.sfapi.commands import run_command
+from simulators.sfapi.compute import submit_script
 from simulators.sfapi.sbatch import (
     DirectiveError,
     format_squeue_time,
@@ -14,6 +18,7 @@ from simulators.sfapi.sbatch import (
     parse_nodes,
     parse_time,
 )
+from simulators.sfapi.state import SfapiFacility
 
 
 def test_directive_forms() -> None:
@@ -40,9 +45,7 @@ def test_directive_forms() -> None:
         "exclusive": "",
         "comment": "superfed:abc",
     }
-    assert (
-        d.body == "srun hostname\n#SBATCH --time=5\n"
-    )  # after the first command, #SBATCH is inert
+    assert d.body == "srun hostname\n#SBATCH --time=5\n"  # after the first command, #SBATCH is inert
 
 
 @pytest.mark.parametrize(
@@ -116,3 +119,23 @@ def test_shell() -> None:
     assert run(fs, "")[0]["exit_code"] == 0
     assert run(fs, "/usr/bin/whoami")[0]["output"] == "u\n"
     assert run(fs, "ls -l f")[0]["output"].startswith("-rw-r--r-- 1 u u        4 ")  # type: ignore[union-attr]
+
+
+_lines = st.sampled_from([
+    "#SBATCH --nodes=2", "#SBATCH -N 0", "#SBATCH -t 1-00", "#SBATCH --time=-1", "#SBATCH -q debug",
+    "#SBATCH --qos=regular", "#SBATCH -A m0001", "#SBATCH --exclusive", "#SBATCH --comment='a b'",
+    "#SBATCH -J", "#SBATCH --job-name=x y", "#SBATCH 'unterminated", "  #SBATCH -N 3", "sleep 1",
+    "exit 300", "echo $HOME > out", "bash -c 'exit 2'", "", "#comment", "srun -n", "cd /nowhere",
+])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_lines | st.text(max_size=20), max_size=8), st.booleans())
+def test_any_script_gets_an_sbatch_answer_never_a_crash(lines: list[str], shebang: bool) -> None:
+    f = SfapiFacility(SimSettings(systems=["perlmutter"], nodes=4, time_scale=0.0))
+    script = ("#!/bin/bash\n" if shebang else "") + "\n".join(lines) + "\n"
+    result = submit_script(f, f.systems["perlmutter"], script, False, [])
+    assert result["status"] in ("ok", "error")
+    assert (result["jobid"] is None) == (result["status"] == "error")
+    assert result["status"] == "ok" or str(result["error"]).startswith("sbatch: ")
+    f.systems["perlmutter"].advance()  # jobs end and write their output without raising
