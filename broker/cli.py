@@ -21,14 +21,11 @@ def _load(path: str) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from broker import serving
 
-    from broker.app import create_app
-
-    settings = _load(args.config)
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
+    _load(args.config)  # a bad file fails here, with every problem, before the server starts
+    os.environ["SUPERFED_CONFIG"] = str(args.config)
+    serving.run("broker.serving:app_from_env", host=args.host, port=args.port, server=args.server)
     return 0
 
 
@@ -56,7 +53,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from broker.demo import run
 
-    return run(port=args.port, info=args.info, workers=args.workers, time_scale=args.time_scale, workdir=args.workdir)
+    return run(port=args.port, info=args.info, workers=args.workers, time_scale=args.time_scale, workdir=args.workdir,
+               embedded_redis=args.embedded_redis)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -89,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn",
+                   help="the HTTP server (one worker process; see bench/README.md)")
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="run a background worker (submission, polls, health checks)")
@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--time-scale", type=float, default=1.0, help="scales `sleep S` at the simulated facilities")
     d.add_argument("--workdir", help="where to keep the demo's config, keys and logs (default: a temp dir)")
+    d.add_argument("--embedded-redis", action="store_true",
+                   help="use the embedded Redis even when redis-server is installed")
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("config", help="configuration tools")

@@ -68,9 +68,9 @@ class Demo:
         return proc
 
     # -- parts ----------------------------------------------------------------------------
-    def start_redis(self) -> tuple[str, str]:
+    def start_redis(self, *, embedded: bool = False) -> tuple[str, str]:
         port = _free_port()
-        exe = shutil.which("redis-server")
+        exe = None if embedded else shutil.which("redis-server")
         if exe:
             proc = self.spawn("redis", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                         "--appendonly", "no", "--dir", str(self.dir)])
@@ -82,7 +82,8 @@ class Demo:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.embedded = server
         _wait_port(port, None, "embedded Redis")
-        return f"redis://127.0.0.1:{port}/0", f"embedded Redis (fakeredis) on port {port}: redis-server is not on PATH"
+        why = "as asked" if embedded else "redis-server is not on PATH"
+        return f"redis://127.0.0.1:{port}/0", f"embedded Redis (fakeredis) on port {port}: {why}"
 
     def make_credentials(self) -> dict[str, Path]:
         from cryptography.hazmat.primitives import serialization
@@ -229,7 +230,7 @@ class _Stop(BaseException):
 
 
 def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_scale: float = 1.0,
-        workdir: str | None = None) -> int:
+        workdir: str | None = None, embedded_redis: bool = False) -> int:
     own_dir = workdir is None
     d = Path(workdir or tempfile.mkdtemp(prefix="superfed-demo-"))
     d.mkdir(parents=True, exist_ok=True)
@@ -247,7 +248,7 @@ def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_sca
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        redis_url, redis_note = demo.start_redis()
+        redis_url, redis_note = demo.start_redis(embedded=embedded_redis)
         creds = demo.make_credentials()
         sims = demo.start_sims(port, creds, time_scale)
         tokens = {role: f"sf_demo_{role}_{secrets.token_urlsafe(12)}" for role in ("viewer", "submitter", "admin")}

@@ -49,3 +49,21 @@ def test_demo_leaves_nothing_running(tmp_path: Path, sig: signal.Signals) -> Non
     assert not [p for p in ports if p and _listening(p)]
     assert _processes_mentioning(workdir) == []
     assert b.proc.proc.returncode == 0
+
+
+def test_demo_with_the_embedded_redis(tmp_path: Path) -> None:
+    """Without redis-server the demo runs on an embedded one that the workers reach over TCP."""
+    import httpx
+
+    b = start_demo(tmp_path, extra=("--embedded-redis",))
+    try:
+        assert "embedded" in (b.proc.tail(4000))
+        with b.client() as c:
+            r = c.post("/api/v1/jobs", json={"project": "m0001", "spec": {
+                "executable": "/bin/true", "attributes": {"duration": 60, "custom_attributes": {"filesystems": "home"}}}})
+            assert r.status_code == 202, r.text
+        job = b.wait_jobs([r.json()["id"]], {"COMPLETED", "FAILED"}, timeout=60)[r.json()["id"]]
+        assert job["state"] == "COMPLETED", job
+        assert httpx.get(f"{b.api}/readyz", timeout=5).status_code == 200
+    finally:
+        b.proc.stop()
