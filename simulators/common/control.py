@@ -24,6 +24,10 @@ _GARBAGE = (
 )
 
 
+# marks an answer the chaos switch made up, so spec validation in tests can tell it apart
+CHAOS_HEADER = (b"x-sim-chaos", b"1")
+
+
 class OutageBody(msgspec.Struct, forbid_unknown_fields=True):
     component: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     state: str
@@ -105,14 +109,14 @@ class ChaosMiddleware:
             await asyncio.sleep(chaos.latency_ms / 1000)
         if self.facility.roll_error():
             body, ctype = self.error_body(chaos.status, "Service temporarily unavailable (simulated)")
-            headers = [(b"content-type", ctype.encode())]
+            headers = [(b"content-type", ctype.encode()), CHAOS_HEADER]
             if chaos.retry_after is not None:
                 headers.append((b"retry-after", str(chaos.retry_after).encode()))
             await _send(send, chaos.status, body, headers)
             return
         if self.facility.roll_garbage():
             body, ctype = random.choice(_GARBAGE)
-            await _send(send, 200, body, [(b"content-type", ctype.encode())])
+            await _send(send, 200, body, [(b"content-type", ctype.encode()), CHAOS_HEADER])
             return
         await self.app(scope, receive, send)
 
