@@ -8,6 +8,7 @@ admins cannot overwrite each other. Every change is written to the audit log, re
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -65,11 +66,18 @@ class SiteConfigView(msgspec.Struct):
     config: dict[str, Any]
 
 
+_UNKNOWN_FIELD = re.compile(r"unknown field `(.+?)`")
+
+
 def _site_problem(exc: ConfigError) -> ApiError:
     errors = []
     for p in exc.problems:
         place, _, message = p.partition(": ")
         field = "body" if place == "site" else place.removeprefix("site.")
+        unknown = _UNKNOWN_FIELD.search(message)
+        if unknown:  # msgspec places it on the object; name the field itself
+            field = unknown.group(1) if field == "body" else f"{field}.{unknown.group(1)}"
+            message = "unknown field"
         errors.append(FieldError(field=field, message=message, source="body"))
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return ApiError(422, "Validation failed", detail, errors=errors)

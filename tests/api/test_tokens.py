@@ -1,0 +1,132 @@
+"""API tokens through the admin API over a real Redis: shown once, stored hashed, listed
+without the secret, revoked at once (on every replica), expired, config tokens stay revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from datetime import UTC, datetime, timedelta
+
+import redis
+from litestar.testing import TestClient
+
+from broker.app import create_app
+from tests.api.conftest import TOKENS, auth, settings_for
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_create_shows_the_secret_once_and_stores_only_its_hash(client: TestClient, clean_redis: str) -> None:
+    r = client.post("/api/v1/tokens", json={"name": "beamline-7", "role": "submitter", "projects": ["m1", "m2"]},
+                    headers=auth("admin"))
+    assert r.status_code == 201, r.text
+    made = r.json()
+    secret = made["token"]
+    assert made["id"] and made["name"] == "beamline-7" and made["role"] == "submitter"
+    assert made["projects"] == ["m1", "m2"] and made["expires_at"] is None
+    assert r.headers["cache-control"] == "no-store"
+    # it works, for what its role and projects allow
+    assert client.get("/api/v1/jobs", headers=_bearer(secret)).status_code == 200
+    spec = {"executable": "/bin/true", "resources": {"node_count": 1}}
+    assert client.post("/api/v1/jobs", json={"project": "m2", "spec": spec}, headers=_bearer(secret)).status_code == 202
+    assert client.post("/api/v1/jobs", json={"project": "m3", "spec": spec}, headers=_bearer(secret)).status_code == 403
+    assert client.get("/api/v1/tokens", headers=_bearer(secret)).status_code == 403
+    # never stored, never listed: only its SHA-256
+    r_ = redis.Redis.from_url(clean_redis)
+    hashes = [k for k in r_.keys("*") if r_.type(k) == b"hash"]
+    dump = b"".join(k + b"".join(r_.hgetall(k).values()) for k in hashes) + b"".join(r_.keys("*"))
+    assert secret.encode() not in dump
+    assert r_.hexists("superfed:tokens", hashlib.sha256(secret.encode()).hexdigest())
+    listing = client.get("/api/v1/tokens", headers=auth("admin"))
+    assert listing.status_code == 200 and secret not in listing.text
+    mine = next(t for t in listing.json() if t["id"] == made["id"])
+    assert set(mine) == {"id", "name", "role", "projects", "created_at", "expires_at", "last_used_at", "source"}
+    assert mine["last_used_at"] is not None and mine["source"] == "api"
+    assert all("token" not in t for t in listing.json())
+
+
+def test_last_used_is_written_at_most_once_a_minute(client: TestClient, clean_redis: str) -> None:
+    secret = client.post("/api/v1/tokens", json={"name": "t", "role": "viewer"}, headers=auth("admin")).json()["token"]
+    d = hashlib.sha256(secret.encode()).hexdigest()
+    r_ = redis.Redis.from_url(clean_redis)
+    assert r_.hget("superfed:tokens:last_used", d) is None  # never used yet
+    client.get("/api/v1/sites", headers=_bearer(secret))
+    first = r_.hget("superfed:tokens:last_used", d)
+    assert first is not None and abs(float(first) - time.time()) < 5
+    for _ in range(5):
+        client.get("/api/v1/sites", headers=_bearer(secret))
+    assert r_.hget("superfed:tokens:last_used", d) == first
+
+
+def test_revoke_works_at_once_on_every_replica(clean_redis: str) -> None:
+    settings = settings_for(clean_redis)
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+        made = one.post("/api/v1/tokens", json={"name": "short-lived", "role": "viewer"}, headers=auth("admin")).json()
+        assert two.get("/api/v1/sites", headers=_bearer(made["token"])).status_code == 200
+        r = one.delete(f"/api/v1/tokens/{made['id']}", headers=auth("admin"))
+        assert r.status_code == 204
+        gone = two.get("/api/v1/sites", headers=_bearer(made["token"]))
+        assert gone.status_code == 401 and gone.headers["content-type"].startswith("application/problem+json")
+        assert one.delete(f"/api/v1/tokens/{made['id']}", headers=auth("admin")).status_code == 404
+        assert made["id"] not in one.get("/api/v1/tokens", headers=auth("admin")).text
+
+
+def test_expiry(client: TestClient) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+    made = client.post("/api/v1/tokens", json={"name": "e", "role": "viewer", "expires_at": soon},
+                       headers=auth("admin")).json()
+    assert made["expires_at"] is not None
+    assert client.get("/api/v1/sites", headers=_bearer(made["token"])).status_code == 200
+    time.sleep(1.7)
+    assert client.get("/api/v1/sites", headers=_bearer(made["token"])).status_code == 401
+
+
+def test_bad_token_requests_name_the_field(client: TestClient) -> None:
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    cases = [
+        ({"name": "x", "role": "owner"}, "role"),
+        ({"role": "viewer"}, "name"),
+        ({"name": "x", "role": "viewer", "projects": []}, "projects"),
+        ({"name": "x", "role": "viewer", "expires_at": past}, "expires_at"),
+        ({"name": "x", "role": "viewer", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # no time zone
+        ({"name": "x", "role": "viewer", "token": "choose-my-own"}, "token"),
+    ]
+    for body, word in cases:
+        r = client.post("/api/v1/tokens", json=body, headers=auth("admin"))
+        assert r.status_code in (400, 422), (body, r.status_code)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert word in r.text, (word, r.text)
+
+
+def test_a_revoked_config_token_stays_revoked_after_a_restart(clean_redis: str) -> None:
+    settings = settings_for(clean_redis)
+    with TestClient(create_app(settings)) as c:
+        listing = c.get("/api/v1/tokens", headers=auth("admin")).json()
+        viewer = next(t for t in listing if t["name"] == "v")
+        assert viewer["source"] == "config"
+        assert c.delete(f"/api/v1/tokens/{viewer['id']}", headers=auth("admin")).status_code == 204
+        assert c.get("/api/v1/sites", headers=auth("viewer")).status_code == 401
+    with TestClient(create_app(settings)) as c:  # start again: the file still lists it
+        assert c.get("/api/v1/sites", headers=auth("viewer")).status_code == 401
+        assert c.get("/api/v1/sites", headers=auth("submitter")).status_code == 200
+
+
+def test_lookup_is_by_hash(clean_redis: str) -> None:
+    from broker.store.connect import async_client
+    from broker.store.keys import Keys
+    from broker.store.tokens import TokenStore
+
+    async def go() -> None:
+        r = async_client(clean_redis)
+        store = TokenStore(r, Keys())
+        secret, rec = await store.create("n", "viewer", ["*"])
+        found, verdict = await store.authenticate(secret, 0)
+        assert found == rec and verdict.count == 0 and not verdict.limited
+        assert (await store.authenticate(secret[:-1], 0))[0] is None
+        assert (await store.authenticate(TOKENS["admin"], 0))[0] is None  # not seeded here
+        await r.aclose()
+
+    asyncio.run(go())
