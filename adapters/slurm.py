@@ -138,7 +138,9 @@ def sbatch_directives(spec: JobSpec, tag: str, *, account: str | None = None) ->
     if a.duration:
         out.append(f"--time={format_walltime(a.duration)}")
     if a.queue_name:
-        out.append(f"--qos={a.queue_name}" if a.custom_attributes.get("queue_is_qos") else f"--partition={a.queue_name}")
+        out.append(
+            f"--qos={a.queue_name}" if a.custom_attributes.get("queue_is_qos") else f"--partition={a.queue_name}"
+        )
     if account or a.account:
         out.append(f"--account={account or a.account}")
     if a.reservation_id:

@@ -54,7 +54,11 @@ def submit(c: Client, args: argparse.Namespace) -> int:
 
 
 def jobs(c: Client, args: argparse.Namespace) -> int:
-    params = {k: v for k, v in {"project": args.project, "state": args.state, "site": args.site, "limit": args.limit}.items() if v}
+    params = {
+        k: v
+        for k, v in {"project": args.project, "state": args.state, "site": args.site, "limit": args.limit}.items()
+        if v
+    }
     page = c.call("GET", "/api/v1/jobs", params=params)
     for j in page["items"]:
         code = "" if j["exit_code"] is None else f" exit={j['exit_code']}"

@@ -61,8 +61,13 @@ class Demo:
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         log.close()
         self.procs.append((name, proc))
         return proc
@@ -72,8 +77,22 @@ class Demo:
         port = _free_port()
         exe = None if embedded else shutil.which("redis-server")
         if exe:
-            proc = self.spawn("redis", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                        "--appendonly", "no", "--dir", str(self.dir)])
+            proc = self.spawn(
+                "redis",
+                [
+                    exe,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.dir),
+                ],
+            )
             _wait_port(port, proc, "redis-server")
             return f"redis://127.0.0.1:{port}/0", f"private redis-server on port {port}"
         from fakeredis import TcpFakeServer
@@ -96,10 +115,14 @@ class Demo:
             "firecrest_secret": self.dir / "firecrest-secret",
             "iri_token": self.dir / "iri-token",
         }
-        files["sfapi_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
-        files["sfapi_pub"].write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+        files["sfapi_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        files["sfapi_pub"].write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
         files["firecrest_secret"].write_text(secrets.token_urlsafe(24))
         files["iri_token"].write_text(secrets.token_urlsafe(32))
         for f in files.values():
@@ -117,14 +140,18 @@ class Demo:
         started = []
         for i, kind in enumerate(("sfapi", "firecrest", "iri"), start=1):
             port = _free_port(base_port + i)
-            proc = self.spawn(f"sim-{kind}", [*me, kind, "--port", str(port), "--time-scale", str(time_scale), *extra[kind]])
+            proc = self.spawn(
+                f"sim-{kind}", [*me, kind, "--port", str(port), "--time-scale", str(time_scale), *extra[kind]]
+            )
             started.append((kind, port, proc))
             urls[kind] = f"http://127.0.0.1:{port}"
         for kind, port, proc in started:
             _wait_port(port, proc, f"the {kind} simulator")
         return urls
 
-    def write_config(self, redis_url: str, sims: dict[str, str], creds: dict[str, Path], tokens: dict[str, str]) -> Path:
+    def write_config(
+        self, redis_url: str, sims: dict[str, str], creds: dict[str, Path], tokens: dict[str, str]
+    ) -> Path:
         cfg = self.dir / "superfed.toml"
         cfg.write_text(f"""# written by `superfed demo`; see config/ for annotated examples
 redis_url = "{redis_url}"
@@ -140,49 +167,49 @@ abandoned_after = 30
 name = "demo-viewer"
 role = "viewer"
 projects = ["*"]
-token = "{tokens['viewer']}"
+token = "{tokens["viewer"]}"
 
 [[tokens]]
 name = "demo-submitter"
 role = "submitter"
 projects = ["*"]
-token = "{tokens['submitter']}"
+token = "{tokens["submitter"]}"
 
 [[tokens]]
 name = "demo-admin"
 role = "admin"
 projects = ["*"]
-token = "{tokens['admin']}"
+token = "{tokens["admin"]}"
 
 [[sites]]
 name = "nersc"
 kind = "sfapi"
-url = "{sims['sfapi']}/api/v1.2"
+url = "{sims["sfapi"]}/api/v1.2"
 systems = ["perlmutter"]
 health_interval = 2.0
 poll_interval = 1.0
 limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-auth = {{ client_id = "{SFAPI_CLIENT_ID}", token_url = "{sims['sfapi']}/c2id/token", private_key_file = "{creds['sfapi_key']}" }}
+auth = {{ client_id = "{SFAPI_CLIENT_ID}", token_url = "{sims["sfapi"]}/c2id/token", private_key_file = "{creds["sfapi_key"]}" }}
 
 [[sites]]
 name = "cscs"
 kind = "firecrest"
-url = "{sims['firecrest']}"
+url = "{sims["firecrest"]}"
 systems = ["daint"]
 health_interval = 2.0
 poll_interval = 1.0
 limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-auth = {{ client_id = "superfed-demo", token_url = "{sims['firecrest']}/auth/token", client_secret_file = "{creds['firecrest_secret']}" }}
+auth = {{ client_id = "superfed-demo", token_url = "{sims["firecrest"]}/auth/token", client_secret_file = "{creds["firecrest_secret"]}" }}
 
 [[sites]]
 name = "alcf"
 kind = "iri"
-url = "{sims['iri']}"
+url = "{sims["iri"]}"
 systems = ["polaris"]
 health_interval = 2.0
 poll_interval = 1.0
 limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-auth = {{ token_file = "{creds['iri_token']}" }}
+auth = {{ token_file = "{creds["iri_token"]}" }}
 """)
         cfg.chmod(0o600)
         return cfg
@@ -229,8 +256,15 @@ class _Stop(BaseException):
     """Raised by the signal handler to leave any wait at once."""
 
 
-def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_scale: float = 1.0,
-        workdir: str | None = None, embedded_redis: bool = False) -> int:
+def run(
+    *,
+    port: int = 8000,
+    info: str | None = None,
+    workers: int = 2,
+    time_scale: float = 1.0,
+    workdir: str | None = None,
+    embedded_redis: bool = False,
+) -> int:
     own_dir = workdir is None
     d = Path(workdir or tempfile.mkdtemp(prefix="superfed-demo-"))
     d.mkdir(parents=True, exist_ok=True)
@@ -254,30 +288,46 @@ def run(*, port: int = 8000, info: str | None = None, workers: int = 2, time_sca
         tokens = {role: f"sf_demo_{role}_{secrets.token_urlsafe(12)}" for role in ("viewer", "submitter", "admin")}
         cfg = demo.write_config(redis_url, sims, creds, tokens)
         api_port = port
-        api = demo.spawn("api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)])
+        api = demo.spawn(
+            "api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)]
+        )
         _wait_port(api_port, api, "the API")
         for i in range(workers):
-            demo.spawn(f"worker-{i + 1}", [sys.executable, "-m", "broker.cli", "worker", "--config", str(cfg),
-                                           "--name", f"demo-worker-{i + 1}-{os.getpid()}"])
+            demo.spawn(
+                f"worker-{i + 1}",
+                [
+                    sys.executable,
+                    "-m",
+                    "broker.cli",
+                    "worker",
+                    "--config",
+                    str(cfg),
+                    "--name",
+                    f"demo-worker-{i + 1}-{os.getpid()}",
+                ],
+            )
         api_url = f"http://127.0.0.1:{api_port}"
         demo.wait_ready(api_url, tokens["viewer"])
         doc = {"api": api_url, "redis": redis_url, "simulators": sims, "tokens": tokens, "config": str(cfg)}
         if info:
             Path(info).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"""superfed demo is up ({redis_note}).
+        print(
+            f"""superfed demo is up ({redis_note}).
 
   API          {api_url}/api/v1      docs: {api_url}/schema
-  simulators   SF API {sims['sfapi']}   FirecREST {sims['firecrest']}   IRI {sims['iri']}
+  simulators   SF API {sims["sfapi"]}   FirecREST {sims["firecrest"]}   IRI {sims["iri"]}
   config       {cfg}
   logs         {d}
 
-  tokens       viewer     {tokens['viewer']}
-               submitter  {tokens['submitter']}
-               admin      {tokens['admin']}
+  tokens       viewer     {tokens["viewer"]}
+               submitter  {tokens["submitter"]}
+               admin      {tokens["admin"]}
 
-Try:  export SUPERFED_URL={api_url} SUPERFED_TOKEN={tokens['submitter']}
+Try:  export SUPERFED_URL={api_url} SUPERFED_TOKEN={tokens["submitter"]}
       superfed status
-Press Ctrl-C to stop everything.""", flush=True)
+Press Ctrl-C to stop everything.""",
+            flush=True,
+        )
         while not stopping.wait(0.5):
             for name, proc in demo.procs:
                 if proc.poll() is not None:

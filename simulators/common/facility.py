@@ -81,7 +81,9 @@ class Facility:
             name: BatchSystem(
                 name,
                 nodes=s.nodes,
-                partitions=[Partition(p.name, p.max_nodes, p.max_walltime_s, p.default_walltime_s) for p in s.partitions]
+                partitions=[
+                    Partition(p.name, p.max_nodes, p.max_walltime_s, p.default_walltime_s) for p in s.partitions
+                ]
                 if s.partitions
                 else None,
                 time_scale=s.time_scale,
@@ -126,7 +128,9 @@ class Facility:
         return self.chaos.garbage_rate > 0 and random.random() < self.chaos.garbage_rate
 
     # -- tokens ---------------------------------------------------------------------------
-    def issue_token(self, subject: str, *, ttl: int | None = None, extra: dict[str, Any] | None = None) -> tuple[str, int]:
+    def issue_token(
+        self, subject: str, *, ttl: int | None = None, extra: dict[str, Any] | None = None
+    ) -> tuple[str, int]:
         """A signed JWT (HS256, this facility's private key) and its lifetime in seconds."""
         ttl = self.settings.token_ttl if ttl is None else ttl
         now = int(self.clock())

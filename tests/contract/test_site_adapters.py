@@ -44,8 +44,9 @@ class Site:
         httpx.post(f"{self.url}/_sim/{what}", json=body or {}, timeout=10).raise_for_status()
 
     def adapter(self) -> AdapterBase:
-        return registry.build(self.kind, name=f"test-{self.kind}", url=self.url, systems=[SYSTEM[self.kind]],
-                              auth=self.auth, http=HTTP)
+        return registry.build(
+            self.kind, name=f"test-{self.kind}", url=self.url, systems=[SYSTEM[self.kind]], auth=self.auth, http=HTTP
+        )
 
 
 @pytest.fixture
@@ -75,7 +76,9 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         auth = {"token_file": str(tmp / "token")}
     app = create_app(kind, settings)
     # the token endpoint (the identity provider's, not FirecREST's) is not in the spec
-    validator = ValidatingASGI(app, load_spec(SPECS[kind]), skip_prefixes=("/_sim", "/auth/")) if kind in SPECS else None
+    validator = (
+        ValidatingASGI(app, load_spec(SPECS[kind]), skip_prefixes=("/_sim", "/auth/")) if kind in SPECS else None
+    )
     with ThreadedServer(validator or app) as srv:
         settings.public_url = srv.url
         if kind == "sfapi":
@@ -98,9 +101,12 @@ async def adapter(site: Site) -> AsyncIterator[AdapterBase]:
 
 
 def req(site: Site, tag: str, command: str, *, duration: int = 600) -> SubmitRequest:
-    spec = JobSpec(executable="/bin/bash", arguments=["-c", command], resources=ResourceSpec(node_count=1),
-                   attributes=JobAttributes(duration=duration, account="m0001",
-                                            custom_attributes={"filesystems": "home"}))
+    spec = JobSpec(
+        executable="/bin/bash",
+        arguments=["-c", command],
+        resources=ResourceSpec(node_count=1),
+        attributes=JobAttributes(duration=duration, account="m0001", custom_attributes={"filesystems": "home"}),
+    )
     return SubmitRequest(tag=tag, spec=spec, system=SYSTEM[site.kind], project="m0001")
 
 
@@ -207,5 +213,3 @@ async def test_allocations_are_node_hours_or_unknown(site: Site, adapter: Adapte
     else:
         by = {a.project: a for a in allocations}
         assert by["m0001"].allocated > 0 and by["m0001"].unit == "node_hours"
-
-

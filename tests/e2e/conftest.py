@@ -59,8 +59,20 @@ def start_demo(tmp: Path, *, workers: int = 2, time_scale: float = 0.1, extra: t
     info = tmp / "info.json"
     port = free_port()
     proc = Proc(
-        superfed("demo", "--port", str(port), "--info", str(info), "--workers", str(workers),
-                 "--time-scale", str(time_scale), "--workdir", str(tmp / "demo"), *extra),
+        superfed(
+            "demo",
+            "--port",
+            str(port),
+            "--info",
+            str(info),
+            "--workers",
+            str(workers),
+            "--time-scale",
+            str(time_scale),
+            "--workdir",
+            str(tmp / "demo"),
+            *extra,
+        ),
         log=tmp / "demo.log",
     )
     deadline = time.monotonic() + 90

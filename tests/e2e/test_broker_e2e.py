@@ -15,24 +15,35 @@ pytestmark = pytest.mark.slow
 
 
 def spec(command: str, nodes: int = 1, name: str | None = None) -> dict:
-    s = {"executable": "/bin/bash", "arguments": ["-c", command], "resources": {"node_count": nodes},
-         "attributes": {"duration": 3600, "custom_attributes": {"filesystems": "home"}}}
+    s = {
+        "executable": "/bin/bash",
+        "arguments": ["-c", command],
+        "resources": {"node_count": nodes},
+        "attributes": {"duration": 3600, "custom_attributes": {"filesystems": "home"}},
+    }
     if name:
         s["name"] = name
     return s
 
 
 async def post_many(b: Broker, n: int, command: str, project: str = "m0001") -> list[str]:
-    async with httpx.AsyncClient(base_url=b.api, headers=b.headers(), timeout=60,
-                                 limits=httpx.Limits(max_connections=50)) as c:
-        rs = await asyncio.gather(*[c.post("/api/v1/jobs", json={"project": project, "spec": spec(command, name=f"e2e-{i}")})
-                                    for i in range(n)])
+    async with httpx.AsyncClient(
+        base_url=b.api, headers=b.headers(), timeout=60, limits=httpx.Limits(max_connections=50)
+    ) as c:
+        rs = await asyncio.gather(
+            *[
+                c.post("/api/v1/jobs", json={"project": project, "spec": spec(command, name=f"e2e-{i}")})
+                for i in range(n)
+            ]
+        )
     assert all(r.status_code == 202 for r in rs), [r.text for r in rs if r.status_code != 202][:3]
     return [r.json()["id"] for r in rs]
 
 
 def sim_jobs(b: Broker) -> dict[str, list[dict]]:
-    return {kind: httpx.get(f"{url}/_sim/jobs", timeout=10).json()["jobs"] for kind, url in b.info["simulators"].items()}
+    return {
+        kind: httpx.get(f"{url}/_sim/jobs", timeout=10).json()["jobs"] for kind, url in b.info["simulators"].items()
+    }
 
 
 KIND_OF_SITE = {"nersc": "sfapi", "cscs": "firecrest", "alcf": "iri"}
@@ -113,7 +124,9 @@ def test_status_events_stream_a_change(broker: Broker) -> None:
     got: list[str] = []
 
     def listen() -> None:
-        with httpx.stream("GET", f"{broker.api}/api/v1/status/events", headers=broker.headers("viewer"), timeout=20) as r:
+        with httpx.stream(
+            "GET", f"{broker.api}/api/v1/status/events", headers=broker.headers("viewer"), timeout=20
+        ) as r:
             for line in r.iter_lines():
                 if line.startswith("data:") and '"cscs"' in line:
                     got.append(line)

@@ -30,9 +30,16 @@ def test_tour(broker: Broker, tmp_path: Path) -> None:
     sites = sf(broker, "sites", role="viewer")
     assert sites.returncode == 0 and "sfapi" in sites.stdout and "firecrest" in sites.stdout and "iri" in sites.stdout
 
-    job = {"project": "m0001", "spec": {"name": "hello", "executable": "/bin/bash", "arguments": ["-c", "echo hi; sleep 5"],
-                                        "resources": {"node_count": 1},
-                                        "attributes": {"duration": 600, "custom_attributes": {"filesystems": "home"}}}}
+    job = {
+        "project": "m0001",
+        "spec": {
+            "name": "hello",
+            "executable": "/bin/bash",
+            "arguments": ["-c", "echo hi; sleep 5"],
+            "resources": {"node_count": 1},
+            "attributes": {"duration": 600, "custom_attributes": {"filesystems": "home"}},
+        },
+    }
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job))
     sub = sf(broker, "submit", str(path), "-q")

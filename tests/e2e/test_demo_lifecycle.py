@@ -59,8 +59,16 @@ def test_demo_with_the_embedded_redis(tmp_path: Path) -> None:
     try:
         assert "embedded" in (b.proc.tail(4000))
         with b.client() as c:
-            r = c.post("/api/v1/jobs", json={"project": "m0001", "spec": {
-                "executable": "/bin/true", "attributes": {"duration": 60, "custom_attributes": {"filesystems": "home"}}}})
+            r = c.post(
+                "/api/v1/jobs",
+                json={
+                    "project": "m0001",
+                    "spec": {
+                        "executable": "/bin/true",
+                        "attributes": {"duration": 60, "custom_attributes": {"filesystems": "home"}},
+                    },
+                },
+            )
             assert r.status_code == 202, r.text
         job = b.wait_jobs([r.json()["id"]], {"COMPLETED", "FAILED"}, timeout=60)[r.json()["id"]]
         assert job["state"] == "COMPLETED", job

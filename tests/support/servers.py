@@ -45,7 +45,9 @@ class ThreadedServer:
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -66,8 +68,15 @@ class ThreadedServer:
 class Proc:
     """A subprocess in its own process group, killed with everything it started."""
 
-    def __init__(self, args: Sequence[str], *, port: int | None = None, env: dict[str, str] | None = None,
-                 log: Path | None = None, cwd: str | None = None):
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        cwd: str | None = None,
+    ):
         self.args = list(args)
         self.port = port
         self.log = log

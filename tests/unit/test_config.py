@@ -31,9 +31,19 @@ def test_every_problem_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixt
     with pytest.raises(ConfigError) as exc:
         load(bad)
     text = "\n".join(exc.value.problems)
-    for place in ["sites[0].name", "sites[0].kind", "sites[0].url", "sites[0].systems", "sites[1].weight",
-                  "sites[1].auth", "sites[2].systems", "sites[2].auth", "placement.strategy", "api.max_body_bytes",
-                  "the name 'ok' is used by more than one site"]:
+    for place in [
+        "sites[0].name",
+        "sites[0].kind",
+        "sites[0].url",
+        "sites[0].systems",
+        "sites[1].weight",
+        "sites[1].auth",
+        "sites[2].systems",
+        "sites[2].auth",
+        "placement.strategy",
+        "api.max_body_bytes",
+        "the name 'ok' is used by more than one site",
+    ]:
         assert place in text, (place, text)
     assert main(["config", "check", str(bad)]) == 1
     err = capsys.readouterr().err
