@@ -105,8 +105,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return app
 
 
-def _guard_api(connection, handler) -> None:  # type: ignore[no-untyped-def]
-    # only /api/v1 is role-checked; operations and docs are public
+async def _guard_api(connection, handler) -> None:  # type: ignore[no-untyped-def]
+    # only /api/v1 is role-checked; operations and docs are public. Async on purpose:
+    # Litestar runs a sync guard in a worker thread, a thread hop on every request.
     if connection.scope["path"].startswith("/api/"):
         role_guard(connection, handler)
 
