@@ -189,7 +189,11 @@ systems = ["perlmutter"]
 health_interval = 2.0
 poll_interval = 1.0
 limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-auth = {{ client_id = "{SFAPI_CLIENT_ID}", token_url = "{sims["sfapi"]}/c2id/token", private_key_file = "{creds["sfapi_key"]}" }}
+file_roots = ["/global/homes/s/superfed", "/pscratch/sd/s/superfed"]
+[sites.auth]
+client_id = "{SFAPI_CLIENT_ID}"
+token_url = "{sims["sfapi"]}/c2id/token"
+private_key_file = "{creds["sfapi_key"]}"
 
 [[sites]]
 name = "cscs"
@@ -199,7 +203,11 @@ systems = ["daint"]
 health_interval = 2.0
 poll_interval = 1.0
 limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-auth = {{ client_id = "superfed-demo", token_url = "{sims["firecrest"]}/auth/token", client_secret_file = "{creds["firecrest_secret"]}" }}
+file_roots = ["/home/superfed", "/scratch/superfed"]
+[sites.auth]
+client_id = "superfed-demo"
+token_url = "{sims["firecrest"]}/auth/token"
+client_secret_file = "{creds["firecrest_secret"]}"
 
 [[sites]]
 name = "alcf"
@@ -209,6 +217,7 @@ systems = ["polaris"]
 health_interval = 2.0
 poll_interval = 1.0
 limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
+file_roots = ["/home/superfed", "/eagle"]
 auth = {{ token_file = "{creds["iri_token"]}" }}
 """)
         cfg.chmod(0o600)
@@ -239,10 +248,8 @@ auth = {{ token_file = "{creds["iri_token"]}" }}
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for _name, proc in reversed(self.procs):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

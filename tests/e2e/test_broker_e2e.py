@@ -67,7 +67,7 @@ def test_hundred_jobs_complete_once_each_spread_over_sites(broker: Broker) -> No
     for j in jobs.values():
         assert j["exit_code"] == 0
         assert [a["outcome"] for a in j["attempts"]][-1] in ("submitted", "settled")
-        assert [h["state"] for h in j["history"]][0] == "NEW" and j["history"][-1]["state"] == "COMPLETED"
+        assert j["history"][0]["state"] == "NEW" and j["history"][-1]["state"] == "COMPLETED"
 
 
 def test_exit_code_is_reported(broker: Broker) -> None:

@@ -55,7 +55,7 @@ def test_unknown_keys_and_token_sources() -> None:
         validate({"typo": 1})
     with pytest.raises(ConfigError, match=r"tokens\[0\].*exactly one of"):
         validate({"tokens": [{"name": "t", "role": "viewer", "token": "a", "env": "B"}]})
-    with pytest.raises(ConfigError, match="placement.priority: no site is named 'nowhere'"):
+    with pytest.raises(ConfigError, match=r"placement\.priority: no site is named 'nowhere'"):
         validate({"placement": {"priority": ["nowhere"]}})
 
 
