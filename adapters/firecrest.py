@@ -29,7 +29,8 @@ from adapters.errors import AdapterError, AuthFailed, NotFound, SiteRejected
 from adapters.http import SiteHTTP, decode_json, default_message, error_for
 from adapters.secrets import Secret, load_secret
 from adapters.slurm import STATE_MAP as SLURM_STATES
-from adapters.slurm import base_state, render_sbatch, tag_from_comment
+from adapters.slurm import base_state, render_sbatch
+from adapters.tags import name_with_tag, tag_from_comment, tag_from_name
 from adapters.tokens import TokenCache
 from adapters.types import (
     Allocation,
@@ -80,7 +81,6 @@ PBS_STATES: dict[str, JobState] = {
     "X": "COMPLETED",  # subjob finished
 }
 FILE_TYPES: dict[str, str] = {"-": "file", "d": "directory", "l": "link"}  # `ls -l` type letter
-TAG_MARK = ".sf-"  # the tag rides at the end of the job name: v2's JobModel has no comment
 MAX_OPS_FILE_SIZE = 5 * 1024 * 1024  # dataOperation.maxOpsFileSize default: direct up/download
 # sbatch refusals arrive as 500 "Unexpected Slurm command response. exit_status:1 std_err:..."
 _SBATCH_REFUSAL = re.compile(r"sbatch: error:|Batch job submission failed|qsub: ", re.I)
@@ -173,15 +173,8 @@ class WireStatOut(msgspec.Struct):
 
 
 # -- pure translations ---------------------------------------------------------------------
-def tagged_name(name: str | None, tag: str) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:80] if name else "superfed"
-    return f"{base}{TAG_MARK}{tag}"
-
-
 def tag_of(job: WireJob) -> str | None:
-    if TAG_MARK in job.name:
-        return job.name.rsplit(TAG_MARK, 1)[1] or None
-    return tag_from_comment(job.comment)
+    return tag_from_name(job.name) or tag_from_comment(job.comment)
 
 
 def build_submit_body(req: SubmitRequest) -> dict[str, Any]:
@@ -191,7 +184,7 @@ def build_submit_body(req: SubmitRequest) -> dict[str, Any]:
     spec, a = req.spec, req.spec.attributes
     account = req.project or a.account
     job: dict[str, Any] = {
-        "name": tagged_name(spec.name, req.tag),
+        "name": name_with_tag(spec.name, req.tag, default="superfed"),
         # FirecREST runs sbatch over SSH from the user's home: "." is the home directory
         "workingDirectory": spec.directory or ".",
         "script": render_sbatch(spec, req.tag, account=account),

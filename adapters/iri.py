@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +33,7 @@ from adapters.errors import (
 from adapters.http import SiteHTTP, decode_json, default_message, parse_retry_after
 from adapters.psij import JobSpec
 from adapters.secrets import Secret, load_secret
+from adapters.tags import name_with_tag, tag_from_name
 from adapters.tokens import TokenCache
 from adapters.types import (
     Allocation,
@@ -79,9 +79,8 @@ FILE_TYPES: dict[str, str] = {
     "symlink": "link",
     "link": "link",
 }
-# Where the broker's tag lives: the job name ends with ".sf-<tag>" (PBS keeps Job_Name, and
-# the IRI API echoes it in the job spec and ALCF in meta_data.Job_Name).
-TAG_MARK = ".sf-"
+# The broker's tag ends the job name (adapters.tags): PBS keeps Job_Name, and the IRI API
+# echoes it in the job spec and ALCF in meta_data.Job_Name.
 LIST_LIMIT = 1000  # the spec's maximum page size for POST /compute/status
 UNAVAILABLE_SLUG = "resource-unavailable"  # the problem type of a resource that is down
 
@@ -174,19 +173,9 @@ class WireProblem(msgspec.Struct):
 
 
 # -- pure build/parse -----------------------------------------------------------------------
-_SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
-
-
 def job_name(spec: JobSpec, tag: str) -> str:
     """The spec's name made PBS-safe (printable, no blanks), with the tag as suffix."""
-    base = _SAFE.sub("_", spec.name or "")[:180].rstrip(".") or "job"
-    return f"{base}{TAG_MARK}{tag}"
-
-
-def tag_from_name(name: str | None) -> str | None:
-    if not name or TAG_MARK not in name:
-        return None
-    return name.rsplit(TAG_MARK, 1)[1] or None
+    return name_with_tag(spec.name, tag, max_base=180)
 
 
 def build_job(req: SubmitRequest) -> dict[str, Any]:

@@ -11,7 +11,10 @@ import re
 import shlex
 
 from adapters.psij import JobSpec
+from adapters.tags import tag_comment, tag_from_comment
 from adapters.types import JobState
+
+__all__ = ["STATE_MAP", "render_sbatch", "tag_comment", "tag_from_comment"]
 
 # Slurm base state -> PSI/J state. Source: slurm.schedmd.com/squeue.html#SECTION_JOB-STATE-CODES
 STATE_MAP: dict[str, JobState] = {
@@ -103,16 +106,6 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
 def job_name(spec: JobSpec, tag: str) -> str:
     """The Slurm job name: the spec's name made shell- and Slurm-safe, else the tag."""
     return _SAFE_NAME.sub("_", spec.name)[:100] if spec.name else tag
-
-
-def tag_comment(tag: str) -> str:
-    return f"superfed:{tag}"
-
-
-def tag_from_comment(comment: str | None) -> str | None:
-    if comment and comment.startswith("superfed:"):
-        return comment.split(":", 1)[1].strip() or None
-    return None
 
 
 def command_line(spec: JobSpec) -> str:
