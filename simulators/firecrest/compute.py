@@ -127,11 +127,16 @@ def _workdir(path: str, user: str) -> str:
     return path if path.startswith("/") else posixpath.normpath(f"/home/{user}/{path}")
 
 
+# The one deliberate deviation from the real server: v2's SbatchCommand raises SlurmError on
+# a non-zero exit and its error handler maps every SchedulerError to 500. A refused job is the
+# client's mistake, and a 5xx would read as "retry"; the simulator answers 400 with the same
+# body and message (the adapter treats both the real 500 and this 400 as a permanent refusal).
+SLURM_REFUSAL_STATUS = 400
+
+
 def _slurm_error(stderr: str, user: str) -> FirecrestError:
-    # v2's SbatchCommand raises SlurmError on a non-zero exit; the error handler maps every
-    # SchedulerError to 500 with this message (lib/models/apis/api_response_model.py).
     return FirecrestError(
-        500, f"Unexpected Slurm command response. exit_status:1 std_err:{stderr}\n", user=user
+        SLURM_REFUSAL_STATUS, f"Unexpected Slurm command response. exit_status:1 std_err:{stderr}\n", user=user
     )
 
 

@@ -227,20 +227,21 @@ def test_filesystem_errors(http: httpx.Client) -> None:
 
 
 def test_rejection_is_sbatch_message(http: httpx.Client) -> None:
-    # FirecREST v2 maps a failed sbatch (SlurmError) to 500 with sbatch's own words
+    # the real v2 answers 500 here; the simulator answers 400 with the same words (a bad
+    # request is never a 500 here: see SLURM_REFUSAL_STATUS)
     r = submit(http, "#!/bin/bash\n#SBATCH --time=02:00:00\nhostname\n", partition="debug")
-    body = assert_error(r, 500, "Requested time limit is invalid")
+    body = assert_error(r, 400, "Requested time limit is invalid")
     assert body["message"].startswith("Unexpected Slurm command response.")
     assert_error(
         submit(http, "#!/bin/bash\n#SBATCH --nodes=99\n"),
-        500,
+        400,
         "node configuration is not available",
     )
     assert_error(
-        submit(http, "#!/bin/bash\n", partition="gpu"), 500, "invalid partition specified: gpu"
+        submit(http, "#!/bin/bash\n", partition="gpu"), 400, "invalid partition specified: gpu"
     )
     assert_error(
-        submit(http, "#!/bin/bash\n#SBATCH -t banana\n"), 500, "Invalid --time specification"
+        submit(http, "#!/bin/bash\n#SBATCH -t banana\n"), 400, "Invalid --time specification"
     )
 
 
