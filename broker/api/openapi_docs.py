@@ -156,8 +156,10 @@ def document(openapi: OpenAPI) -> OpenAPI:
             if path.startswith("/api/"):
                 for status in _statuses(path, op):
                     responses[str(status)] = problem_response(status)
-            elif "400" in responses:
-                responses["400"] = problem_response(400)
+            else:
+                op.security = []  # operations endpoints need no token (the app excludes them from auth)
+                if "400" in responses:
+                    responses["400"] = problem_response(400)
             _fix_bodies(op, responses, site_ref)
     return openapi
 

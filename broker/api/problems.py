@@ -89,7 +89,8 @@ def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[byt
 
 def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     errors = _field_errors(exc.extra)
-    status = 422 if request.method in ("POST", "PUT", "PATCH") and errors else 400
+    # 422 for a body that fails validation; a bad parameter is a 400, whatever the method
+    status = 422 if request.method in ("POST", "PUT", "PATCH") and errors and any(e.source == "body" for e in errors) else 400
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else str(exc.detail)
     return problem_response(status, "Invalid request" if status == 400 else "Validation failed", detail, request, errors=errors)
 
