@@ -16,20 +16,26 @@ from broker.store.jobs import index_writes, initial_fields, job_from_hash, new_j
 from broker.store.keys import Keys
 from broker.tasks import queues
 
-PENDING_TTL = 30  # seconds a first request may take before a repeat may try again
-
 _enc = msgspec.json.Encoder()
 
 
 class IdemState(msgspec.Struct):
     fp: str
-    state: str  # pending | done
+    state: str  # "done" (older entries may read "pending")
     job_id: str | None = None
     body: str | None = None  # the first answer, as sent
 
 
 def fingerprint(body: JobCreate) -> str:
     return hashlib.sha256(_enc.encode(body)).hexdigest()
+
+
+class Replay(Exception):
+    """The Idempotency-Key already has an answer (``raw``: the stored IdemState)."""
+
+    def __init__(self, raw: bytes):
+        super().__init__("idempotency key already answered")
+        self.raw = raw
 
 
 def create_job_sync(
@@ -42,12 +48,22 @@ def create_job_sync(
     fp: str | None = None,
 ) -> Job:
     """Write the job and enqueue its submission in one MULTI/EXEC (runs in a thread: RQ's
-    enqueue is synchronous)."""
+    enqueue is synchronous).
+
+    With an Idempotency-Key the key is WATCHed: the job, its submission and the key's answer
+    are written together or not at all, so an API process killed at any point leaves no
+    half-claimed key behind (a retry just runs again), and of two concurrent requests with one
+    key the second's EXEC fails and it replays the first's answer (raises ``Replay``)."""
     job_id = new_job_id()
     now = time.time()
     fields = initial_fields(job_id, body.project, body.spec, body.placement, owner, now)
     job = job_from_hash(fields)
     with conn.pipeline(transaction=True) as p:
+        if idem_key:
+            p.watch(idem_key)
+            prev = p.get(idem_key)
+            if prev is not None:
+                raise Replay(prev)
         p.multi()
         p.hset(keys.job(job_id), mapping=fields)
         for key, score, member in index_writes(keys, fields):
@@ -58,12 +74,14 @@ def create_job_sync(
         if idem_key:
             state = IdemState(fp=fp or "", state="done", job_id=job_id, body=_enc.encode(job).decode())
             p.set(idem_key, _enc.encode(state), ex=settings.api.idempotency_ttl)
-        p.execute()
+        try:
+            p.execute()
+        except redis.WatchError:
+            prev = conn.get(idem_key) if idem_key else None
+            if prev is None:  # written and expired at once: cannot happen with a TTL >= 60 s
+                raise
+            raise Replay(prev) from None
     return job
-
-
-def idem_pending(fp: str) -> bytes:
-    return _enc.encode(IdemState(fp=fp, state="pending"))
 
 
 idem_decoder: Any = msgspec.json.Decoder(IdemState)

@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
-from broker.intake import PENDING_TTL, create_job_sync, fingerprint, idem_decoder, idem_pending
+from broker.intake import Replay, create_job_sync, fingerprint, idem_decoder
 from broker.placement import Policy, place
 from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
@@ -73,16 +73,16 @@ class JobController(Controller):
         if idempotency_key:
             idem = st.rkeys.idempotency(token.id, idempotency_key)
             fp = fingerprint(data)
-            if not await st.redis.set(idem, idem_pending(fp), nx=True, ex=PENDING_TTL):
-                return await _replay(st, idem, fp)
+            raw = await st.redis.get(idem)
+            if raw is not None:  # the common repeat, answered without a thread hop
+                return _replay(raw, fp)
         try:
+            # one WATCH/MULTI/EXEC: nothing is claimed before everything is written
             job = await anyio.to_thread.run_sync(
                 create_job_sync, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp
             )
-        except BaseException:
-            if idem:
-                await st.redis.delete(idem)  # nothing was written: let a retry try again at once
-            raise
+        except Replay as again:
+            return _replay(again.raw, fp or "")
         return Response(msgspec.json.encode(job), status_code=202, media_type="application/json",
                         headers={"Location": f"/api/v1/jobs/{job.id}"})
 
@@ -138,10 +138,7 @@ def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:
     )
 
 
-async def _replay(st: Any, idem: str, fp: str) -> Response[bytes]:
-    raw = await st.redis.get(idem)
-    if raw is None:  # expired between SET NX and GET: ask the client to come again
-        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is being handled", headers={"Retry-After": "1"})
+def _replay(raw: bytes | str, fp: str) -> Response[bytes]:
     prev = idem_decoder.decode(raw)
     if prev.fp != fp:
         raise ApiError(422, "Validation failed", "this Idempotency-Key was used with a different body")

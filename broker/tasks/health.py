@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 from adapters.errors import AdapterError, AuthFailed
 from adapters.types import SiteHealth
@@ -19,6 +21,15 @@ async def run(rt: Runtime, site_name: str) -> str:
     if found is None:
         return "no such site"
     site, adapter = found
+    try:
+        return await _check(rt, site, adapter)
+    finally:
+        # the next check comes one interval after this one *ended*: against a slow facility,
+        # checks back to back would otherwise keep workers from the submissions
+        await rt.redis.set(rt.keys.tick("health", site.name), "1", px=int(site.health_interval * 1000))
+
+
+async def _check(rt: Runtime, site: SiteConfig, adapter: Any) -> str:
     prev = await rt.health.get(site.name)
     t0 = time.perf_counter()
     try:
@@ -30,12 +41,11 @@ async def run(rt: Runtime, site_name: str) -> str:
     latency = (time.perf_counter() - t0) * 1000
     allocations = prev.allocations if prev else None
     if prev is None or prev.ok_at is None or time.time() - (prev.ok_at or 0) > ALLOCATIONS_EVERY or allocations is None:
-        try:
+        # allocations are a hint for placement; a failure here is not a health failure
+        with contextlib.suppress(AdapterError):
             # an empty answer means the facility does not report allocations (FirecREST v2
             # has no accounting endpoint): unknown, not "none left"
             allocations = {a.project: a.allocated - a.used for a in await adapter.allocations()} or None
-        except AdapterError:
-            pass  # allocations are a hint for placement; a failure here is not a health failure
     await store_result(rt, site, prev, health, error=None, down=False, latency_ms=latency, allocations=allocations)
     return health.state
 

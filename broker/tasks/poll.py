@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Any
 
 from adapters.errors import AdapterError
-
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.poll")
@@ -16,7 +16,15 @@ async def run(rt: Runtime, site_name: str) -> str:
     found = await rt.site_adapter(site_name)
     if found is None:
         return "no such site"
-    _site, adapter = found
+    site, adapter = found
+    try:
+        return await _poll(rt, site_name, adapter)
+    finally:
+        # the next poll comes one interval after this one ended (see health.run)
+        await rt.redis.set(rt.keys.tick("poll", site_name), "1", px=int(site.poll_interval * 1000))
+
+
+async def _poll(rt: Runtime, site_name: str, adapter: Any) -> str:
     active = await rt.jobs.active(site_name)
     if not active:
         return "nothing to poll"

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from adapters.base import AdapterBase
 from broker.adapter_pool import AdapterPool
-from broker.config import SiteConfig, Settings
+from broker.config import Settings, SiteConfig
 from broker.store.connect import async_client
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
@@ -43,7 +43,13 @@ class Runtime:
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` on the runtime's loop and wait for it (from a non-loop thread)."""
         fut = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except BaseException:
+            # RQ's job timeout or a cold shutdown interrupts the waiting thread; stop the
+            # coroutine too, so it cannot go on alongside the retry RQ schedules for it
+            fut.cancel()
+            raise
 
     async def adapter(self, site: SiteConfig, revision: int) -> AdapterBase:
         return await self.adapters.get(site, revision)

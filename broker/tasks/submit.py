@@ -10,6 +10,7 @@ import logging
 import time
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from adapters.errors import AdapterError, AuthFailed, SiteTimeout
 from adapters.psij import JobSpec
@@ -44,7 +45,48 @@ async def run(rt: Runtime, job_id: str) -> str:
         settled = await _settle(rt, job_id, h, spec)
         if settled:
             return settled
+    elif float(h["created"]) < await _redis_started_at(rt):
+        # Redis restarted since the job was accepted: with AOF `everysec` its last second of
+        # writes (an inflight mark, a QUEUED) may be gone. Ask every site for the tag first.
+        settled = await _settle_everywhere(rt, job_id)
+        if settled:
+            return settled
     return await _place_and_submit(rt, job_id, h, spec)
+
+
+_redis_start: tuple[float, float] = (0.0, 0.0)  # (when read, Redis's start time)
+
+
+async def _redis_started_at(rt: Runtime) -> float:
+    """When the Redis server last started (from INFO, read at most once a second)."""
+    global _redis_start
+    now = time.time()
+    if now - _redis_start[0] > 1.0:
+        try:
+            info = await rt.redis.info("server")
+            started = now - float(info["uptime_in_seconds"]) - 1.0
+        except (ResponseError, KeyError, ValueError):
+            started = 0.0  # a server without INFO (the demo's embedded one): assume no restart
+        _redis_start = (now, started)
+    return _redis_start[1]
+
+
+async def _settle_everywhere(rt: Runtime, job_id: str) -> str | None:
+    for stored in await rt.sites.all():
+        found = await rt.site_adapter(stored.config.name)
+        if found is None:
+            continue
+        site, adapter = found
+        for system in site.systems:
+            try:
+                receipt = await adapter.find_by_tag(job_id, system)
+            except AdapterError as exc:
+                raise TryLater(f"cannot check {site.name} for an earlier try after a Redis restart: {exc}") from None
+            if receipt is not None:
+                await rt.jobs.claim(site.name, job_id)
+                await _submitted(rt, job_id, site, receipt, outcome="settled")
+                return f"settled at {site.name} (after a Redis restart)"
+    return None
 
 
 async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) -> str | None:
@@ -62,6 +104,10 @@ async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) ->
     if receipt is not None:
         await _submitted(rt, job_id, site, receipt, outcome="settled")
         return f"settled at {site_name}"
+    # a request sent moments ago may still be on its way through a slow facility
+    window = site.http.connect_timeout + site.http.read_timeout
+    if time.time() - float(h.get("inflight_at") or 0) < window:
+        raise TryLater(f"the earlier try at {site_name} may still be under way; will check again")
     await rt.jobs.set_fields(job_id, inflight="")
     await rt.jobs.release(site_name, job_id)
     return None
@@ -97,7 +143,7 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
             project=h["project"],
         )
         await rt.jobs.claim(name, job_id)
-        await rt.jobs.set_fields(job_id, inflight=f"{name}|{system}")
+        await rt.jobs.set_fields(job_id, inflight=f"{name}|{system}", inflight_at=repr(time.time()))
         try:
             receipt = await adapter.submit(req)
         except SiteTimeout as exc:
@@ -107,9 +153,11 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
             except AdapterError:
                 raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
             if receipt is None:
-                await _failed_try(rt, job_id, name, "retriable", str(exc))
-                last_error = str(exc)
-                continue
+                # not there yet is not "never": a slow facility may still create it. Keep the
+                # inflight mark; the next run settles it once the request cannot be pending
+                await rt.jobs.advance(job_id, fields={"message": str(exc)}, attempt=Attempt(
+                    site=name, at=now_iso(), outcome="uncertain", error=str(exc)))  # type: ignore[arg-type]
+                raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again")
             await _submitted(rt, job_id, site, receipt, outcome="settled")
             return f"submitted to {name} (settled after a timeout)"
         except AdapterError as exc:
