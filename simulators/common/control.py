@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import JSONBody
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from simulators.common.facility import COMPONENT_STATES, Facility
@@ -53,21 +54,21 @@ def control_controller(facility: Facility) -> type[Controller]:
         include_in_schema = False
 
         @post("/outage", status_code=200)
-        async def outage(self, data: OutageBody) -> dict[str, Any]:
+        async def outage(self, data: JSONBody[OutageBody]) -> dict[str, Any]:
             if data.state not in COMPONENT_STATES:
                 raise HTTPException(status_code=400, detail=f"state must be one of {', '.join(COMPONENT_STATES)}")
             facility.set_component(data.component, data.state, data.note)
             return {"components": facility.components}
 
         @post("/chaos", status_code=200)
-        async def chaos(self, data: ChaosBody) -> dict[str, Any]:
+        async def chaos(self, data: JSONBody[ChaosBody]) -> dict[str, Any]:
             c = facility.chaos
             c.latency_ms, c.error_rate, c.status = data.latency_ms, data.error_rate, data.status
             c.garbage_rate, c.retry_after = data.garbage_rate, data.retry_after
             return msgspec.to_builtins(data)
 
         @post("/credentials", status_code=200)
-        async def credentials(self, data: CredentialsBody) -> dict[str, Any]:
+        async def credentials(self, data: JSONBody[CredentialsBody]) -> dict[str, Any]:
             if data.valid is not None:
                 facility.credentials_valid = data.valid
             if data.revoke_tokens:
