@@ -50,6 +50,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from broker.config_export import export
+
+    text = export(_load(args.config))
+    if args.output:
+        out = Path(args.output)
+        out.write_text(text)
+        out.chmod(0o600)  # it names where the secrets are, and token hashes
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from broker.demo import run
 
@@ -112,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("check", help="validate a config file")
     cc.add_argument("file")
     cc.set_defaults(func=cmd_config_check)
+    ce = csub.add_parser("export", help="write the live config (sites from Redis, the rest from FILE) as TOML")
+    ce.add_argument("--config", required=True, help="the config file the broker runs with (for Redis and the rest)")
+    ce.add_argument("--output", "-o", help="write here (default: standard output)")
+    ce.set_defaults(func=cmd_config_export)
 
     sim = sub.add_parser("sim", help="run one simulated facility")
     sim_cli.add_arguments(sim)

@@ -1,4 +1,4 @@
-"""``superfed submit|jobs|job|cancel|status|sites``: the API from a shell."""
+"""``superfed submit|jobs|job|cancel|status|sites|token``: the API from a shell."""
 
 from __future__ import annotations
 
@@ -95,6 +95,34 @@ def sites(c: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def token_create(c: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "role": args.role,
+                            "projects": [p.strip() for p in args.projects.split(",") if p.strip()]}
+    if args.expires_at:
+        body["expires_at"] = args.expires_at
+    made = c.call("POST", "/api/v1/tokens", json=body)
+    if args.quiet:
+        print(made["token"])
+    else:
+        print(f"id:      {made['id']}\nname:    {made['name']} ({made['role']}; projects {','.join(made['projects'])})")
+        print(f"expires: {made['expires_at'] or 'never'}\ntoken:   {made['token']}")
+        print("(the token is shown this once; only its hash is kept)", file=sys.stderr)
+    return 0
+
+
+def token_list(c: Client, args: argparse.Namespace) -> int:
+    for t in c.call("GET", "/api/v1/tokens"):
+        print(f"{t['id']:<18} {t['name']:<20} {t['role']:<9} {','.join(t['projects']):<16} "
+              f"expires {t['expires_at'] or 'never':<24} last used {t['last_used_at'] or 'never'}")
+    return 0
+
+
+def token_revoke(c: Client, args: argparse.Namespace) -> int:
+    c.call("DELETE", f"/api/v1/tokens/{args.id}")
+    print(f"revoked {args.id}")
+    return 0
+
+
 def add_commands(sub: Any, run: Callable[[argparse.Namespace, Callable[..., int]], int]) -> None:
     def add(name: str, fn: Callable[..., int], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
@@ -114,4 +142,17 @@ def add_commands(sub: Any, run: Callable[[argparse.Namespace, Callable[..., int]
     add("job", job, "show one job").add_argument("id")
     add("cancel", cancel, "cancel a job").add_argument("id")
     add("status", status, "every site's health")
+    tok = sub.add_parser("token", help="API tokens (admin): create, list, revoke")
+    tsub = tok.add_subparsers(dest="token_command", required=True)
+    p = tsub.add_parser("create", help="make a token; it is printed this once")
+    p.add_argument("name")
+    p.add_argument("--role", choices=["viewer", "submitter", "admin"], default="viewer")
+    p.add_argument("--projects", default="*", help="comma-separated projects it may act for (* = all)")
+    p.add_argument("--expires-at", help="ISO 8601 time with a zone, e.g. 2030-01-01T00:00:00Z")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the token")
+    p.set_defaults(func=lambda a: run(a, token_create))
+    tsub.add_parser("list", help="every token (never the secret)").set_defaults(func=lambda a: run(a, token_list))
+    p = tsub.add_parser("revoke", help="revoke a token by its id")
+    p.add_argument("id")
+    p.set_defaults(func=lambda a: run(a, token_revoke))
     add("sites", sites, "every site")
