@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from simulators.iri import catalog
 from simulators.iri.common import API, base_url, fac, not_modified, ok, page, parse_time, user_of
@@ -33,7 +33,7 @@ def capabilities(f: IriFacility, base: str) -> list[dict[str, Any]]:
     return out
 
 
-def _project(f: IriFacility, project_id: FromPath[str], user: str, base: str) -> dict[str, Any]:
+def _project(f: IriFacility, project_id: str, user: str, base: str) -> dict[str, Any]:
     if project_id not in f.settings.projects or user != f.settings.user:
         raise Problem(404, f"The project ID '{project_id}' does not exist.")
     return {
@@ -46,7 +46,7 @@ def _project(f: IriFacility, project_id: FromPath[str], user: str, base: str) ->
     }
 
 
-def _allocations(f: IriFacility, project_id: FromPath[str], base: str) -> list[dict[str, Any]]:
+def _allocations(f: IriFacility, project_id: str, base: str) -> list[dict[str, Any]]:
     out = []
     for name, sysm in f.systems.items():
         sysm.advance()  # charge what finished since the last look
@@ -72,7 +72,7 @@ def _allocations(f: IriFacility, project_id: FromPath[str], base: str) -> list[d
 
 
 def _allocation(
-    f: IriFacility, project_id: FromPath[str], allocation_id: str, base: str
+    f: IriFacility, project_id: str, allocation_id: str, base: str
 ) -> dict[str, Any]:
     for a in _allocations(f, project_id, base):
         if a["id"] == allocation_id:
@@ -81,7 +81,7 @@ def _allocation(
 
 
 def _user_allocation(
-    f: IriFacility, pa: dict[str, Any], base: str, project_id: FromPath[str]
+    f: IriFacility, pa: dict[str, Any], base: str, project_id: str
 ) -> dict[str, Any]:
     user = f.settings.user
     return {
@@ -96,10 +96,10 @@ def _user_allocation(
 @get(f"{API}/account/capabilities", sync_to_thread=False)
 def get_capabilities(
     request: Request[Any, Any, Any],
-    name: Annotated[str | None, Parameter(min_length=1, default=None)],
-    modified_since: Annotated[str | None, Parameter(default=None)],
-    offset: Annotated[int, Parameter(ge=0, le=1000, default=0)],
-    limit: Annotated[int, Parameter(ge=0, le=1000, default=100)],
+    name: Annotated[str | None, QueryParameter(min_length=1)] = None,
+    modified_since: FromQuery[str | None] = None,
+    offset: Annotated[int, QueryParameter(ge=0, le=1000)] = 0,
+    limit: Annotated[int, QueryParameter(ge=0, le=1000)] = 100,
 ) -> Response[bytes]:
     f = fac(request)
     since = parse_time(modified_since, "modified_since")
@@ -116,7 +116,7 @@ def get_capabilities(
 def get_capability(
     request: Request[Any, Any, Any],
     capability_id: FromPath[str],
-    modified_since: Annotated[str | None, Parameter(default=None)],
+    modified_since: FromQuery[str | None] = None,
 ) -> Response[bytes]:
     f = fac(request)
     since = parse_time(modified_since, "modified_since")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from simulators.common.scheduler import PENDING, SimJob, SubmitError
 from simulators.iri import catalog, pbs
@@ -15,7 +15,7 @@ from simulators.iri.common import API, fac, ok, read_json, resource_or_404, user
 from simulators.iri.problems import Problem
 from simulators.iri.state import IriFacility
 
-Flag = Annotated[bool | None, Parameter(default=None)]
+Flag = FromQuery[bool | None]  # default None on each handler
 FILTER_KEYS = (
     "job_ids",
     "ids",
@@ -30,11 +30,11 @@ FILTER_KEYS = (
 )
 
 
-def _system(f: IriFacility, resource_id: FromPath[str]) -> Any:
+def _system(f: IriFacility, resource_id: str) -> Any:
     return f.systems[resource_or_404(f, resource_id, "compute").name]
 
 
-def _job_or_404(sysm: Any, job_id: FromPath[str], user: str, *, historical: bool = True) -> SimJob:
+def _job_or_404(sysm: Any, job_id: str, user: str, *, historical: bool = True) -> SimJob:
     job = sysm.get(pbs.seq_of(job_id))
     if job is None or job.user != user or (job.final and not historical):
         raise Problem(404, f"qstat: Unknown Job Id {job_id}")
@@ -102,8 +102,8 @@ def get_job(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     job_id: FromPath[str],
-    historical: Flag,
-    include_spec: Flag,
+    historical: Flag = None,
+    include_spec: Flag = None,
 ) -> Response[bytes]:
     user = user_of(request)
     sysm = _system(fac(request), resource_id)
@@ -171,10 +171,10 @@ def _select(sysm: Any, filters: dict[str, Any], user: str, historical: bool) -> 
 async def get_jobs(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
-    offset: Annotated[int, Parameter(ge=0, default=0)],
-    limit: Annotated[int, Parameter(ge=0, le=1000, default=100)],
-    historical: Flag,
-    include_spec: Flag,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    limit: Annotated[int, QueryParameter(ge=0, le=1000)] = 100,
+    historical: Flag = None,
+    include_spec: Flag = None,
 ) -> Response[bytes]:
     user = user_of(request)
     sysm = _system(fac(request), resource_id)

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery, Parameter, QueryParameter
+from litestar.params import FromPath, FromQuery, MultipartBody, QueryParameter
 
 from simulators.common.files import normalize
 from simulators.iri import catalog, fsops
@@ -23,8 +22,8 @@ from simulators.iri.problems import Problem
 from simulators.iri.state import IriFacility, Task
 
 TASK_LATENCY_S = 0.2  # before time_scale
-Flag = Annotated[bool, Parameter(default=False)]
-Num = Annotated[int | None, Parameter(default=None)]
+Flag = FromQuery[bool]  # default False on each handler
+Num = FromQuery[int | None]  # default None on each handler
 ERRNO_STATUS = {
     FileNotFoundError: 404,
     NotADirectoryError: 400,
@@ -35,7 +34,7 @@ ERRNO_STATUS = {
 
 
 class PathBody(msgspec.Struct):
-    path: FromQuery[str] | None = None
+    path: str | None = None
     source_path: str | None = None  # the reference implementation accepts either name
 
     @property
@@ -70,7 +69,7 @@ class CompressBody(TargetBody):
     compression: str = "gzip"
 
 
-def _fs_path(f: IriFacility, resource_id: FromPath[str], path: FromQuery[str] | None) -> str:
+def _fs_path(f: IriFacility, resource_id: str, path: str | None) -> str:
     """The canonical path inside the filesystem resource; ALCF refuses paths elsewhere."""
     res = resource_or_404(f, resource_id, "filesystem")
     if not path:
@@ -94,7 +93,7 @@ def _fs_path(f: IriFacility, resource_id: FromPath[str], path: FromQuery[str] | 
 
 def _run(
     request: Request[Any, Any, Any],
-    resource_id: FromPath[str],
+    resource_id: str,
     command: str,
     args: dict[str, Any],
     op: Callable[[], dict[str, Any]],
@@ -152,10 +151,10 @@ def ls(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     path: FromQuery[str],
-    show_hidden: Annotated[bool, QueryParameter(query="showHidden", default=False)],
-    numeric_uid: Annotated[bool, QueryParameter(query="numericUid", default=False)],
-    recursive: Flag,
-    dereference: Flag,
+    show_hidden: Annotated[bool, QueryParameter(name="showHidden")] = False,
+    numeric_uid: Annotated[bool, QueryParameter(name="numericUid")] = False,
+    recursive: Flag = False,
+    dereference: Flag = False,
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -173,9 +172,9 @@ def head(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     path: FromQuery[str],
-    lines: Num,
-    nbytes: Annotated[int | None, QueryParameter(query="bytes", default=None)],
-    skip: Annotated[bool, QueryParameter(query="skipTrailing", default=False)],
+    lines: Num = None,
+    nbytes: Annotated[int | None, QueryParameter(name="bytes")] = None,
+    skip: Annotated[bool, QueryParameter(name="skipTrailing")] = False,
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -194,9 +193,9 @@ def tail(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     path: FromQuery[str],
-    lines: Num,
-    nbytes: Annotated[int | None, QueryParameter(query="bytes", default=None)],
-    skip: Annotated[bool, QueryParameter(query="skipHeading", default=False)],
+    lines: Num = None,
+    nbytes: Annotated[int | None, QueryParameter(name="bytes")] = None,
+    skip: Annotated[bool, QueryParameter(name="skipHeading")] = False,
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -215,8 +214,8 @@ def view(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     path: FromQuery[str],
-    size: Annotated[int, Parameter(ge=1, le=fsops.OPS_SIZE_LIMIT, default=fsops.OPS_SIZE_LIMIT)],
-    offset: Annotated[int, Parameter(ge=0, default=0)],
+    size: Annotated[int, QueryParameter(ge=1, le=fsops.OPS_SIZE_LIMIT)] = fsops.OPS_SIZE_LIMIT,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -255,7 +254,7 @@ def stat(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     path: FromQuery[str],
-    dereference: Flag,
+    dereference: Flag = False,
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -386,7 +385,7 @@ async def upload(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
     path: FromQuery[str],
-    data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+    data: MultipartBody[dict[str, Any]],
 ) -> Response[bytes]:
     f = fac(request)
     p = _fs_path(f, resource_id, path)
@@ -421,7 +420,7 @@ def task_body(f: IriFacility, t: Task) -> dict[str, Any]:
 
 
 def _task_or_404(
-    request: Request[Any, Any, Any], task_id: FromPath[str]
+    request: Request[Any, Any, Any], task_id: str
 ) -> tuple[IriFacility, Task]:
     user = user_of(request)
     f = fac(request)

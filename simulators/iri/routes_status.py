@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
-from litestar.params import FromPath, Parameter, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from simulators.iri import catalog
 from simulators.iri.common import (
@@ -21,9 +21,11 @@ from simulators.iri.common import (
 from simulators.iri.problems import Problem
 from simulators.iri.state import Event, Incident, IriFacility, Resource, iso
 
-Offset = Annotated[int, Parameter(ge=0, default=0)]
-Limit = Annotated[int, Parameter(ge=0, le=1000, default=100)]
-Text = Annotated[str | None, Parameter(min_length=1, default=None)]
+# query parameters; their defaults sit on the handlers' parameters (Litestar's explicit style)
+Offset = Annotated[int, QueryParameter(ge=0)]
+Limit = Annotated[int, QueryParameter(ge=0, le=1000)]
+Text = Annotated[str | None, QueryParameter(min_length=1)]
+Opt = FromQuery[str | None]
 STATUSES = ("up", "down", "degraded", "unknown")
 RESOURCE_TYPES = ("website", "service", "compute", "system", "storage", "network", "unknown")
 INCIDENT_TYPES = ("planned", "unplanned", "reservation")
@@ -94,7 +96,7 @@ def _match(text: str | None, needle: str | None) -> bool:
 
 @get(f"{API}/facility", sync_to_thread=False)
 def get_facility(
-    request: Request[Any, Any, Any], modified_since: Annotated[str | None, Parameter(default=None)]
+    request: Request[Any, Any, Any], modified_since: Opt = None
 ) -> Response[bytes]:
     f = fac(request)
     since = parse_time(modified_since, "modified_since")
@@ -106,11 +108,11 @@ def get_facility(
 @get(f"{API}/facility/sites", sync_to_thread=False)
 def get_sites(
     request: Request[Any, Any, Any],
-    offset: Offset,
-    limit: Limit,
-    name: Text,
-    short_name: Text,
-    modified_since: Annotated[str | None, Parameter(default=None)],
+    offset: Offset = 0,
+    limit: Limit = 100,
+    name: Text = None,
+    short_name: Text = None,
+    modified_since: Opt = None,
 ) -> Response[bytes]:
     f = fac(request)
     since = parse_time(modified_since, "modified_since")
@@ -124,7 +126,7 @@ def get_sites(
 def get_site(
     request: Request[Any, Any, Any],
     site_id: FromPath[str],
-    modified_since: Annotated[str | None, Parameter(default=None)],
+    modified_since: Opt = None,
 ) -> Response[bytes]:
     f = fac(request)
     since = parse_time(modified_since, "modified_since")
@@ -138,15 +140,15 @@ def get_site(
 @get(f"{API}/status/resources", sync_to_thread=False)
 def get_resources(
     request: Request[Any, Any, Any],
-    offset: Offset,
-    limit: Limit,
-    name: Text,
-    description: Text,
-    group: Text,
-    resource_type: Annotated[str | None, Parameter(default=None)],
-    current_status: Annotated[str | None, Parameter(default=None)],
-    modified_since: Annotated[str | None, Parameter(default=None)],
-    capability: Annotated[list[str] | None, Parameter(default=None)],
+    offset: Offset = 0,
+    limit: Limit = 100,
+    name: Text = None,
+    description: Text = None,
+    group: Text = None,
+    resource_type: Opt = None,
+    current_status: Opt = None,
+    modified_since: Opt = None,
+    capability: FromQuery[list[str] | None] = None,
 ) -> Response[bytes]:
     f = fac(request)
     base = base_url(request)
@@ -196,18 +198,18 @@ def _in_window(
 @get(f"{API}/status/incidents", sync_to_thread=False)
 def get_incidents(
     request: Request[Any, Any, Any],
-    offset: Offset,
-    limit: Limit,
-    name: Text,
-    description: Text,
-    status: Annotated[str | None, Parameter(default=None)],
-    type_: Annotated[str | None, QueryParameter(query="type", default=None)],
-    resolution: Annotated[str | None, Parameter(default=None)],
-    resource_id: Text,
-    from_: Annotated[str | None, QueryParameter(query="from", default=None)],
-    to: Annotated[str | None, Parameter(default=None)],
-    time_: Annotated[str | None, QueryParameter(query="time", default=None)],
-    modified_since: Annotated[str | None, Parameter(default=None)],
+    offset: Offset = 0,
+    limit: Limit = 100,
+    name: Text = None,
+    description: Text = None,
+    status: Opt = None,
+    type_: Annotated[str | None, QueryParameter(name="type")] = None,
+    resolution: Opt = None,
+    resource_id: Text = None,
+    from_: Annotated[str | None, QueryParameter(name="from")] = None,
+    to: Opt = None,
+    time_: Annotated[str | None, QueryParameter(name="time")] = None,
+    modified_since: Opt = None,
 ) -> Response[bytes]:
     f = fac(request)
     base = base_url(request)
@@ -242,17 +244,17 @@ def get_incident(request: Request[Any, Any, Any], incident_id: FromPath[str]) ->
 @get(f"{API}/status/events", sync_to_thread=False)
 def get_events(
     request: Request[Any, Any, Any],
-    offset: Offset,
-    limit: Limit,
-    incident_id: Text,
-    resource_id: Text,
-    name: Text,
-    description: Text,
-    status: Annotated[str | None, Parameter(default=None)],
-    from_: Annotated[str | None, QueryParameter(query="from", default=None)],
-    to: Annotated[str | None, Parameter(default=None)],
-    time_: Annotated[str | None, QueryParameter(query="time", default=None)],
-    modified_since: Annotated[str | None, Parameter(default=None)],
+    offset: Offset = 0,
+    limit: Limit = 100,
+    incident_id: Text = None,
+    resource_id: Text = None,
+    name: Text = None,
+    description: Text = None,
+    status: Opt = None,
+    from_: Annotated[str | None, QueryParameter(name="from")] = None,
+    to: Opt = None,
+    time_: Annotated[str | None, QueryParameter(name="time")] = None,
+    modified_since: Opt = None,
 ) -> Response[bytes]:
     f = fac(request)
     base = base_url(request)
