@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -16,8 +17,11 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from adapters.types import ComponentHealth, Incident
 from broker.api.problems import ApiError
 from broker.config import SiteConfig, SiteLimits
+from broker.store.coalesce import SharedCall
 from broker.store.health import HealthRecord
 from broker.store.jobs import now_iso
+from broker.store.sitecache import site_cache
+from broker.store.sites import SiteStore
 from broker.tasks.health import effective
 
 
@@ -71,12 +75,25 @@ def site_status(site: SiteConfig, rec: HealthRecord | None, now: float) -> SiteS
     )
 
 
-async def _statuses(request: Request[Any, Any, Any]) -> list[SiteStatus]:
-    st = request.app.state
-    stored = await st.sites.all()
-    recs = await st.health.many([s.config.name for s in stored])
-    now = time.time()
-    return [site_status(s.config, recs.get(s.config.name), now) for s in stored]
+_enc = msgspec.json.Encoder()
+_reports: weakref.WeakKeyDictionary[SiteStore, SharedCall[bytes]] = weakref.WeakKeyDictionary()
+
+
+def _report(sites: SiteStore) -> SharedCall[bytes]:
+    """The status report as JSON, read and built once for all the requests that arrive while
+    one read is in flight (the read is one round trip: sites:version + MGET of the health)."""
+    call = _reports.get(sites)
+    if call is None:
+        cache = site_cache(sites)
+
+        async def build() -> bytes:
+            stored, recs = await cache.with_health()
+            now = time.time()
+            sites = [site_status(s.config, recs.get(s.config.name), now) for s in stored]
+            return _enc.encode(StatusReport(generated_at=now_iso(now), sites=sites))
+
+        call = _reports[sites] = SharedCall(build)
+    return call
 
 
 class StatusController(Controller):
@@ -84,8 +101,8 @@ class StatusController(Controller):
     tags = ["status"]
 
     @get("/", operation_id="getStatus", summary="Every site's health")
-    async def all(self, request: Request[Any, Any, Any]) -> StatusReport:
-        return StatusReport(generated_at=now_iso(), sites=await _statuses(request))
+    async def all(self, request: Request[Any, Any, Any]) -> Response[StatusReport]:
+        return Response(await _report(request.app.state.sites)(), media_type=MediaType.JSON)
 
     @get("/{site:str}", operation_id="getSiteStatus", summary="One site's health")
     async def one(self, request: Request[Any, Any, Any], site: FromPath[str]) -> SiteStatus:

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from broker.config import TokenConfig
 from broker.ratelimit import AUTHENTICATE, WINDOW_SECONDS, Verdict, verdict
+from broker.store.autopipe import AutoPipeline
 from broker.store.keys import Keys
 
 
@@ -70,7 +71,9 @@ class TokenStore:
     def __init__(self, r: aioredis.Redis, keys: Keys):
         self.r = r
         self.keys = keys
-        self._authenticate = r.register_script(AUTHENTICATE)
+        # every request runs AUTHENTICATE: concurrent requests share round trips (autopipe.py)
+        self._pipe = AutoPipeline(r)
+        self._authenticate = self._pipe.script(AUTHENTICATE)
 
     async def seed(self, tokens: list[TokenConfig]) -> None:
         """Bootstrap tokens from the file (re-written at every start: the file is their source),
@@ -102,7 +105,8 @@ class TokenStore:
         round trip. The record is None for an unknown, revoked or expired token."""
         d = digest(token)
         now = time.time()
-        v = verdict(await self._authenticate(
+        v = verdict(await self._pipe.evalsha(
+            self._authenticate,
             keys=[self.keys.tokens, self.keys.tokens_last_used, self.keys.rate(d)],
             args=[d, f"{now:.3f}", limit_per_minute, WINDOW_SECONDS],
         ))
