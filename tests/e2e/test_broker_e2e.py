@@ -163,7 +163,7 @@ def test_outage_sends_no_new_jobs_to_the_down_site(broker: Broker) -> None:
         jobs = broker.wait_jobs(ids, {"COMPLETED"}, timeout=120)
         sites = Counter(j["site"] for j in jobs.values())
         assert down not in sites, sites
-        assert set(sites) == {"cscs", "alcf"}
+        assert set(sites) <= {"cscs", "alcf"} and sum(sites.values()) == 30
         with broker.client() as c:
             preview = c.post("/api/v1/placement", json={"project": "m0001", "spec": spec("true")}).json()
         why = {r["site"]: r for r in preview["ranking"]}
