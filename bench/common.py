@@ -366,6 +366,7 @@ def timed() -> Iterator[list[float]]:
 def header(title: str) -> None:
     print(f"== {title}")
     print(f"   machine: {machine()}")
-    pin = (f"server pinned to CPU {SERVER_CPU}, load generator and Redis on CPU {LOAD_CPU} (taskset)"
+    pin = (f"server pinned to CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU} (taskset); Redis, workers and "
+           f"simulators unpinned"
            if PINNING else "no pinning (taskset missing or one CPU): server and load share the CPU(s)")
     print(f"   {pin}")

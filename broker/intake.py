@@ -9,9 +9,11 @@ from typing import Any
 
 import msgspec
 import redis
+import redis.asyncio as aioredis
 
 from broker.config import Settings
 from broker.schemas import Job, JobCreate
+from broker.store.autopipe import shared
 from broker.store.jobs import index_writes, initial_fields, job_from_hash, new_job_id
 from broker.store.keys import Keys
 from broker.tasks import queues
@@ -78,6 +80,67 @@ def create_job_sync(
             p.execute()
         except redis.WatchError:
             prev = conn.get(idem_key) if idem_key else None
+            if prev is None:  # written and expired at once: cannot happen with a TTL >= 60 s
+                raise
+            raise Replay(prev) from None
+    return job
+
+
+def rq_submit_commands(conn: redis.Redis, job_id: str, settings: Settings) -> list[tuple[Any, ...]]:
+    """The commands RQ's own enqueue sends for this job's submission, recorded rather than
+    sent: RQ builds the job into a transaction pipeline that is never executed (no I/O; RQ
+    reads the server version once per connection and caches it), and its command stack is
+    taken as it is. The caller replays them in its own MULTI, so the RQ job is exactly what
+    RQ writes (tests/unit/test_intake_rq.py runs one with an RQ worker)."""
+    with conn.pipeline(transaction=True) as rec:
+        queues.enqueue_submit(conn, job_id, retries=settings.worker.submit_retries,
+                              timeout=settings.worker.job_timeout, pipeline=rec)
+        cmds = [tuple(args) for args, _options in rec.command_stack]
+        rec.reset()
+    return cmds
+
+
+async def create_job(
+    r: aioredis.Redis,
+    conn: redis.Redis,
+    keys: Keys,
+    settings: Settings,
+    body: JobCreate,
+    owner: str,
+    idem_key: str | None = None,
+    fp: str | None = None,
+) -> Job:
+    """What ``create_job_sync`` does, on the event loop with the async client: one MULTI/EXEC
+    (WATCHing the Idempotency-Key when there is one) holding the record, its indexes, the RQ
+    submission (``rq_submit_commands``) and the key's answer. No thread hop, no blocking client."""
+    job_id = new_job_id()
+    now = time.time()
+    fields = initial_fields(job_id, body.project, body.spec, body.placement, owner, now)
+    job = job_from_hash(fields)
+    rq_cmds = rq_submit_commands(conn, job_id, settings)
+    if not idem_key:
+        # no WATCH needed: the MULTI/EXEC shares its round trip with concurrent requests'
+        cmds: list[tuple[Any, ...]] = [("HSET", keys.job(job_id), *[x for kv in fields.items() for x in kv])]
+        cmds += [("ZADD", key, score, member) for key, score, member in index_writes(keys, fields)]
+        await shared(r).transaction(cmds + rq_cmds)
+        return job
+    async with r.pipeline(transaction=True) as p:
+        await p.watch(idem_key)
+        prev = await p.get(idem_key)
+        if prev is not None:
+            raise Replay(prev)
+        p.multi()
+        p.hset(keys.job(job_id), mapping=fields)
+        for key, score, member in index_writes(keys, fields):
+            p.zadd(key, {member: score})
+        for args in rq_cmds:
+            p.execute_command(*args)
+        state = IdemState(fp=fp or "", state="done", job_id=job_id, body=_enc.encode(job).decode())
+        p.set(idem_key, _enc.encode(state), ex=settings.api.idempotency_ttl)
+        try:
+            await p.execute()
+        except redis.WatchError:
+            prev = await r.get(idem_key)
             if prev is None:  # written and expired at once: cannot happen with a TTL >= 60 s
                 raise
             raise Replay(prev) from None

@@ -12,11 +12,12 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
-from broker.intake import Replay, create_job_sync, fingerprint, idem_decoder
+from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, place
 from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
 from broker.store.jobs import FINAL, now_iso
+from broker.store.sitecache import site_cache
 from broker.store.tokens import TokenRecord
 from broker.tasks import queues
 
@@ -29,7 +30,7 @@ def _not_found(job_id: str) -> ApiError:
 
 async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate) -> None:
     """Errors the client can fix now, rather than a job that fails later."""
-    sites = {s.config.name: s.config for s in await request.app.state.sites.all()}
+    sites = {s.config.name: s.config for s in await site_cache(request.app.state.sites).all()}
     hints = body.placement
     errors: list[FieldError] = []
     named = ([hints.site] if hints and hints.site else []) + (list(hints.sites) if hints and hints.sites else [])
@@ -77,10 +78,8 @@ class JobController(Controller):
             if raw is not None:  # the common repeat, answered without a thread hop
                 return _replay(raw, fp)
         try:
-            # one WATCH/MULTI/EXEC: nothing is claimed before everything is written
-            job = await anyio.to_thread.run_sync(
-                create_job_sync, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp
-            )
+            # one (WATCH/)MULTI/EXEC: nothing is claimed before everything is written
+            job = await create_job(st.redis, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp)
         except Replay as again:
             return _replay(again.raw, fp or "")
         return Response(msgspec.json.encode(job), status_code=202, media_type="application/json",

@@ -8,6 +8,9 @@ queue up and go out together when it returns (a group commit). Each command is s
 command with its own reply or error, so semantics do not change; an idle server pays nothing
 but one hop through the event loop.
 
+A group of commands (``transaction``: MULTI ... EXEC) goes out contiguously on the one
+connection, so it is the same transaction it would be on a connection of its own.
+
 Scripts go as EVALSHA; a server that does not know the script yet (a restart, a flush) gets
 SCRIPT LOAD once and the refused commands are sent again.
 """
@@ -16,31 +19,62 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import ExecAbortError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Command = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class _Entry:
+    cmds: list[Command]
+    fut: asyncio.Future[Any]
+    group: bool  # a list of replies (a transaction) rather than one reply
 
 
 class AutoPipeline:
     def __init__(self, r: aioredis.Redis, max_batch: int = 512):
         self.r = r
         self.max_batch = max_batch
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._pending: list[_Entry] = []
         self._running = False
         self._task: asyncio.Future[None] | None = None  # held: the loop keeps tasks weakly
         self._scripts: dict[str, str] = {}  # sha1 -> source
 
-    async def execute(self, *args: Any) -> Any:
-        """Run one command (as for ``execute_command``) in the next batch; its reply or error."""
+    def _submit(self, cmds: list[Command], group: bool) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((args, fut))
+        self._pending.append(_Entry(cmds, fut, group))
         if not self._running:
             self._running = True
             self._task = asyncio.ensure_future(self._drain())
-        return await fut
+        return fut
+
+    async def execute(self, *args: Any) -> Any:
+        """Run one command (as for ``execute_command``) in the next batch; its reply or error."""
+        return await self._submit([args], False)
+
+    async def transaction(self, cmds: list[Command]) -> list[Any]:
+        """MULTI, ``cmds``, EXEC in the next batch; the EXEC replies. Raises the first error
+        (a command Redis refused to queue aborts the whole transaction, as it should)."""
+        replies = await self._submit([("MULTI",), *cmds, ("EXEC",)], True)
+        for r in replies[1:-1]:
+            if isinstance(r, ResponseError):
+                raise r
+        result = replies[-1]
+        if isinstance(result, Exception):
+            raise result
+        if result is None:  # only a WATCH aborts a transaction with a nil reply; we never WATCH
+            raise ExecAbortError("transaction aborted")
+        for r in result:
+            if isinstance(r, Exception):
+                raise r
+        return list(result)
 
     def script(self, source: str) -> str:
         """Register a Lua script; returns its SHA1 for ``evalsha``."""
@@ -59,8 +93,7 @@ class AutoPipeline:
         finally:
             self._running = False
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], retry: bool = True,
-                    reconnect: bool = True) -> None:
+    async def _send(self, batch: list[_Entry], retry: bool = True, reconnect: bool = True) -> None:
         # packed here and written on a pooled connection directly: redis-py's pipeline packs
         # in pure Python per argument, which cost more than the round trip it saves
         pool = self.r.connection_pool
@@ -72,12 +105,15 @@ class AutoPipeline:
         results: list[Any] = []
         lost: Exception | None = None
         try:
-            await conn.send_packed_command(b"".join(pack(args) for args, _ in batch))
-            for _ in batch:
-                try:
-                    results.append(await conn.read_response())
-                except ResponseError as exc:  # that command's error; its reply was consumed
-                    results.append(exc)
+            await conn.send_packed_command(b"".join(pack(c) for e in batch for c in e.cmds))
+            for e in batch:
+                replies = []
+                for _ in e.cmds:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:  # that command's error; its reply was consumed
+                        replies.append(exc)
+                results.append(replies if e.group else replies[0])
         except (TimeoutError, RedisError, OSError) as exc:
             await conn.disconnect()  # replies may be left unread: never reuse this socket
             lost = exc
@@ -95,37 +131,37 @@ class AutoPipeline:
                 _fail(batch, lost)
             return
         again = []
-        for (args, fut), res in zip(batch, results, strict=True):
-            if fut.done():
+        for e, res in zip(batch, results, strict=True):
+            if e.fut.done():
                 continue
-            if isinstance(res, NoScriptError) and retry and args[0] == "EVALSHA" and args[1] in self._scripts:
-                again.append((args, fut))
+            if (isinstance(res, NoScriptError) and retry and e.cmds[0][0] == "EVALSHA"
+                    and e.cmds[0][1] in self._scripts):
+                again.append(e)
             elif isinstance(res, Exception):
-                fut.set_exception(res)
+                e.fut.set_exception(res)
             else:
-                fut.set_result(res)
+                e.fut.set_result(res)
         if again:
             try:
-                for sha in {a[1] for a, _ in again}:
+                for sha in {e.cmds[0][1] for e in again}:
                     await self.r.script_load(self._scripts[sha])
             except (RedisError, OSError) as exc:
-                for _, fut in again:
-                    fut.set_exception(exc)
+                _fail(again, exc)
                 return
             await self._send(again, retry=False)
 
 
-def _fail(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], exc: Exception) -> None:
-    for _, fut in batch:
-        if not fut.done():
-            fut.set_exception(exc)
+def _fail(batch: list[_Entry], exc: Exception) -> None:
+    for e in batch:
+        if not e.fut.done():
+            e.fut.set_exception(exc)
 
 
 def _arg(a: Any) -> bytes:
     if isinstance(a, bytes):
         return a
-    if isinstance(a, str):
-        return a.encode()
+    if isinstance(a, str):  # str subclasses too (RQ's JobStatus), as redis-py encodes them
+        return str.encode(a)
     if isinstance(a, bool):  # as redis-py: refuse what Redis would misread
         raise TypeError("bool is not a Redis argument; use 0/1 or a string")
     if isinstance(a, int | float):
@@ -133,10 +169,21 @@ def _arg(a: Any) -> bytes:
     raise TypeError(f"not a Redis argument: {type(a).__name__}")
 
 
-def pack(args: tuple[Any, ...]) -> bytes:
+def pack(args: Command) -> bytes:
     """One command in the Redis protocol (RESP): an array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
     for a in args:
         b = _arg(a)
         parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
     return b"".join(parts)
+
+
+_shared: weakref.WeakKeyDictionary[aioredis.Redis, AutoPipeline] = weakref.WeakKeyDictionary()
+
+
+def shared(r: aioredis.Redis) -> AutoPipeline:
+    """The one AutoPipeline of a client, so that all its callers share round trips."""
+    pipe = _shared.get(r)
+    if pipe is None:
+        pipe = _shared[r] = AutoPipeline(r)
+    return pipe

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from broker.config import TokenConfig
 from broker.ratelimit import AUTHENTICATE, WINDOW_SECONDS, Verdict, verdict
-from broker.store.autopipe import AutoPipeline
+from broker.store.autopipe import shared
 from broker.store.keys import Keys
 
 
@@ -72,7 +72,7 @@ class TokenStore:
         self.r = r
         self.keys = keys
         # every request runs AUTHENTICATE: concurrent requests share round trips (autopipe.py)
-        self._pipe = AutoPipeline(r)
+        self._pipe = shared(r)
         self._authenticate = self._pipe.script(AUTHENTICATE)
 
     async def seed(self, tokens: list[TokenConfig]) -> None:

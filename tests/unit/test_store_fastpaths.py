@@ -125,3 +125,20 @@ async def test_site_cache_follows_the_version_counter(clean_redis: str) -> None:
         assert await cache.all() == []
     finally:
         await r.aclose()
+
+
+async def test_autopipe_transactions_are_atomic(clean_redis: str) -> None:
+    r = async_client(clean_redis)
+    try:
+        pipe = AutoPipeline(r)
+        res = await asyncio.gather(*(pipe.transaction([("INCR", "a"), ("INCR", "b")]) for _ in range(50)),
+                                   pipe.execute("INCR", "a"))
+        assert len({x[0] for x in res[:50]} | {res[50]}) == 51  # every INCR saw its own value
+        assert await r.get("a") == "51" and await r.get("b") == "50"
+        with pytest.raises(ResponseError):  # a command Redis will not queue aborts them all
+            await pipe.transaction([("SET", "c", "1"), ("NOSUCHCOMMAND",)])
+        assert await r.get("c") is None
+        with pytest.raises(ResponseError):  # a runtime error inside EXEC is raised too
+            await pipe.transaction([("SET", "d", "x"), ("INCR", "d")])
+    finally:
+        await r.aclose()

@@ -1,0 +1,78 @@
+"""Intake on the event loop writes exactly what the threaded RQ path writes, and an RQ
+worker runs the submission it enqueued."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+
+from broker.config import validate
+from broker.intake import Replay, create_job, create_job_sync
+from broker.schemas import JobCreate
+from broker.store.connect import async_client, sync_client
+from broker.store.keys import Keys
+from broker.tasks import entry, queues
+
+pytestmark = pytest.mark.anyio
+
+BODY = msgspec.convert({"project": "m1", "spec": {"executable": "/bin/true", "resources": {"node_count": 2}}},
+                       JobCreate)
+VARYING = {b"created_at", b"enqueued_at", b"data", b"description"}  # time, and the job id inside
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _rq_hash(conn: redis.Redis, job_id: str) -> dict[bytes, bytes]:
+    return {k: v for k, v in conn.hgetall(f"rq:job:submit-{job_id}").items() if k not in VARYING}
+
+
+async def test_async_intake_matches_the_threaded_one_and_rq_runs_it(clean_redis: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = validate({"redis_url": clean_redis})
+    keys = Keys(settings.namespace)
+    r = async_client(clean_redis)
+    conn = sync_client(clean_redis)
+    try:
+        ours = await create_job(r, conn, keys, settings, BODY, "alice")
+        theirs = create_job_sync(conn, keys, settings, BODY, "alice")
+        # the record, its indexes and the RQ job: the same fields, the same queue entries
+        assert {k for k in conn.hgetall(keys.job(ours.id))} == {k for k in conn.hgetall(keys.job(theirs.id))}
+        assert _rq_hash(conn, ours.id) == _rq_hash(conn, theirs.id)
+        assert conn.lrange("rq:queue:" + queues.SUBMIT, 0, -1) == [f"submit-{ours.id}".encode(),
+                                                                   f"submit-{theirs.id}".encode()]
+        assert conn.smembers("rq:queues") == {f"rq:queue:{queues.SUBMIT}".encode()}
+        for index in (keys.jobs_all, keys.jobs_by_project("m1"), keys.jobs_by_state("NEW")):
+            assert conn.zscore(index, ours.id) is not None
+        assert conn.hget(keys.job(ours.id), "state") == b"NEW"
+
+        ran: list[str] = []
+        monkeypatch.setattr(entry, "submit_job", lambda job_id: ran.append(job_id) or "ok")
+        q = Queue(queues.SUBMIT, connection=conn)
+        assert SimpleWorker([q], connection=conn).work(burst=True)
+        assert ran == [ours.id, theirs.id]
+        assert q.fetch_job(f"submit-{ours.id}").get_status().value == "finished"  # type: ignore[union-attr]
+    finally:
+        await r.aclose()
+        conn.close()
+
+
+async def test_async_intake_with_an_idempotency_key_replays(clean_redis: str) -> None:
+    settings = validate({"redis_url": clean_redis})
+    keys = Keys(settings.namespace)
+    r = async_client(clean_redis)
+    conn = sync_client(clean_redis)
+    try:
+        idem = keys.idempotency("tok", "k1")
+        first = await create_job(r, conn, keys, settings, BODY, "alice", idem, "fp")
+        with pytest.raises(Replay) as again:
+            await create_job(r, conn, keys, settings, BODY, "alice", idem, "fp")
+        assert first.id in str(again.value.raw)
+        assert conn.zcard(keys.jobs_all) == 1 and conn.llen("rq:queue:" + queues.SUBMIT) == 1
+    finally:
+        await r.aclose()
+        conn.close()
