@@ -15,6 +15,7 @@ import heapq
 import itertools
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,7 +146,7 @@ class BatchSystem:
         self.projects = {k: ProjectUsage(v) for k, v in (projects or {}).items()}
         self.on_finish = on_finish
         self.jobs: dict[str, SimJob] = {}
-        self._queue: list[SimJob] = []  # FIFO of PENDING jobs
+        self._queue: deque[SimJob] = deque()  # FIFO of PENDING jobs
         self._running: list[tuple[float, int, str]] = []  # heap of (end time, seq, job id)
         self._seq = itertools.count()
         self.accepting = True  # compute down: submissions refused by the routes
@@ -256,25 +257,38 @@ class BatchSystem:
 
     def _schedule(self, at: float) -> None:
         """Start queued jobs in FIFO order; a job that does not fit is skipped (first-fit
-        backfill), so small jobs behind a wide one still run on idle nodes."""
+        backfill), so small jobs behind a wide one still run on idle nodes.
+
+        Cost per call: O(started) while the head fits (the common case: jobs leave from the
+        front of a deque), and a scan of the waiting jobs only while a wide head job blocks,
+        stopping as soon as the nodes are used up. A job ending no longer copies the queue."""
         if not self.starting or not self._queue or self.free_nodes <= 0:
             return
-        still: list[SimJob] = []
-        for i, job in enumerate(self._queue):
+        queue = self._queue
+        while queue and queue[0].nodes <= self.free_nodes:
+            self._start(queue.popleft(), at)
+        if not queue:
+            return
+        queue[0].reason = "Resources"  # the head waits for nodes; the rest wait behind it
+        if self.free_nodes <= 0:
+            return
+        started = []
+        for job in itertools.islice(queue, 1, None):
             if self.free_nodes <= 0:
-                still.extend(self._queue[i:])
                 break
-            if self.free_nodes >= job.nodes:
-                self.free_nodes -= job.nodes
-                job.state = RUNNING
-                job.reason = "None"
-                job.start_time = at
-                end = at + min(job.run_s, float(job.walltime_s))
-                heapq.heappush(self._running, (end, next(self._seq), job.id))
-            else:
-                job.reason = "Resources" if not still else "Priority"
-                still.append(job)
-        self._queue = still
+            if job.nodes <= self.free_nodes:
+                self._start(job, at)
+                started.append(job)
+        for job in started:
+            queue.remove(job)
+
+    def _start(self, job: SimJob, at: float) -> None:
+        self.free_nodes -= job.nodes
+        job.state = RUNNING
+        job.reason = "None"
+        job.start_time = at
+        end = at + min(job.run_s, float(job.walltime_s))
+        heapq.heappush(self._running, (end, next(self._seq), job.id))
 
     def _finish(self, job: SimJob, state: str, at: float, exit_code: int) -> None:
         job.state = state
