@@ -26,6 +26,9 @@ from broker.tasks.runtime import Runtime
 log = logging.getLogger("superfed.submit")
 
 
+UNSURE_GIVE_UP = 15.0  # seconds an unverifiable earlier try may hold a job before it is placed again
+
+
 class TryLater(Exception):
     """Nothing could be done now (no eligible site, all failed retriably, an uncertain try
     could not be settled); RQ retries the job with backoff."""
@@ -100,7 +103,18 @@ async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) ->
     try:
         receipt = await adapter.find_by_tag(job_id, system)
     except AdapterError as exc:
-        raise TryLater(f"cannot settle the earlier try at {site_name}: {exc}") from None
+        unsure_for = time.time() - float(h.get("inflight_at") or 0)
+        if unsure_for < UNSURE_GIVE_UP:
+            raise TryLater(f"cannot settle the earlier try at {site_name}: {exc}") from None
+        # the facility has not answered for a long while: place the job again rather than
+        # hold it forever (the one case left where a duplicate is possible; logged)
+        log.warning("%s: %s unanswerable for %.0f s; placing the job again", job_id, site_name, unsure_for)
+        receipt = None
+        await rt.jobs.advance(job_id, fields={"inflight": ""}, attempt=Attempt(
+            site=site_name, at=now_iso(), outcome="uncertain",  # type: ignore[arg-type]
+            error=f"could not check for {unsure_for:.0f} s whether the earlier try made a job: {exc}"))
+        await rt.jobs.release(site_name, job_id)
+        return None
     if receipt is not None:
         await _submitted(rt, job_id, site, receipt, outcome="settled")
         return f"settled at {site_name}"
@@ -157,10 +171,23 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
                 # inflight mark; the next run settles it once the request cannot be pending
                 await rt.jobs.advance(job_id, fields={"message": str(exc)}, attempt=Attempt(
                     site=name, at=now_iso(), outcome="uncertain", error=str(exc)))  # type: ignore[arg-type]
-                raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again")
+                raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
             await _submitted(rt, job_id, site, receipt, outcome="settled")
             return f"submitted to {name} (settled after a timeout)"
         except AdapterError as exc:
+            if exc.retriable and not isinstance(exc, AuthFailed):
+                # a submission can be several requests (SF API: the POST, then its task): one
+                # failing after the job was made must not send it to a second facility too
+                try:
+                    receipt = await adapter.find_by_tag(job_id, system)
+                except AdapterError:
+                    # cannot tell: keep the inflight mark, the next run settles it (_settle)
+                    await rt.jobs.advance(job_id, fields={"message": str(exc)}, attempt=Attempt(
+                        site=name, at=now_iso(), outcome="uncertain", error=str(exc)))  # type: ignore[arg-type]
+                    raise TryLater(f"{name}: {exc}; cannot check whether the job was made; will check again") from None
+                if receipt is not None:
+                    await _submitted(rt, job_id, site, receipt, outcome="settled")
+                    return f"submitted to {name} (settled after: {exc})"
             if exc.retriable or isinstance(exc, AuthFailed):
                 outcome = "auth" if isinstance(exc, AuthFailed) else "retriable"
                 await _failed_try(rt, job_id, name, outcome, str(exc))

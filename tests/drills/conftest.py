@@ -90,7 +90,9 @@ class Audit:
 
     def check(self) -> None:
         assert not self.lost, f"lost: {self.lost[:5]} (e.g. {[self.jobs.get(j) for j in self.lost[:2]]})"
-        assert not self.duplicated, f"duplicated: {self.duplicated[:5]}"
+        assert not self.duplicated, f"duplicated: {self.duplicated[:5]}, e.g. " + "; ".join(
+            f"{t}: attempts {[(x['site'], x['outcome'], x.get('error')) for x in self.jobs.get(t, {}).get('attempts', [])]}"
+            for t in self.duplicated[:2])
         assert not self.untracked, f"facility jobs the broker does not know: {self.untracked[:5]}"
 
 
@@ -214,10 +216,15 @@ class Cluster:
         return asyncio.run(self.apost(n, command, prefix, **kw))
 
     async def apost(self, n: int, command: str, prefix: str, *, concurrency: int = 32, give_up: float = 120,
-                    start: int = 0, site: str | None = None) -> dict[str, str]:
+                    start: int = 0, site: str | None = None, out: dict[str, str] | None = None,
+                    at: dict[str, float] | None = None, seen: Counter[str] | None = None,
+                    pace: float = 0.0) -> dict[str, str]:
         """POST n jobs with Idempotency-Keys, retrying each until it has a 202 (a client that
-        got no answer or a 503 asks again with the same key). Returns key -> job id."""
-        out: dict[str, str] = {}
+        got no answer or a 503 asks again with the same key). Returns key -> job id; ``at``
+        gets when each 202 arrived, ``seen`` counts answers by status or transport error."""
+        out = {} if out is None else out
+        at = {} if at is None else at
+        seen = Counter() if seen is None else seen
         sem = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=self.api, headers=self.headers("submitter"), timeout=15,
                                      limits=httpx.Limits(max_connections=concurrency)) as c:
@@ -231,12 +238,16 @@ class Cluster:
                     while True:
                         try:
                             r = await c.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": key})
+                            seen[str(r.status_code)] += 1
                             if r.status_code == 202:
                                 out[key] = r.json()["id"]
+                                at[key] = time.monotonic()
+                                if pace:
+                                    await asyncio.sleep(pace)
                                 return
                             assert r.status_code in (409, 429, 503), (r.status_code, r.text)
-                        except httpx.TransportError:
-                            pass
+                        except httpx.TransportError as exc:
+                            seen[type(exc).__name__] += 1
                         if time.monotonic() > deadline:
                             raise AssertionError(f"{key}: no 202 after {give_up} s")
                         await asyncio.sleep(0.2)
