@@ -5,20 +5,43 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from broker.config import SiteConfig
 from broker.placement import PlacementRequest, SiteView
 from broker.schemas import JobCreate
-from broker.store.health import HealthStore
+from broker.store.health import HealthRecord, HealthStore
 from broker.store.jobs import JobStore
+from broker.store.sitecache import site_cache
 from broker.store.sites import SiteStore, StoredSite
+
+_health_dec = msgspec.json.Decoder(HealthRecord)
+
+
+THROUGHPUT_WINDOW = 300.0  # seconds of finished jobs behind "jobs/min finished"
 
 
 async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> tuple[list[StoredSite], list[SiteView]]:
-    stored = await sites.all()
+    # two round trips: the configs (one GET while sites:version is unchanged, shared by
+    # concurrent callers), then health, backlog and throughput of every site in one pipeline
+    stored = await site_cache(sites).all()
     names = [s.config.name for s in stored]
-    records = await health.many(names)
-    backlogs = await jobs.backlogs(names)
-    rates = await jobs.throughputs(names)
+    k = jobs.keys
+    now = time.time()
+    async with jobs.r.pipeline(transaction=False) as p:
+        if names:
+            p.mget([k.health(n) for n in names])
+        for n in names:
+            p.hlen(k.assigned(n))
+        for n in names:
+            p.zremrangebyscore(k.done(n), "-inf", now - THROUGHPUT_WINDOW)
+            p.zcard(k.done(n))
+        res = await p.execute() if names else []
+    records = {n: (_health_dec.decode(raw) if raw else None) for n, raw in zip(names, res[0] if names else [],
+                                                                                 strict=True)}
+    backlogs = {n: int(c) for n, c in zip(names, res[1 : 1 + len(names)], strict=True)}
+    done = res[1 + len(names) :]
+    rates = {n: int(done[2 * i + 1]) * 60.0 / THROUGHPUT_WINDOW for i, n in enumerate(names)}
     views = []
     for s in stored:
         c = s.config
