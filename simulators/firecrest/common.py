@@ -11,7 +11,7 @@ from litestar import Request, Response
 from simulators.common.control import facility_of
 from simulators.common.scheduler import BatchSystem
 from simulators.firecrest.auth import authenticate
-from simulators.firecrest.errors import FirecrestError, meta_headers
+from simulators.firecrest.errors import FirecrestError, field_error, meta_headers
 from simulators.firecrest.state import FILESYSTEMS, FirecrestFacility
 
 Req = Request[Any, Any, Any]
@@ -28,6 +28,23 @@ def respond(body: Any, user: str | None, status: int = 200) -> Response[bytes]:
 
 def no_content(user: str) -> Response[bytes]:
     return Response(b"", status_code=204, headers=meta_headers(user))
+
+
+# pydantic's lax booleans, as FastAPI parses FirecREST's boolean query parameters
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def query_bool(query: Any, key: str) -> bool:
+    """A boolean query parameter (default false); anything else is FirecREST's 400."""
+    raw = query.get(key)
+    if raw is None:
+        return False
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise field_error("query", key, "Input should be a valid boolean, unable to interpret input")
 
 
 def facility(request: Req) -> FirecrestFacility:

@@ -11,7 +11,7 @@ from litestar import Response, delete, get, post
 from litestar.params import FromPath
 
 from simulators.common.scheduler import SimJob, SubmitError
-from simulators.firecrest.common import Req, compute_context, no_content, respond
+from simulators.firecrest.common import Req, compute_context, no_content, query_bool, respond
 from simulators.firecrest.errors import FirecrestError, field_error, validation_error
 from simulators.firecrest.sbatch import DirectiveError, parse_directives
 from simulators.firecrest.state import job_metadata, job_wire
@@ -166,7 +166,7 @@ def get_jobs(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     fac, user, sysm = compute_context(request, system_name)
     q = request.query_params
     account, name = q.get("account") or None, q.get("name") or None
-    allusers = (q.get("allusers") or "false").lower() == "true"
+    allusers = query_bool(q, "allusers")
     group = fac.settings.user
     now = fac.clock()
     jobs = [

@@ -19,7 +19,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 
 from simulators.common.files import Node, VirtualFS, normalize
-from simulators.firecrest.common import Req, filesystem_context, no_content, respond
+from simulators.firecrest.common import Req, filesystem_context, no_content, query_bool, respond
 from simulators.firecrest.errors import FirecrestError, field_error
 from simulators.firecrest.state import OPS_MAX_FILE_SIZE
 
@@ -44,10 +44,6 @@ def fs_error(exc: OSError, what: str, path: str, user: str) -> FirecrestError:
         f"Remote process failed with exit status:{code} and error message:{what} '{path}': {text}",
         user=user,
     )
-
-
-def _bool(q: Any, key: str) -> bool:
-    return (q.get(key) or "false").lower() in ("true", "1", "yes")
 
 
 def _int(q: Any, key: str, user: str) -> int | None:
@@ -123,7 +119,9 @@ def _listing(
 def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     fac, user, path = _path(request, system_name)
     q = request.query_params
-    numeric = _bool(q, "numericUid")
+    numeric = query_bool(q, "numericUid")
+    hidden, recursive = query_bool(q, "showHidden"), query_bool(q, "recursive")
+    query_bool(q, "dereference")  # validated; the simulated tree has no links to follow
     try:
         node = fac.fs.stat(path)
         if not node.is_dir:  # `ls -l FILE` prints the path as given
@@ -132,8 +130,8 @@ def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
             out = _listing(
                 fac.fs,
                 path,
-                hidden=_bool(q, "showHidden"),
-                recursive=_bool(q, "recursive"),
+                hidden=hidden,
+                recursive=recursive,
                 numeric=numeric,
                 uid=fac.settings.uid,
             )
@@ -145,6 +143,7 @@ def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
 @get("/filesystem/{system_name:str}/ops/stat", sync_to_thread=False)
 def get_stat(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     fac, user, path = _path(request, system_name)
+    query_bool(request.query_params, "dereference")  # validated; no links to follow
     try:
         node = fac.fs.stat(path)
     except OSError as exc:
@@ -198,13 +197,13 @@ def _head_tail(request: Req, system_name: str, tail: bool) -> Response[bytes]:
     fac, user, path = _path(request, system_name)
     q = request.query_params
     nbytes, lines = _int(q, "bytes", user), _int(q, "lines", user)
-    if nbytes and lines:
+    if nbytes is not None and lines is not None:
         raise FirecrestError(400, "Only one of `bytes` or `lines` can be specified.", user=user)
-    skip = _bool(q, "skipHeading" if tail else "skipTrailing")
+    skip = query_bool(q, "skipHeading" if tail else "skipTrailing")
     data = _read(fac, path, user, "tail: cannot open" if tail else "head: cannot open")
-    unit = "bytes" if nbytes else "lines"
+    unit = "bytes" if nbytes is not None else "lines"
     n = nbytes if nbytes is not None else (lines if lines is not None else 10)
-    parts: list[bytes] | bytes = data if nbytes else data.splitlines(keepends=True)
+    parts: list[bytes] | bytes = data if nbytes is not None else data.splitlines(keepends=True)
     if tail:
         chosen = parts[n:] if skip else parts[-n:] if n else parts[:0]
         start, end = (n if skip else -n), -1

@@ -9,7 +9,7 @@ from litestar import Response, get
 from litestar.params import FromPath
 
 from simulators.firecrest.auth import authenticate
-from simulators.firecrest.common import Req, compute_context, facility, respond, system_of
+from simulators.firecrest.common import Req, compute_context, facility, query_bool, respond, system_of
 from simulators.firecrest.state import iso
 
 
@@ -62,6 +62,7 @@ def get_nodes(request: Req, system_name: FromPath[str]) -> Response[bytes]:
 @get("/status/{system_name:str}/partitions", sync_to_thread=False)
 def get_partitions(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     _, user, sysm = compute_context(request, system_name)
+    query_bool(request.query_params, "show_hidden")  # validated; no partition is hidden
     parts = [
         {"name": p.name, "partition": p.name, "cpus": 288 * p.max_nodes, "totalNodes": p.max_nodes}
         for p in sysm.partitions.values()

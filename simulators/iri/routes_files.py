@@ -47,7 +47,7 @@ class MkdirBody(PathBody):
 
 
 class ChmodBody(PathBody):
-    mode: str = ""
+    mode: str | None = None  # required by the spec: see _required
 
 
 class ChownBody(PathBody):
@@ -56,7 +56,7 @@ class ChownBody(PathBody):
 
 
 class SymlinkBody(PathBody):
-    link_path: str = ""
+    link_path: str | None = None  # required by the spec: see _required
 
 
 class TargetBody(PathBody):
@@ -137,6 +137,15 @@ def _describe(exc: BaseException) -> str:
         }.get(type(exc), exc.strerror or str(exc))
         return f"cannot access '{what}': {reason}"
     return str(exc)
+
+
+def _required(value: str | None, name: str) -> str:
+    """A body field the spec requires: missing is the reference server's 422."""
+    if value is None:
+        raise Problem(
+            422, f"{name} is required", invalid_params=[{"name": name, "reason": "Field required"}]
+        )
+    return value
 
 
 def _one_of(nbytes: int | None, lines: int | None) -> None:
@@ -300,8 +309,9 @@ async def mkdir(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> 
 async def symlink(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), SymlinkBody)
+    link_path = _required(body.link_path, "link_path")
     p = _fs_path(f, resource_id, body.source)
-    link = _fs_path(f, resource_id, body.link_path)
+    link = _fs_path(f, resource_id, link_path)
 
     def unsupported() -> dict[str, Any]:  # the simulated tree has no links
         raise OSError(95, "Operation not supported", link)
@@ -313,13 +323,14 @@ async def symlink(request: Request[Any, Any, Any], resource_id: FromPath[str]) -
 async def chmod(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), ChmodBody)
+    mode = _required(body.mode, "mode")
     p = _fs_path(f, resource_id, body.source)
     return _run(
         request,
         resource_id,
         "chmod",
-        {"path": p, "mode": body.mode},
-        lambda: fsops.chmod(f.fs, p, body.mode),
+        {"path": p, "mode": mode},
+        lambda: fsops.chmod(f.fs, p, mode),
     )
 
 

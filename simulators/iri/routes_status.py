@@ -30,6 +30,7 @@ STATUSES = ("up", "down", "degraded", "unknown")
 RESOURCE_TYPES = ("website", "service", "compute", "system", "storage", "network", "unknown")
 INCIDENT_TYPES = ("planned", "unplanned", "reservation")
 RESOLUTIONS = ("unresolved", "cancelled", "completed", "extended", "pending")
+UNITS = ("node_hours", "bytes", "inodes")  # AllocationUnit, what `capability` filters by
 
 
 def _enum(value: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -154,6 +155,8 @@ def get_resources(
     base = base_url(request)
     _enum(resource_type, "resource_type", RESOURCE_TYPES)
     _enum(current_status, "current_status", STATUSES)
+    for unit in capability or ():
+        _enum(unit, "capability", UNITS)
     since = parse_time(modified_since, "modified_since")
     out = []
     for r in f.resources.values():

@@ -1,0 +1,260 @@
+"""Schemathesis against the saved FirecREST v2 and IRI v1 specs, one test per simulator.
+
+Every operation of each spec gets a few generated requests, positive (what the spec allows)
+and negative (what it forbids), with a valid bearer token so the authenticated code is
+reached. Most are "grounded": path parameters and file paths replaced by names the
+simulator knows (a real system, job, task, project; an existing file or directory, or a new
+name), so the fuzzing gets past "system not found" into the handlers.
+
+Checks: never a 5xx; status code, content type and body as the spec declares; and data the
+spec forbids is refused (a FastAPI server refuses it: FirecREST with 400, IRI with 4xx), in the
+facility's own error shape. Every answer is also validated by openapi-core (``ValidatingASGI``).
+Known spec defects are ``SPEC_EXCEPTIONS`` in tests/support/openapi.py, honoured by both.
+
+Bounded and reproducible: derandomized Hypothesis, no example database, no shrinking (a
+failure prints its curl command), a fixed number of examples per operation and mode.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from simulators.common.facility import SimSettings
+from simulators.firecrest import create_app as firecrest_app
+from simulators.iri import catalog
+from simulators.iri import create_app as iri_app
+from tests.support.openapi import SPECS, ValidatingASGI, excepted, load_spec
+from tests.support.servers import ThreadedServer
+
+EXAMPLES = 10  # per operation and generation mode
+# the file path a case gets: as generated (""), or an existing file or directory, or a new name
+WHERE = ("", "file", "dir", "new", "file", "dir")
+USER = "fuzz"
+FC_SPEC, IRI_SPEC = "firecrest-v2/openapi-latest.yaml", "iri/all_spec_v1.yaml"
+CLIENT_ID, SECRET, IRI_TOKEN = "fuzz-client", "fuzz-secret", "fuzz-static-token"
+POLARIS, HOME = catalog.resource_id("polaris"), catalog.resource_id("home")
+PATH_KEYS = ("path", "sourcePath", "source_path")
+TARGET_KEYS = ("targetPath", "target_path", "linkPath", "link_path")
+WORKDIR_KEYS = ("workingDirectory", "working_directory")
+
+Known = dict[str, str]  # parameter name (or "name:operation path") -> a value the simulator knows
+
+
+@functools.cache
+def _schema(relpath: str) -> Any:
+    raw = yaml.safe_load((SPECS / relpath).read_text())
+    raw["servers"] = [{"url": "/"}]  # the base URL is the simulator's, given at call time
+    return schemathesis.openapi.from_dict(raw)
+
+
+def _unless_excepted(relpath: str, check: Callable[..., Any]) -> Callable[..., Any]:
+    """A conformance check that yields to a recorded spec defect (SPEC_EXCEPTIONS)."""
+    spec = load_spec(relpath)
+
+    def wrapped(ctx: Any, response: Any, case: Any) -> Any:
+        if excepted(spec, case.method, urlsplit(response.request.url).path, response.status_code):
+            return None
+        return check(ctx, response, case)
+
+    wrapped.__name__ = check.__name__
+    return wrapped
+
+
+def _checks(relpath: str) -> list[Callable[..., Any]]:
+    conformance = (status_code_conformance, content_type_conformance, response_schema_conformance)
+    return [not_a_server_error, negative_data_rejection, *(_unless_excepted(relpath, c) for c in conformance)]
+
+
+def _ground(case: Any, known: Known, where: str) -> None:
+    """Known ids in the path, and the ``where`` file path ("file", "dir" or "new"), in the
+    components Schemathesis generated valid: what it broke on purpose stays broken."""
+    meta = case.meta
+
+    def put(location: ParameterLocation, container: Any, key: str, value: str | None) -> None:
+        if meta is not None and meta.is_negative_at(location):
+            return
+        if value is not None and isinstance(container, dict) and key in container:
+            container[key] = value
+
+    path, query, body = ParameterLocation.PATH, ParameterLocation.QUERY, ParameterLocation.BODY
+    for name in list(case.path_parameters or {}):
+        put(path, case.path_parameters, name, known.get(f"{name}:{case.operation.path}", known.get(name)))
+    for key in PATH_KEYS:
+        put(query, case.query, key, known[where])
+        put(body, case.body, key, known[where])
+    for key in TARGET_KEYS:
+        put(body, case.body, key, known["new"])
+    job = case.body.get("job") if isinstance(case.body, dict) else None
+    for key in WORKDIR_KEYS:
+        put(body, job, key, known["dir"])
+
+
+# -- the simulators, and what each knows after a reset -------------------------------------------
+def _firecrest_known(session: requests.Session, url: str) -> Known:
+    session.post(f"{url}/_sim/reset").raise_for_status()
+    home = f"/home/{USER}"
+    session.post(f"{url}/filesystem/daint/ops/mkdir", json={"path": f"{home}/dir"}).raise_for_status()
+    job = session.post(f"{url}/compute/daint/jobs", json={"job": {
+        "script": "#!/bin/bash\n#SBATCH --time=00:01:00\nsleep 1\n", "workingDirectory": home}})
+    job.raise_for_status()
+    return {"system_name": "daint", "job_id": job.json()["jobId"],
+            "file": f"{home}/.bashrc", "dir": f"{home}/dir", "new": f"{home}/dir/new"}
+
+
+def _iri_known(session: requests.Session, url: str) -> Known:
+    session.post(f"{url}/_sim/reset").raise_for_status()
+    api, home = f"{url}/api/v1", f"/home/{USER}"
+    job = session.post(f"{api}/compute/job/{POLARIS}", json={
+        "executable": "/bin/true", "name": "fuzz", "resources": {"node_count": 1},
+        "attributes": {"duration": 600, "account": "m0001", "queue_name": "debug",
+                       "custom_attributes": {"filesystems": "home"}}})
+    job.raise_for_status()
+    session.post(f"{api}/filesystem/mkdir/{HOME}", json={"path": f"{home}/dir"}).raise_for_status()
+    task = session.get(f"{api}/filesystem/ls/{HOME}", params={"path": home})
+    task.raise_for_status()
+    known = {"resource_id": POLARIS, "job_id": job.json()["id"], "task_id": task.json()["task_id"],
+             "project_id": "m0001", "project_allocation_id": "m0001.polaris",
+             "user_allocation_id": f"m0001.polaris.{USER}", "site_id": catalog.SITE_ID,
+             "capability_id": catalog.capability_id("polaris"),
+             "file": f"{home}/.profile", "dir": f"{home}/dir", "new": f"{home}/dir/new"}
+    for path in _schema(IRI_SPEC).raw_schema["paths"]:  # filesystem operations take the home resource
+        if path.startswith("/api/v1/filesystem/"):
+            known[f"resource_id:{path}"] = HOME
+    return known
+
+
+@pytest.fixture(scope="module")
+def firecrest() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
+    settings_ = SimSettings(systems=["daint"], nodes=4, time_scale=0.01, user=USER,
+                            client_id=CLIENT_ID, client_secret=SECRET)
+    wrapper = ValidatingASGI(firecrest_app(settings_), load_spec(FC_SPEC), skip_prefixes=("/_sim", "/auth/token"))
+    with ThreadedServer(wrapper) as srv:
+        token = requests.post(f"{srv.url}/auth/token", timeout=10, data={
+            "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET})
+        token.raise_for_status()
+        yield srv.url, wrapper, {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def iri() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
+    settings_ = SimSettings(systems=["polaris"], nodes=4, time_scale=0.01, user=USER, static_tokens=[IRI_TOKEN])
+    wrapper = ValidatingASGI(iri_app(settings_), load_spec(IRI_SPEC))
+    with ThreadedServer(wrapper) as srv:
+        yield srv.url, wrapper, {"Authorization": f"Bearer {IRI_TOKEN}"}
+
+
+def _negatable(op: Any) -> bool:
+    """Negative data needs something to break: a parameter or a body (the token is fixed)."""
+    raw = op.definition.raw
+    return bool(raw.get("parameters") or raw.get("requestBody"))
+
+
+def _examples(op: Any, mode: GenerationMode, headers: dict[str, str], known: Known,
+              call: Callable[[Any], None]) -> None:
+    """EXAMPLES generated cases of one operation, grounded or not, each sent by ``call``."""
+
+    # the token is fixed: negative data never drops it (a 401 would say nothing about the data)
+    @given(case=op.as_strategy(generation_mode=mode, headers=headers), where=st.sampled_from(WHERE))
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    def run(case: Any, where: str) -> None:
+        if where:  # each drawn case is fresh: edit it in place
+            _ground(case, known, where)
+        call(case)
+
+    run()
+
+
+def _fuzz(relpath: str, url: str, wrapper: ValidatingASGI, headers: dict[str, str],
+          known_of: Callable[[requests.Session, str], Known]) -> int:
+    checks = _checks(relpath)
+    failures: list[str] = []
+    calls = 0
+    with requests.Session() as session:
+
+        def call(case: Any) -> None:
+            nonlocal calls
+            calls += 1
+            case.call_and_validate(base_url=url, session=session, headers=dict(headers), checks=checks, timeout=10)
+
+        for result in _schema(relpath).get_all_operations():
+            op = result.ok()
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)[: 2 if _negatable(op) else 1]:
+                with requests.Session() as setup:  # a fresh facility for each operation and mode
+                    setup.headers.update(headers)
+                    known = known_of(setup, url)
+                try:
+                    _examples(op, mode, headers, known, call)
+                except Unsatisfiable:  # only free-form path strings to break (every string is one): nothing to do
+                    pass
+                except (Exception, BaseExceptionGroup) as exc:  # every operation's failure, reported together
+                    failures.append(f"{op.label} [{mode.value}]: {exc}")
+    assert not failures, f"{len(failures)} failing operation(s):\n\n" + "\n\n".join(failures)
+    assert wrapper.errors == [], "\n".join(wrapper.errors)
+    assert wrapper.validated > 0
+    return calls
+
+
+def test_firecrest_conforms_to_its_spec(firecrest: tuple[str, ValidatingASGI, dict[str, str]]) -> None:
+    assert _fuzz(FC_SPEC, *firecrest, known_of=_firecrest_known) > 300
+
+
+def test_iri_conforms_to_its_spec(iri: tuple[str, ValidatingASGI, dict[str, str]]) -> None:
+    assert _fuzz(IRI_SPEC, *iri, known_of=_iri_known) > 400
+
+
+# -- what the fuzzing found, pinned -----------------------------------------------------------
+def test_firecrest_refuses_what_fastapi_refuses(firecrest: tuple[str, ValidatingASGI, dict[str, str]]) -> None:
+    url, _, headers = firecrest
+    with requests.Session() as s:
+        s.headers.update(headers)
+        _firecrest_known(s, url)
+        for path, params in [
+            ("/compute/daint/jobs", {"allusers": "maybe"}),
+            ("/filesystem/daint/ops/ls", {"path": f"/home/{USER}", "recursive": "2"}),
+            ("/filesystem/daint/ops/stat", {"path": f"/home/{USER}", "dereference": "null"}),
+            ("/status/daint/partitions", {"show_hidden": "-1"}),
+            ("/filesystem/daint/ops/head", {"path": f"/home/{USER}/.bashrc", "bytes": "0", "lines": "1"}),
+        ]:
+            r = s.get(f"{url}{path}", params=params)
+            assert r.status_code == 400, (path, r.text)
+            body = r.json()
+            assert set(body) == {"errorType", "message", "causedBy", "data", "user"}
+        assert s.get(f"{url}/compute/daint/jobs", params={"allusers": "Yes"}).status_code == 200  # pydantic's lax bool
+        r = s.get(f"{url}/filesystem/daint/ops/head", params={"path": f"/home/{USER}/.bashrc", "bytes": "0"})
+        assert r.status_code == 200 and r.json()["output"]["contentType"] == "bytes"
+
+
+def test_iri_refuses_what_the_spec_forbids(iri: tuple[str, ValidatingASGI, dict[str, str]]) -> None:
+    url, _, headers = iri
+    api = f"{url}/api/v1"
+    with requests.Session() as s:
+        s.headers.update(headers)
+        _iri_known(s, url)
+        r = s.put(f"{api}/filesystem/chmod/{HOME}", json={"path": f"/home/{USER}/.profile"})
+        assert r.status_code == 422 and r.json()["invalid_params"] == [{"name": "mode", "reason": "Field required"}]
+        r = s.post(f"{api}/filesystem/symlink/{HOME}", json={"path": f"/home/{USER}/.profile"})
+        assert r.status_code == 422 and r.json()["invalid_params"][0]["name"] == "link_path"
+        r = s.get(f"{api}/status/resources", params={"capability": ["node_hours", "parsecs"]})
+        assert r.status_code == 400 and r.json()["invalid_params"][0]["name"] == "capability"
+        assert s.get(f"{api}/status/resources", params={"capability": "node_hours"}).status_code == 200
