@@ -15,8 +15,12 @@ SERVERS = ("uvicorn", "granian")
 def run(target: str, *, host: str, port: int, server: str = "uvicorn") -> None:
     """Serve the app made by ``target`` ("module:factory") until SIGINT/SIGTERM."""
     if server == "granian":
-        from granian import Granian
-        from granian.constants import Interfaces, Loops
+        try:
+            from granian import Granian
+            from granian.constants import Interfaces, Loops
+        except ImportError:
+            raise SystemExit("superfed serve --server granian: granian is not installed "
+                             "(pip install 'granian>=2.8,<3'); see bench/README.md") from None
 
         Granian(target, address=host, port=port, interface=Interfaces.ASGI, workers=1, loop=Loops.uvloop,
                 factory=True, log_enabled=True, log_level="warning", log_access=False,
