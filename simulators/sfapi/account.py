@@ -129,6 +129,9 @@ async def group(request: Request[Any, Any, Any]) -> Response[bytes]:
     return ok(_group(f, group, 70000 + list(f.settings.projects).index(group)))
 
 
+GROUP_ACTIONS = ("batch_add", "batch_remove")
+
+
 @put(f"{BASE}/account/groups/{{group:str}}", status_code=200)
 async def update_group(request: Request[Any, Any, Any]) -> Response[bytes]:
     group = request.path_params["group"]
@@ -137,9 +140,16 @@ async def update_group(request: Request[Any, Any, Any]) -> Response[bytes]:
     absent = [("body", k) for k in ("usernames", "action") if k not in data]
     if absent:
         raise missing(*absent)
+    action = data["action"][0]
+    if action not in GROUP_ACTIONS:  # FastAPI's answer for a value outside the enum
+        raise ApiError(422, [{"type": "enum", "loc": ["body", "action"],
+                              "msg": "Input should be 'batch_add' or 'batch_remove'", "input": action,
+                              "ctx": {"expected": "'batch_add' or 'batch_remove'"}}])
     f = fac(request)
-    body = _group(f, group, 70000)
-    if data["action"][0] == "batch_add":
+    if group not in f.settings.projects:
+        raise ApiError(404, f"Group {group} not found")
+    body = _group(f, group, 70000 + list(f.settings.projects).index(group))
+    if action == "batch_add":
         body["users"] += [
             {"uid": 60000 + i, "name": u} for i, u in enumerate(data["usernames"][0].split(","))
         ]

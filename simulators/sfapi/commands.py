@@ -23,6 +23,13 @@ _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 _OPERATORS = {";", "&&", "||", "|", "&", ">", ">>", "<"}
 
 
+MAX_ARG_STRLEN = 131072  # Linux's limit on one argument, e.g. the command line of `bash -c`
+
+
+class _TooLong(Exception):
+    """A command line over MAX_ARG_STRLEN after expansion."""
+
+
 @dataclass
 class Shell:
     fs: VirtualFS
@@ -60,13 +67,20 @@ class Shell:
     def run(self, line: str) -> int:
         try:
             tokens = self._tokens(line)
+        except _TooLong:
+            self.err.append("bash: Argument list too long\n")
+            return 126
         except ValueError as exc:
             self.err.append(f"bash: syntax error: {exc}\n")
             return 2
         return self._list(tokens)
 
     def _tokens(self, line: str) -> list[str]:
+        if len(line) > MAX_ARG_STRLEN:
+            raise _TooLong
         expanded = _VAR.sub(lambda m: self.env.get(m.group(1) or m.group(2), ""), line)
+        if len(expanded) > MAX_ARG_STRLEN:  # execve's limit; also keeps shlex (quadratic) off huge lines
+            raise _TooLong
         lex = shlex.shlex(expanded, posix=True, punctuation_chars=";&|<>")
         lex.whitespace_split = True
         return list(lex)

@@ -1,4 +1,5 @@
-"""Schemathesis against the saved FirecREST v2 and IRI v1 specs, one test per simulator.
+"""Schemathesis against the saved FirecREST v2 and IRI v1 specs, one test per simulator; and,
+as the SF API has no spec, a table of bad requests to its simulator over raw HTTP.
 
 Every operation of each spec gets a few generated requests, positive (what the spec allows)
 and negative (what it forbids), with a valid bearer token so the authenticated code is
@@ -18,10 +19,12 @@ failure prints its curl command), a fixed number of examples per operation and m
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -45,6 +48,8 @@ from simulators.iri import catalog
 from simulators.iri import create_app as iri_app
 from tests.support.openapi import SPECS, ValidatingASGI, excepted, load_spec
 from tests.support.servers import ThreadedServer
+from tests.support.sfapi import HOME as SF_HOME
+from tests.support.sfapi import SfapiSim, running_sim
 
 EXAMPLES = 10  # per operation and generation mode
 # the file path a case gets: as generated (""), or an existing file or directory, or a new name
@@ -258,3 +263,95 @@ def test_iri_refuses_what_the_spec_forbids(iri: tuple[str, ValidatingASGI, dict[
         r = s.get(f"{api}/status/resources", params={"capability": ["node_hours", "parsecs"]})
         assert r.status_code == 400 and r.json()["invalid_params"][0]["name"] == "capability"
         assert s.get(f"{api}/status/resources", params={"capability": "node_hours"}).status_code == 200
+
+
+# -- SF API: no spec to fuzz from, so bad requests by hand -----------------------------------
+# (tests/simulators/test_sfapi_protocol.py covers missing form fields, a bad isPath, a bad limit,
+# unknown routes and machines, 405; these are the rest.) Each: method, path under /api/v1.2,
+# httpx arguments, the status, and for 200 the in-band error the body must carry.
+SF_TOKEN = "sf-fuzz-token"
+_URLENCODED = {"content-type": "application/x-www-form-urlencoded"}
+SF_BAD: list[tuple[str, str, dict[str, Any], int]] = [
+    # malformed forms
+    ("POST", "/compute/jobs/perlmutter", {"content": b"\xff\xfe%%%&&==job", "headers": _URLENCODED}, 422),
+    ("POST", "/compute/jobs/perlmutter", {"content": b"junk", "headers": {"content-type": "multipart/form-data"}}, 400),
+    ("POST", "/compute/jobs/perlmutter",
+     {"content": b"--x\r\njunk", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400),
+    ("POST", "/compute/jobs/perlmutter", {"json": {"job": "#!/bin/bash\n", "isPath": False}}, 422),  # JSON: no form
+    ("POST", "/storage/globus/transfer", {"content": b"\xff", "headers": _URLENCODED}, 422),
+    ("PUT", f"/utilities/upload/perlmutter/{SF_HOME}/x",
+     {"content": b"junk", "headers": {"content-type": "multipart/form-data"}}, 400),
+    ("POST", "/account/groups", {"data": {"name": "g"}}, 422),
+    # wrong types and values
+    ("GET", "/compute/jobs/perlmutter", {"params": {"sacct": "2"}}, 422),
+    ("GET", "/compute/jobs/perlmutter", {"params": {"cached": ""}}, 422),
+    ("GET", "/compute/jobs/perlmutter", {"params": {"index": "first"}}, 422),
+    ("GET", f"/utilities/download/perlmutter/{SF_HOME}/x", {"params": {"binary": "maybe"}}, 422),
+    ("PUT", "/account/groups/m0001", {"data": {"usernames": "a", "action": "explode"}}, 422),
+    # unknown machine, job, task, transfer, group, status resource
+    ("GET", "/compute/jobs/cori/1", {}, 404),
+    ("POST", "/utilities/command/cori", {"data": {"executable": "ls"}}, 404),
+    ("GET", "/utilities/ls/cori//x", {}, 404),
+    ("GET", "/tasks/nope", {}, 404),
+    ("DELETE", "/tasks/nope", {}, 404),
+    ("GET", "/account/groups/nope", {}, 404),
+    ("PUT", "/account/groups/nope", {"data": {"usernames": "a", "action": "batch_add"}}, 404),
+    ("GET", "/status/nope", {}, 404),
+    ("GET", "/status/outages/planned/nope", {}, 404),
+    ("GET", "/storage/globus/transfer/nope", {}, 200),  # {"status": "ERROR", "reason": ...}
+    ("GET", "/compute/jobs/perlmutter/99999999", {}, 200),  # no such job: no rows
+    ("GET", "/compute/jobs/perlmutter/abc", {}, 200),
+    # huge and negative numbers
+    ("GET", "/compute/jobs/perlmutter", {"params": {"limit": "9" * 40, "index": "-1"}}, 200),
+    ("GET", "/compute/jobs/perlmutter/" + "9" * 40, {}, 200),
+    ("GET", "/tasks/" + "9" * 40, {}, 404),
+    ("DELETE", "/compute/jobs/perlmutter/-1", {}, 200),  # a task: scancel's error is its result
+    ("POST", "/compute/jobs/perlmutter",
+     {"data": {"job": "#!/bin/bash\n#SBATCH -N 99999999999999999999\n#SBATCH -t -5\n", "isPath": "false"}}, 200),
+    # path traversal and odd paths: the answer is an in-band error, never a file outside the tree
+    ("GET", f"/utilities/ls/perlmutter/{SF_HOME}/../../../../etc", {}, 200),
+    ("GET", "/utilities/ls/perlmutter/..%2F..%2Fetc", {}, 200),
+    ("GET", "/utilities/ls/perlmutter/%00", {}, 200),
+    ("GET", f"/utilities/download/perlmutter/{SF_HOME}/../../../../etc/passwd", {}, 200),
+    ("PUT", f"/utilities/upload/perlmutter/{SF_HOME}/../../../../etc/x", {"files": {"file": ("x", b"abc")}}, 200),
+    ("POST", "/compute/jobs/perlmutter", {"data": {"job": "../../../../etc/passwd", "isPath": "true"}}, 200),
+    ("GET", "/compute/jobs/perlmutter/..%2F..%2Fetc", {}, 404),
+]
+
+
+@pytest.fixture(scope="module")
+def sfapi() -> Iterator[SfapiSim]:
+    yield from running_sim(static_tokens=[SF_TOKEN])
+
+
+def test_sfapi_bad_requests_get_fastapi_errors(sfapi: SfapiSim) -> None:
+    failures = []
+    with httpx.Client(base_url=sfapi.api, headers={"Authorization": f"Bearer {SF_TOKEN}"}, timeout=10) as s:
+        for method, path, kwargs, status in SF_BAD:
+            r = s.request(method, path, **kwargs)
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+            if status >= 400:  # FastAPI: {"detail": "..."}, or 422's {"detail": [{"type", "loc", "msg"}...]}
+                detail = body.get("detail") if isinstance(body, dict) else None
+                shaped = isinstance(detail, str) or (
+                    isinstance(detail, list) and detail and all({"type", "loc", "msg"} <= set(d) for d in detail))
+            else:  # in-band: a task, rows, or an ERROR status naming why
+                shaped = isinstance(body, dict) and (
+                    "task_id" in body or body.get("output") == [] or body.get("status") == "ERROR")
+            if r.status_code != status or not shaped:
+                failures.append(f"{method} {path} -> {r.status_code} {r.text[:200]}")
+        # what an in-band path error says: nothing outside the simulated tree is ever read
+        r = s.get(f"/utilities/download/perlmutter/{SF_HOME}/../../../../etc/passwd")
+        assert "No such file or directory" in r.json()["error"]
+    assert not failures, "\n".join(failures)
+
+
+def test_sfapi_huge_command_lines_are_refused_quickly(sfapi: SfapiSim) -> None:
+    """A megabyte-long line once stalled the whole simulator for seconds (shlex is quadratic);
+    like execve, the shell refuses a line over MAX_ARG_STRLEN."""
+    with requests.Session() as s:
+        s.headers["Authorization"] = f"Bearer {SF_TOKEN}"
+        started = time.perf_counter()
+        r = s.post(f"{sfapi.api}/utilities/command/perlmutter", data={"executable": "echo " + "x" * 1_000_000})
+        assert r.status_code == 200 and time.perf_counter() - started < 2
+        result = s.get(f"{sfapi.api}/tasks/{r.json()['task_id']}").json()["result"]
+        assert '"exit_code": 126' in result and "Argument list too long" in result
