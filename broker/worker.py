@@ -140,14 +140,38 @@ class Ticker(threading.Thread):
                 status = RQJob.fetch(f"submit-{job_id}", connection=self.conn).get_status()
             except Exception:
                 status = None
-            if status is None or status.value in ("finished", "failed", "stopped", "canceled"):
+            gone = status is None or status.value in ("finished", "failed", "stopped", "canceled")
+            suspect = False
+            if not gone and not self._held(f"submit-{job_id}", status.value):  # type: ignore[union-attr]
+                suspect = True
+                # its status says waiting or running, yet no queue or registry holds it (a
+                # Redis crash kept the job's hash but not the list move): gone too, if a
+                # second sweep SWEEP_EVERY later still finds it nowhere
+                first = self.conn.hsetnx(k.tick("sweep", "suspects"), job_id, repr(time.time()))
+                gone = not first
+            if gone:
                 log.info("sweeper: re-enqueueing the submission of %s (rq status %s)", job_id, status)
+                self.conn.hdel(k.tick("sweep", "suspects"), job_id)
                 queues.enqueue_submit(
                     self.conn,
                     job_id,
                     retries=self.rt.settings.worker.submit_retries,
                     timeout=self.rt.settings.worker.job_timeout,
                 )
+            elif not suspect:
+                self.conn.hdel(k.tick("sweep", "suspects"), job_id)
+
+    def _held(self, rq_id: str, status: str) -> bool:
+        """Whether RQ really holds the job where its status says."""
+        q = queues.queue(self.conn, queues.SUBMIT)
+        if status == "queued":
+            return (self.conn.lpos(q.key, rq_id) is not None
+                    or self.conn.lpos(q.intermediate_queue_key, rq_id) is not None)
+        if status == "started":
+            return rq_id in q.started_job_registry.get_job_ids()
+        if status == "scheduled":
+            return self.conn.zscore(q.scheduled_job_registry.key, rq_id) is not None
+        return True  # deferred and anything newer: leave it to RQ
 
 
 def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
