@@ -90,9 +90,11 @@ class Audit:
 
     def check(self) -> None:
         assert not self.lost, f"lost: {self.lost[:5]} (e.g. {[self.jobs.get(j) for j in self.lost[:2]]})"
+        def tries(t: str) -> list[tuple[str, str, str | None]]:
+            return [(x["site"], x["outcome"], x.get("error")) for x in self.jobs.get(t, {}).get("attempts", [])]
+
         assert not self.duplicated, f"duplicated: {self.duplicated[:5]}, e.g. " + "; ".join(
-            f"{t}: attempts {[(x['site'], x['outcome'], x.get('error')) for x in self.jobs.get(t, {}).get('attempts', [])]}"
-            for t in self.duplicated[:2])
+            f"{t}: attempts {tries(t)}" for t in self.duplicated[:2])
         assert not self.untracked, f"facility jobs the broker does not know: {self.untracked[:5]}"
 
 
