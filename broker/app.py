@@ -18,7 +18,7 @@ from litestar.static_files import create_static_files_router
 
 from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
-from broker.api.auth import BearerAuth, role_guard
+from broker.api.auth import BearerAuth
 from broker.api.files import FileController, ProjectController
 from broker.api.jobs import JobController, PlacementController
 from broker.api.openapi_docs import document
@@ -91,7 +91,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
     app = Litestar(
         route_handlers=[*api_handlers, SystemController, assets],
-        guards=[_guard_api],
         middleware=[auth],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
@@ -103,13 +102,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     document(app.openapi_schema)  # problem responses and bodies Litestar cannot infer
     return app
-
-
-async def _guard_api(connection, handler) -> None:  # type: ignore[no-untyped-def]
-    # only /api/v1 is role-checked; operations and docs are public. Async on purpose:
-    # Litestar runs a sync guard in a worker thread, a thread hop on every request.
-    if connection.scope["path"].startswith("/api/"):
-        role_guard(connection, handler)
-
-
-

@@ -1,7 +1,9 @@
 """Bearer tokens, roles and project scopes.
 
 ``ROUTE_ROLES`` is the one table saying which role each route needs (by operation id); the
-guard reads it, and a test walks it."""
+authentication middleware checks it for every ``/api/`` route (``role_guard``), and a test walks it.
+The check is in the middleware rather than a Litestar guard: Litestar copies the route handler
+for every guard call, per request."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import Receive, Scope, Send
 
 from broker.api.problems import ApiError
 from broker.store.tokens import ROLE_RANK, TokenRecord, TokenStore
@@ -45,13 +48,33 @@ ROUTE_ROLES: dict[str, str] = {
 
 
 class BearerAuth(AbstractAuthenticationMiddleware):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The common case, an /api/ request, is decided here without Litestar's general
+        # bypass checks (exclude patterns, methods, route opts) or an ASGIConnection; anything
+        # else (OPTIONS, docs, operations routes) takes the general path.
+        path = scope["path"]
+        if path.startswith("/api/") and scope.get("method") != "OPTIONS" and not _opted_out(scope):
+            rec = await self._authenticate(scope["litestar_app"].state, _authorization(scope))
+            role_check(scope["route_handler"], rec)
+            scope["user"] = rec
+            scope["auth"] = rec.id
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
+        rec = await self._authenticate(connection.app.state, connection.headers.get("authorization", ""))
+        if connection.scope["path"].startswith("/api/"):
+            role_check(connection.scope["route_handler"], rec)
+        return AuthenticationResult(user=rec, auth=rec.id)
+
+    @staticmethod
+    async def _authenticate(state: Any, header: str) -> TokenRecord:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("send Authorization: Bearer <token>")
-        store: TokenStore = connection.app.state.tokens
-        limit = connection.app.state.settings.api.rate_limit_per_minute
+        store: TokenStore = state.tokens
+        limit = state.settings.api.rate_limit_per_minute
         # one round trip: the lookup, the rate-limit count and the last-used note together
         rec, verdict = await store.authenticate(token.strip(), limit)
         if rec is None:
@@ -62,14 +85,25 @@ class BearerAuth(AbstractAuthenticationMiddleware):
                            f"try again in {verdict.retry_after} s",
                            headers={"Retry-After": str(verdict.retry_after)})
         # the secret itself is not kept on the connection: nothing downstream needs it
-        return AuthenticationResult(user=rec, auth=rec.id)
+        return rec
 
 
-def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+def _authorization(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return ""
+
+
+def _opted_out(scope: Scope) -> bool:
+    return bool(scope["route_handler"].opt.get("exclude_from_auth"))
+
+
+def role_check(handler: BaseRouteHandler, user: TokenRecord) -> None:
+    """The role ROUTE_ROLES names for the handler's operation, or 403 (also for a route it lacks)."""
     needed = ROUTE_ROLES.get(handler.operation_id or "")  # type: ignore[attr-defined]
     if needed is None:
         raise PermissionDeniedException("this route has no role assigned")  # fail closed
-    user: TokenRecord = connection.user
     if ROLE_RANK[user.role] < ROLE_RANK[needed]:
         raise PermissionDeniedException(f"this needs the {needed} role; the token {user.name!r} is {user.role}")
 
