@@ -17,7 +17,9 @@ class AdapterPool:
         cached = self._adapters.get(site.name)
         if cached and cached[0] == revision:
             return cached[1]
-        adapter = registry.build(site.kind, name=site.name, url=site.url, systems=site.systems, auth=site.auth, http=site.http)
+        adapter = registry.build(
+            site.kind, name=site.name, url=site.url, systems=site.systems, auth=site.auth, http=site.http
+        )
         self._adapters[site.name] = (revision, adapter)
         if cached:
             await cached[1].aclose()

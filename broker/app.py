@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import swagger_ui_bundle
 from litestar import Litestar
-
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -48,10 +47,9 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.health = HealthStore(st.redis, st.rkeys)
         st.tokens = TokenStore(st.redis, st.rkeys)
         st.adapters = AdapterPool(st.sites)
-        try:
+        # Redis may come later: requests answer 503 until it does, and workers seed too
+        with suppress(Exception):
             await seed(st.redis, settings)
-        except Exception:  # Redis may come later: requests answer 503 until it does
-            pass
         try:
             yield
         finally:
@@ -65,8 +63,14 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     # ADMIN_CONTROLLERS includes the site routes (status.SiteController extended with admin ones)
-    api_handlers = [JobController, PlacementController, StatusController, FileController, ProjectController,
-                    *ADMIN_CONTROLLERS]
+    api_handlers = [
+        JobController,
+        PlacementController,
+        StatusController,
+        FileController,
+        ProjectController,
+        *ADMIN_CONTROLLERS,
+    ]
     swagger = SwaggerRenderPlugin(
         js_url=f"{ASSETS}/swagger-ui-bundle.js",
         css_url=f"{ASSETS}/swagger-ui.css",
@@ -86,7 +90,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         security=[{"bearer": []}],
     )
     assets = create_static_files_router(
-        path=ASSETS, directories=[Path(swagger_ui_bundle.swagger_ui_path)], include_in_schema=False, opt={"public": True}
+        path=ASSETS,
+        directories=[Path(swagger_ui_bundle.swagger_ui_path)],
+        include_in_schema=False,
+        opt={"public": True},
     )
     auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
     app = Litestar(

@@ -45,8 +45,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for p in exc.problems:
             print(f"  {p}", file=sys.stderr)
         return 1
-    print(f"{args.file}: ok ({len(s.sites)} sites: {', '.join(x.name for x in s.sites) or 'none'}; "
-          f"{len(s.tokens)} tokens; placement {s.placement.strategy})")
+    print(
+        f"{args.file}: ok ({len(s.sites)} sites: {', '.join(x.name for x in s.sites) or 'none'}; "
+        f"{len(s.tokens)} tokens; placement {s.placement.strategy})"
+    )
     return 0
 
 
@@ -69,8 +71,14 @@ def cmd_config_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from broker.demo import run
 
-    return run(port=args.port, info=args.info, workers=args.workers, time_scale=args.time_scale, workdir=args.workdir,
-               embedded_redis=args.embedded_redis)
+    return run(
+        port=args.port,
+        info=args.info,
+        workers=args.workers,
+        time_scale=args.time_scale,
+        workdir=args.workdir,
+        embedded_redis=args.embedded_redis,
+    )
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -103,8 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn",
-                   help="the HTTP server (one worker process; see bench/README.md)")
+    s.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="the HTTP server (one worker process; see bench/README.md)",
+    )
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="run a background worker (submission, polls, health checks)")
@@ -119,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--time-scale", type=float, default=1.0, help="scales `sleep S` at the simulated facilities")
     d.add_argument("--workdir", help="where to keep the demo's config, keys and logs (default: a temp dir)")
-    d.add_argument("--embedded-redis", action="store_true",
-                   help="use the embedded Redis even when redis-server is installed")
+    d.add_argument(
+        "--embedded-redis", action="store_true", help="use the embedded Redis even when redis-server is installed"
+    )
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("config", help="configuration tools")

@@ -19,7 +19,9 @@ import msgspec
 from adapters import registry
 from adapters.http import HttpSettings
 
-SiteName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$", description="lower-case letters, digits, '-'")]
+SiteName = Annotated[
+    str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$", description="lower-case letters, digits, '-'")
+]
 Role = Literal["viewer", "submitter", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "submitter", "admin")
 

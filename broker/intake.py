@@ -93,8 +93,9 @@ def rq_submit_commands(conn: redis.Redis, job_id: str, settings: Settings) -> li
     taken as it is. The caller replays them in its own MULTI, so the RQ job is exactly what
     RQ writes (tests/unit/test_intake_rq.py runs one with an RQ worker)."""
     with conn.pipeline(transaction=True) as rec:
-        queues.enqueue_submit(conn, job_id, retries=settings.worker.submit_retries,
-                              timeout=settings.worker.job_timeout, pipeline=rec)
+        queues.enqueue_submit(
+            conn, job_id, retries=settings.worker.submit_retries, timeout=settings.worker.job_timeout, pipeline=rec
+        )
         cmds = [tuple(args) for args, _options in rec.command_stack]
         rec.reset()
     return cmds

@@ -37,8 +37,9 @@ async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> t
             p.zremrangebyscore(k.done(n), "-inf", now - THROUGHPUT_WINDOW)
             p.zcard(k.done(n))
         res = await p.execute() if names else []
-    records = {n: (_health_dec.decode(raw) if raw else None) for n, raw in zip(names, res[0] if names else [],
-                                                                                 strict=True)}
+    records = {
+        n: (_health_dec.decode(raw) if raw else None) for n, raw in zip(names, res[0] if names else [], strict=True)
+    }
     backlogs = {n: int(c) for n, c in zip(names, res[1 : 1 + len(names)], strict=True)}
     done = res[1 + len(names) :]
     rates = {n: int(done[2 * i + 1]) * 60.0 / THROUGHPUT_WINDOW for i, n in enumerate(names)}

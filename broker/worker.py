@@ -165,8 +165,9 @@ class Ticker(threading.Thread):
         """Whether RQ really holds the job where its status says."""
         q = queues.queue(self.conn, queues.SUBMIT)
         if status == "queued":
-            return (self.conn.lpos(q.key, rq_id) is not None
-                    or self.conn.lpos(q.intermediate_queue_key, rq_id) is not None)
+            return (
+                self.conn.lpos(q.key, rq_id) is not None or self.conn.lpos(q.intermediate_queue_key, rq_id) is not None
+            )
         if status == "started":
             return rq_id in q.started_job_registry.get_job_ids()
         if status == "scheduled":

@@ -80,10 +80,12 @@ class BearerAuth(AbstractAuthenticationMiddleware):
         if rec is None:
             raise NotAuthorizedException("the token is unknown, revoked or expired")
         if verdict.limited:
-            raise ApiError(429, "Too many requests",
-                           f"the token {rec.name!r} may make {limit} requests a minute; "
-                           f"try again in {verdict.retry_after} s",
-                           headers={"Retry-After": str(verdict.retry_after)})
+            raise ApiError(
+                429,
+                "Too many requests",
+                f"the token {rec.name!r} may make {limit} requests a minute; try again in {verdict.retry_after} s",
+                headers={"Retry-After": str(verdict.retry_after)},
+            )
         # the secret itself is not kept on the connection: nothing downstream needs it
         return rec
 

@@ -14,7 +14,9 @@ from adapters.types import FileEntry
 from broker.api.problems import ApiError
 from broker.config import SiteConfig
 
-PathParam = Annotated[str, QueryParameter(name="path", min_length=1, max_length=4096, description="absolute path at the site")]
+PathParam = Annotated[
+    str, QueryParameter(name="path", min_length=1, max_length=4096, description="absolute path at the site")
+]
 
 
 class ProjectSite(msgspec.Struct):
@@ -35,7 +37,9 @@ def adapter_problem(site: str, exc: AdapterError) -> ApiError:
     if isinstance(exc, AuthFailed):
         return ApiError(502, "Bad gateway", f"{site} refused the broker's credentials: {exc.message}")
     if exc.retriable:
-        return ApiError(503, "Service unavailable", f"{site} is not answering properly: {exc.message}", headers={"Retry-After": "5"})
+        return ApiError(
+            503, "Service unavailable", f"{site} is not answering properly: {exc.message}", headers={"Retry-After": "5"}
+        )
     return ApiError(400, "Bad request", f"{site} refused: {exc.message}")
 
 
@@ -120,5 +124,7 @@ class ProjectController(Controller):
             for a in allocations:
                 project = reverse.get(a.project, a.project)
                 if token.may_see(project):
-                    usage.setdefault(project, []).append(ProjectSite(site=site.name, allocated=a.allocated, used=a.used, unit=a.unit))
+                    usage.setdefault(project, []).append(
+                        ProjectSite(site=site.name, allocated=a.allocated, used=a.used, unit=a.unit)
+                    )
         return [ProjectUsage(project=p, sites=s) for p, s in sorted(usage.items())]

@@ -36,7 +36,9 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
     named = ([hints.site] if hints and hints.site else []) + (list(hints.sites) if hints and hints.sites else [])
     for name in named:
         if name not in sites:
-            errors.append(FieldError(field="placement", message=f"no site is named {name!r}; known: {', '.join(sorted(sites))}"))
+            errors.append(
+                FieldError(field="placement", message=f"no site is named {name!r}; known: {', '.join(sorted(sites))}")
+            )
     if errors:
         raise ApiError(422, "Validation failed", errors[0].message, errors=errors)
     candidates = [sites[n] for n in named if n in sites] or list(sites.values())
@@ -45,13 +47,20 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
     nodes, walltime = body.spec.nodes, body.spec.attributes.duration
     if candidates and all(nodes > c.limits.max_nodes for c in candidates):
         most = max(c.limits.max_nodes for c in candidates)
-        raise ApiError(422, "Validation failed", f"spec.resources: asks {nodes} nodes; the most any allowed site takes is {most}",
-                       errors=[FieldError(field="spec.resources.node_count", message=f"at most {most}")])
+        raise ApiError(
+            422,
+            "Validation failed",
+            f"spec.resources: asks {nodes} nodes; the most any allowed site takes is {most}",
+            errors=[FieldError(field="spec.resources.node_count", message=f"at most {most}")],
+        )
     if walltime and candidates and all(walltime > c.limits.max_walltime for c in candidates):
         most = max(c.limits.max_walltime for c in candidates)
-        raise ApiError(422, "Validation failed",
-                       f"spec.attributes.duration: asks {walltime} s; the longest any allowed site allows is {most} s",
-                       errors=[FieldError(field="spec.attributes.duration", message=f"at most {most} seconds")])
+        raise ApiError(
+            422,
+            "Validation failed",
+            f"spec.attributes.duration: asks {walltime} s; the longest any allowed site allows is {most} s",
+            errors=[FieldError(field="spec.attributes.duration", message=f"at most {most} seconds")],
+        )
 
 
 class JobController(Controller):
@@ -63,7 +72,9 @@ class JobController(Controller):
         self,
         request: Request[TokenRecord, Any, Any],
         data: JSONBody[JobCreate],
-        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)] = None,
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)
+        ] = None,
     ) -> Response[bytes]:
         token = request.user
         require_project(token, data.project)
@@ -82,8 +93,12 @@ class JobController(Controller):
             job = await create_job(st.redis, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp)
         except Replay as again:
             return _replay(again.raw, fp or "")
-        return Response(msgspec.json.encode(job), status_code=202, media_type="application/json",
-                        headers={"Location": f"/api/v1/jobs/{job.id}"})
+        return Response(
+            msgspec.json.encode(job),
+            status_code=202,
+            media_type="application/json",
+            headers={"Location": f"/api/v1/jobs/{job.id}"},
+        )
 
     @get("/{job_id:str}", operation_id="getJob", summary="One job")
     async def read(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> Job:
@@ -113,7 +128,9 @@ class JobController(Controller):
         if projects == []:
             return JobPage(items=[], next_cursor=None)
         try:
-            items, nxt = await request.app.state.jobs.page(projects=projects, state=state, site=site, limit=limit, cursor=cursor)
+            items, nxt = await request.app.state.jobs.page(
+                projects=projects, state=state, site=site, limit=limit, cursor=cursor
+            )
         except ValueError:
             raise ApiError(400, "Invalid request", "cursor: not a cursor this API gave out") from None
         return JobPage(items=items, next_cursor=nxt)
@@ -128,7 +145,9 @@ class JobController(Controller):
             return CancelResult(id=job_id, state=h["state"], detail=f"the job is already {h['state']}; nothing changed")
         await st.jobs.set_fields(job_id, cancel_requested="1")
         await anyio.to_thread.run_sync(_enqueue_cancel, st.sync_redis, job_id)
-        return CancelResult(id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms")
+        return CancelResult(
+            id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms"
+        )
 
 
 def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:
@@ -142,27 +161,45 @@ def _replay(raw: bytes | str, fp: str) -> Response[bytes]:
     if prev.fp != fp:
         raise ApiError(422, "Validation failed", "this Idempotency-Key was used with a different body")
     if prev.state != "done":
-        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is still being handled; retry shortly",
-                       headers={"Retry-After": "1"})
-    return Response(prev.body.encode(), status_code=202, media_type="application/json",
-                    headers={"Location": f"/api/v1/jobs/{prev.job_id}", "Idempotent-Replayed": "true"})
+        raise ApiError(
+            409,
+            "Conflict",
+            "a request with this Idempotency-Key is still being handled; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return Response(
+        prev.body.encode(),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": f"/api/v1/jobs/{prev.job_id}", "Idempotent-Replayed": "true"},
+    )
 
 
 class PlacementController(Controller):
     path = "/api/v1/placement"
     tags = ["jobs"]
 
-    @post("/", operation_id="previewPlacement", status_code=200, summary="The ranking a submission would get; submits nothing")
+    @post(
+        "/",
+        operation_id="previewPlacement",
+        status_code=200,
+        summary="The ranking a submission would get; submits nothing",
+    )
     async def preview(self, request: Request[TokenRecord, Any, Any], data: JSONBody[JobCreate]) -> PlacementRecord:
         require_project(request.user, data.project)
         await _check_against_sites(request, data)
         st = request.app.state
         _stored, views = await site_views(st.sites, st.health, st.jobs)
         pc = st.settings.placement
-        decision = place(placement_request(data), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time())
+        decision = place(
+            placement_request(data), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time()
+        )
         return PlacementRecord(
             site=decision.chosen,
             strategy=decision.strategy,
-            ranking=[RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons)) for r in decision.ranking],
+            ranking=[
+                RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons))
+                for r in decision.ranking
+            ],
             decided_at=now_iso(),
         )

@@ -33,8 +33,15 @@ class Problem(msgspec.Struct, omit_defaults=True):
 class ApiError(Exception):
     """An error the API reports as it is: ``status``, a short ``title``, a ``detail`` sentence."""
 
-    def __init__(self, status: int, title: str, detail: str, *, errors: list[FieldError] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.title = title
@@ -65,10 +72,23 @@ def _type(status: int) -> str:
     return f"https://superfed.dev/problems/{status}"
 
 
-def problem_response(status: int, title: str, detail: str, request: Request[Any, Any, Any] | None = None, *,
-                     errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> Response[bytes]:
-    body = Problem(type=_type(status), title=title, status=status, detail=detail, errors=errors,
-                   instance=request.url.path if request is not None else None)
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    request: Request[Any, Any, Any] | None = None,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    body = Problem(
+        type=_type(status),
+        title=title,
+        status=status,
+        detail=detail,
+        errors=errors,
+        instance=request.url.path if request is not None else None,
+    )
     return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -90,9 +110,15 @@ def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[byt
 def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     errors = _field_errors(exc.extra)
     # 422 for a body that fails validation; a bad parameter is a 400, whatever the method
-    status = 422 if request.method in ("POST", "PUT", "PATCH") and errors and any(e.source == "body" for e in errors) else 400
+    status = (
+        422
+        if request.method in ("POST", "PUT", "PATCH") and errors and any(e.source == "body" for e in errors)
+        else 400
+    )
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else str(exc.detail)
-    return problem_response(status, "Invalid request" if status == 400 else "Validation failed", detail, request, errors=errors)
+    return problem_response(
+        status, "Invalid request" if status == 400 else "Validation failed", detail, request, errors=errors
+    )
 
 
 def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -110,13 +136,20 @@ def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[byt
 
 def on_redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.warning("redis unavailable: %s", exc)
-    return problem_response(503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
-                            request, headers={"Retry-After": "2"})
+    return problem_response(
+        503,
+        "Service unavailable",
+        "the job store (Redis) is not reachable; try again shortly",
+        request,
+        headers={"Retry-After": "2"},
+    )
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(500, "Internal error", "the broker failed to handle this request; it has been logged", request)
+    return problem_response(
+        500, "Internal error", "the broker failed to handle this request; it has been logged", request
+    )
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -57,8 +57,16 @@ class SiteView(msgspec.Struct):
 
 def site_status(site: SiteConfig, rec: HealthRecord | None, now: float) -> SiteStatus:
     if rec is None:
-        return SiteStatus(site=site.name, state="unknown", checked_at=None, age_s=None, latency_ms=None,
-                          components=[], incidents=[], error="not checked yet")
+        return SiteStatus(
+            site=site.name,
+            state="unknown",
+            checked_at=None,
+            age_s=None,
+            latency_ms=None,
+            components=[],
+            incidents=[],
+            error="not checked yet",
+        )
     state = effective(rec, site, now)
     stale = rec.ok_at is None or now - rec.ok_at > site.staleness
     components = [ComponentHealth(c.name, "unknown", c.detail) for c in rec.components] if stale else rec.components
@@ -151,9 +159,14 @@ class SiteController(Controller):
         now = time.time()
         return [_view(s.config, s.revision, effective(recs.get(s.config.name), s.config, now)) for s in stored]
 
-    @get("/{name:str}", operation_id="getSite", summary="One site (never its secrets); ETag = its revision",
-         response_headers=[ResponseHeader(name="ETag", description="the site's revision, for If-Match",
-                                          documentation_only=True)])
+    @get(
+        "/{name:str}",
+        operation_id="getSite",
+        summary="One site (never its secrets); ETag = its revision",
+        response_headers=[
+            ResponseHeader(name="ETag", description="the site's revision, for If-Match", documentation_only=True)
+        ],
+    )
     async def get_site(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[SiteView]:
         st = request.app.state
         stored = await st.sites.get(name)
@@ -164,5 +177,15 @@ class SiteController(Controller):
 
 
 def _view(c: SiteConfig, revision: int, health: str) -> SiteView:
-    return SiteView(name=c.name, kind=c.kind, url=c.url, systems=c.systems, enabled=c.enabled, draining=c.draining,
-                    weight=c.weight, limits=c.limits, revision=revision, health=health)
+    return SiteView(
+        name=c.name,
+        kind=c.kind,
+        url=c.url,
+        systems=c.systems,
+        enabled=c.enabled,
+        draining=c.draining,
+        weight=c.weight,
+        limits=c.limits,
+        revision=revision,
+        health=health,
+    )

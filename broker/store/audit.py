@@ -18,8 +18,7 @@ from broker.store.keys import Keys
 REDACTED = "[redacted]"
 
 # key names that hold (or might hold) a secret ...
-_SECRET_KEY = re.compile(r"secret|passw|token|private|credential|api[-_]?key|^key$|_key$|auth",
-                         re.I)
+_SECRET_KEY = re.compile(r"secret|passw|token|private|credential|api[-_]?key|^key$|_key$|auth", re.I)
 # ... unless they only *name* where a secret lives, or are plainly not secret
 _SAFE_KEY = re.compile(r"(_file|_env|_url|_id|_ttl|_name)$|^auth$", re.I)
 # userinfo in a URL: scheme://user:password@host
@@ -59,11 +58,18 @@ class AuditLog:
         self.keys = keys
         self.max_entries = max_entries
 
-    async def record(self, actor: str, actor_id: str, action: str, target: str,
-                     before: Any = None, after: Any = None) -> AuditEntry:
-        entry = AuditEntry(at=time.time(), actor=actor, actor_id=actor_id, action=action,
-                           target=target, before=redact(to_plain(before)),
-                           after=redact(to_plain(after)))
+    async def record(
+        self, actor: str, actor_id: str, action: str, target: str, before: Any = None, after: Any = None
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            at=time.time(),
+            actor=actor,
+            actor_id=actor_id,
+            action=action,
+            target=target,
+            before=redact(to_plain(before)),
+            after=redact(to_plain(after)),
+        )
         async with self.r.pipeline(transaction=True) as p:
             p.lpush(self.keys.audit, _enc.encode(entry))
             p.ltrim(self.keys.audit, 0, self.max_entries - 1)

@@ -134,8 +134,7 @@ class AutoPipeline:
         for e, res in zip(batch, results, strict=True):
             if e.fut.done():
                 continue
-            if (isinstance(res, NoScriptError) and retry and e.cmds[0][0] == "EVALSHA"
-                    and e.cmds[0][1] in self._scripts):
+            if isinstance(res, NoScriptError) and retry and e.cmds[0][0] == "EVALSHA" and e.cmds[0][1] in self._scripts:
                 again.append(e)
             elif isinstance(res, Exception):
                 e.fut.set_exception(res)

@@ -93,8 +93,9 @@ class SiteStore:
         """Replace the site if its revision is still ``expected``: ("ok", new revision),
         ("stale", current revision) or ("missing", 0)."""
         new = _enc.encode(StoredSite(expected + 1, site))
-        status, rev = await self._replace(keys=[self.keys.sites, self.keys.sites_version],
-                                          args=[site.name, expected, new])
+        status, rev = await self._replace(
+            keys=[self.keys.sites, self.keys.sites_version], args=[site.name, expected, new]
+        )
         return str(status), int(rev)
 
     async def delete_if_idle(self, name: str) -> tuple[str, int]:
@@ -102,8 +103,8 @@ class SiteStore:
         unfinished jobs) or ("missing", 0)."""
         k = self.keys
         status, n = await self._delete(
-            keys=[k.sites, k.sites_version, k.assigned(name), k.active(name), k.health(name)],
-            args=[name])
+            keys=[k.sites, k.sites_version, k.assigned(name), k.active(name), k.health(name)], args=[name]
+        )
         return str(status), int(n)
 
     async def delete(self, name: str) -> None:

@@ -83,8 +83,14 @@ class TokenStore:
             d = config_token_digest(t)
             if d in revoked:
                 continue
-            rec = TokenRecord(id="cfg-" + d[:12], name=t.name, role=t.role, projects=list(t.projects),
-                              created_at=time.time(), source="config")
+            rec = TokenRecord(
+                id="cfg-" + d[:12],
+                name=t.name,
+                role=t.role,
+                projects=list(t.projects),
+                created_at=time.time(),
+                source="config",
+            )
             await self.r.hset(self.keys.tokens, d, _enc.encode(rec))
 
     async def lookup(self, token: str) -> TokenRecord | None:
@@ -99,17 +105,18 @@ class TokenStore:
             return None
         return rec
 
-    async def authenticate(self, token: str,
-                           limit_per_minute: int) -> tuple[TokenRecord | None, Verdict]:
+    async def authenticate(self, token: str, limit_per_minute: int) -> tuple[TokenRecord | None, Verdict]:
         """Look the token up, count the request against its rate limit and note its use, in one
         round trip. The record is None for an unknown, revoked or expired token."""
         d = digest(token)
         now = time.time()
-        v = verdict(await self._pipe.evalsha(
-            self._authenticate,
-            keys=[self.keys.tokens, self.keys.tokens_last_used, self.keys.rate(d)],
-            args=[d, f"{now:.3f}", limit_per_minute, WINDOW_SECONDS],
-        ))
+        v = verdict(
+            await self._pipe.evalsha(
+                self._authenticate,
+                keys=[self.keys.tokens, self.keys.tokens_last_used, self.keys.rate(d)],
+                args=[d, f"{now:.3f}", limit_per_minute, WINDOW_SECONDS],
+            )
+        )
         if not v.record:
             return None, v
         rec = _dec.decode(v.record)
@@ -117,12 +124,20 @@ class TokenStore:
             return None, v
         return rec, v
 
-    async def create(self, name: str, role: str, projects: list[str],
-                     expires_at: float | None = None) -> tuple[str, TokenRecord]:
+    async def create(
+        self, name: str, role: str, projects: list[str], expires_at: float | None = None
+    ) -> tuple[str, TokenRecord]:
         """A new token; the secret is returned here and never again (only its hash is kept)."""
         token = new_token()
-        rec = TokenRecord(id=new_token_id(), name=name, role=role, projects=list(projects),
-                          created_at=time.time(), expires_at=expires_at, source="api")
+        rec = TokenRecord(
+            id=new_token_id(),
+            name=name,
+            role=role,
+            projects=list(projects),
+            created_at=time.time(),
+            expires_at=expires_at,
+            source="api",
+        )
         await self.r.hset(self.keys.tokens, digest(token), _enc.encode(rec))
         return token, rec
 

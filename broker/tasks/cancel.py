@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from adapters.errors import AdapterError, NotFound
-
 from broker.tasks.runtime import Runtime
 
 

@@ -120,11 +120,15 @@ def changes(site: SiteConfig, prev: HealthRecord | None, rec: HealthRecord, now:
     before = effective(prev, site, now) if prev else None
     after = effective(rec, site, now)
     if before != after:
-        events.append(HealthEvent(site=site.name, component=None, state=after, previous=before, at=now, detail=rec.error or ""))
+        events.append(
+            HealthEvent(site=site.name, component=None, state=after, previous=before, at=now, detail=rec.error or "")
+        )
     old = {c.name: c.state for c in (prev.components if prev else [])}
     for c in rec.components:
         if old.get(c.name) != c.state:
             events.append(
-                HealthEvent(site=site.name, component=c.name, state=c.state, previous=old.get(c.name), at=now, detail=c.detail)
+                HealthEvent(
+                    site=site.name, component=c.name, state=c.state, previous=old.get(c.name), at=now, detail=c.detail
+                )
             )
     return events

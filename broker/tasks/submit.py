@@ -110,9 +110,16 @@ async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) ->
         # hold it forever (the one case left where a duplicate is possible; logged)
         log.warning("%s: %s unanswerable for %.0f s; placing the job again", job_id, site_name, unsure_for)
         receipt = None
-        await rt.jobs.advance(job_id, fields={"inflight": ""}, attempt=Attempt(
-            site=site_name, at=now_iso(), outcome="uncertain",  # type: ignore[arg-type]
-            error=f"could not check for {unsure_for:.0f} s whether the earlier try made a job: {exc}"))
+        await rt.jobs.advance(
+            job_id,
+            fields={"inflight": ""},
+            attempt=Attempt(
+                site=site_name,
+                at=now_iso(),
+                outcome="uncertain",  # type: ignore[arg-type]
+                error=f"could not check for {unsure_for:.0f} s whether the earlier try made a job: {exc}",
+            ),
+        )
         await rt.jobs.release(site_name, job_id)
         return None
     if receipt is not None:
@@ -133,14 +140,18 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
     stored, views = await site_views(rt.sites, rt.health, rt.jobs)
     by_name = {s.config.name: s for s in stored}
     pc = rt.settings.placement
-    rr = int(await rt.redis.incr(rt.keys.rr)) if (hints and hints.strategy or pc.strategy) == "round-robin" else 0
-    decision = place(placement_request(body), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time(), rr=rr)
+    rr = int(await rt.redis.incr(rt.keys.rr)) if ((hints and hints.strategy) or pc.strategy) == "round-robin" else 0
+    decision = place(
+        placement_request(body), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time(), rr=rr
+    )
     await rt.jobs.advance(job_id, fields={"placement": _record(decision)})
     if not decision.eligible:
         waited = time.time() - float(h["created"])
         why = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in decision.ranking) or "no sites are configured"
         if waited > pc.no_site_timeout:
-            await rt.jobs.advance(job_id, "FAILED", fields={"message": f"no eligible site after {waited:.0f} s ({why})"})
+            await rt.jobs.advance(
+                job_id, "FAILED", fields={"message": f"no eligible site after {waited:.0f} s ({why})"}
+            )
             return "failed: no eligible site"
         raise TryLater(f"no eligible site yet ({why})")
     last_error = ""
@@ -169,8 +180,11 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
             if receipt is None:
                 # not there yet is not "never": a slow facility may still create it. Keep the
                 # inflight mark; the next run settles it once the request cannot be pending
-                await rt.jobs.advance(job_id, fields={"message": str(exc)}, attempt=Attempt(
-                    site=name, at=now_iso(), outcome="uncertain", error=str(exc)))  # type: ignore[arg-type]
+                await rt.jobs.advance(
+                    job_id,
+                    fields={"message": str(exc)},
+                    attempt=Attempt(site=name, at=now_iso(), outcome="uncertain", error=str(exc)),
+                )  # type: ignore[arg-type]
                 raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
             await _submitted(rt, job_id, site, receipt, outcome="settled")
             return f"submitted to {name} (settled after a timeout)"
@@ -182,8 +196,11 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
                     receipt = await adapter.find_by_tag(job_id, system)
                 except AdapterError:
                     # cannot tell: keep the inflight mark, the next run settles it (_settle)
-                    await rt.jobs.advance(job_id, fields={"message": str(exc)}, attempt=Attempt(
-                        site=name, at=now_iso(), outcome="uncertain", error=str(exc)))  # type: ignore[arg-type]
+                    await rt.jobs.advance(
+                        job_id,
+                        fields={"message": str(exc)},
+                        attempt=Attempt(site=name, at=now_iso(), outcome="uncertain", error=str(exc)),
+                    )  # type: ignore[arg-type]
                     raise TryLater(f"{name}: {exc}; cannot check whether the job was made; will check again") from None
                 if receipt is not None:
                     await _submitted(rt, job_id, site, receipt, outcome="settled")
@@ -245,7 +262,10 @@ def _record(decision: Decision) -> str:
     rec = PlacementRecord(
         site=decision.chosen,
         strategy=decision.strategy,
-        ranking=[RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons)) for r in decision.ranking],
+        ranking=[
+            RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons))
+            for r in decision.ranking
+        ],
         decided_at=now_iso(),
     )
     return msgspec.json.encode(rec).decode()

@@ -19,21 +19,37 @@ TOKENS = {
 
 
 def settings_for(redis_url: str, sites: list[dict] | None = None):  # type: ignore[no-untyped-def]
-    return validate({
-        "redis_url": redis_url,
-        "tokens": [
-            {"name": "v", "role": "viewer", "token": TOKENS["viewer"]},
-            {"name": "s", "role": "submitter", "token": TOKENS["submitter"]},
-            {"name": "a", "role": "admin", "token": TOKENS["admin"]},
-            {"name": "s1", "role": "submitter", "projects": ["m1"], "token": TOKENS["m1-submitter"]},
-        ],
-        "sites": sites if sites is not None else [
-            {"name": "alpha", "kind": "sfapi", "url": "http://127.0.0.1:9/api/v1.2", "systems": ["perlmutter"],
-             "limits": {"max_nodes": 16, "max_walltime": 3600}, "auth": {"client_id": "abcdefghijklm", "private_key_env": "NOPE"}},
-            {"name": "beta", "kind": "sfapi", "url": "http://127.0.0.1:9/api/v1.2", "systems": ["perlmutter"],
-             "limits": {"max_nodes": 32, "max_walltime": 7200}, "auth": {"client_id": "abcdefghijklm", "private_key_env": "NOPE"}},
-        ],
-    })
+    return validate(
+        {
+            "redis_url": redis_url,
+            "tokens": [
+                {"name": "v", "role": "viewer", "token": TOKENS["viewer"]},
+                {"name": "s", "role": "submitter", "token": TOKENS["submitter"]},
+                {"name": "a", "role": "admin", "token": TOKENS["admin"]},
+                {"name": "s1", "role": "submitter", "projects": ["m1"], "token": TOKENS["m1-submitter"]},
+            ],
+            "sites": sites
+            if sites is not None
+            else [
+                {
+                    "name": "alpha",
+                    "kind": "sfapi",
+                    "url": "http://127.0.0.1:9/api/v1.2",
+                    "systems": ["perlmutter"],
+                    "limits": {"max_nodes": 16, "max_walltime": 3600},
+                    "auth": {"client_id": "abcdefghijklm", "private_key_env": "NOPE"},
+                },
+                {
+                    "name": "beta",
+                    "kind": "sfapi",
+                    "url": "http://127.0.0.1:9/api/v1.2",
+                    "systems": ["perlmutter"],
+                    "limits": {"max_nodes": 32, "max_walltime": 7200},
+                    "auth": {"client_id": "abcdefghijklm", "private_key_env": "NOPE"},
+                },
+            ],
+        }
+    )
 
 
 def auth(role: str) -> dict[str, str]:
