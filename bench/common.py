@@ -15,7 +15,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from broker import toml_out
+from broker.demo import free_port as free_port  # re-exported for the benchmarks
+from broker.demo import wait_port as wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -52,25 +55,6 @@ def pinned(args: Sequence[str], cpu: int | None) -> list[str]:
     if cpu is None or not PINNING:
         return list(args)
     return [TASKSET or "taskset", "-c", str(cpu), *args]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} is not listening on port {port} after {timeout:.0f} s")
 
 
 class Stack:
@@ -103,16 +87,32 @@ class Stack:
 
     def _watchdog(self) -> None:
         if not self._done.wait(self._deadline):
-            print(f"bench {self.name}: over its {self._deadline:.0f} s deadline; stopping everything",
-                  file=sys.stderr, flush=True)
+            print(
+                f"bench {self.name}: over its {self._deadline:.0f} s deadline; stopping everything",
+                file=sys.stderr,
+                flush=True,
+            )
             self.stop()
             os._exit(3)
 
-    def spawn(self, name: str, args: Sequence[str], *, cpu: int | None = None, port: int | None = None,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        cpu: int | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(pinned(args, cpu), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        proc = subprocess.Popen(
+            pinned(args, cpu),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
         log.close()
         with self._lock:
             self.procs.append((name, proc))
@@ -154,9 +154,26 @@ class Stack:
         if not out or not Path(spy).exists():
             return None
         Path(out).mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen([spy, "record", "--subprocesses", "-r", "200", "-d", str(int(seconds)), "-f", "raw",
-                                 "-o", str(Path(out) / f"{name}.txt"), "-p", str(self.pid(name))],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--subprocesses",
+                "-r",
+                "200",
+                "-d",
+                str(int(seconds)),
+                "-f",
+                "raw",
+                "-o",
+                str(Path(out) / f"{name}.txt"),
+                "-p",
+                str(self.pid(name)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     # -- parts ----------------------------------------------------------------------------
     def redis(self, cpu: int | None = None) -> str:
@@ -164,22 +181,47 @@ class Stack:
         if exe is None:
             raise RuntimeError("redis-server is not on PATH (apt-get install -y redis-server)")
         port = free_port()
-        self.spawn("redis", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(self.dir)], cpu=cpu, port=port)
+        self.spawn(
+            "redis",
+            [
+                exe,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            cpu=cpu,
+            port=port,
+        )
         return f"redis://127.0.0.1:{port}/0"
 
     def api(self, config: Path, *, cpu: int | None = SERVER_CPU, server: str = "uvicorn", name: str = "api") -> str:
         port = free_port()
-        self.spawn(name, [PY, "-m", "broker.cli", "serve", "--config", str(config), "--port", str(port),
-                          "--server", server], cpu=cpu, port=port)
+        self.spawn(
+            name,
+            [PY, "-m", "broker.cli", "serve", "--config", str(config), "--port", str(port), "--server", server],
+            cpu=cpu,
+            port=port,
+        )
         return f"http://127.0.0.1:{port}"
 
     def bare(self, *, cpu: int | None = SERVER_CPU, server: str = "uvicorn", body: Path | None = None) -> str:
         """The baseline: a bare Litestar app (bench/bare.py) on the same server and settings."""
         port = free_port()
         env = {"BENCH_BARE_BODY": str(body)} if body else None
-        self.spawn("bare", [PY, str(ROOT / "bench" / "bare.py"), "--port", str(port), "--server", server],
-                   cpu=cpu, port=port, env=env)
+        self.spawn(
+            "bare",
+            [PY, str(ROOT / "bench" / "bare.py"), "--port", str(port), "--server", server],
+            cpu=cpu,
+            port=port,
+            env=env,
+        )
         return f"http://127.0.0.1:{port}"
 
 
@@ -195,38 +237,27 @@ def _stop(p: subprocess.Popen[bytes]) -> None:
 
 
 # -- config ---------------------------------------------------------------------------------
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
-def write_config(path: Path, *, redis_url: str, sites: list[dict[str, Any]], tokens: dict[str, str],
-                 api: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
-                 placement: dict[str, Any] | None = None) -> Path:
+def write_config(
+    path: Path,
+    *,
+    redis_url: str,
+    sites: list[dict[str, Any]],
+    tokens: dict[str, str],
+    api: dict[str, Any] | None = None,
+    worker: dict[str, Any] | None = None,
+    placement: dict[str, Any] | None = None,
+) -> Path:
     """A superfed TOML config; ``tokens`` maps role -> token (each with every project)."""
-    lines = [f"redis_url = {_toml_value(redis_url)}", 'namespace = "bench"', ""]
-    for section, values in (("api", api), ("worker", worker), ("placement", placement)):
-        if values:
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-            lines.append("")
-    for role, tok in tokens.items():
-        lines += ["[[tokens]]", f'name = "bench-{role}"', f'role = "{role}"', 'projects = ["*"]',
-                  f"token = {_toml_value(tok)}", ""]
-    for s in sites:
-        lines.append("[[sites]]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in s.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
+    data: dict[str, Any] = {
+        "redis_url": redis_url,
+        "namespace": "bench",
+        "api": api,
+        "worker": worker,
+        "placement": placement,
+    }
+    data["tokens"] = [{"name": f"bench-{r}", "role": r, "projects": ["*"], "token": t} for r, t in tokens.items()]
+    data["sites"] = sites
+    path.write_text(toml_out.dumps(data))
     path.chmod(0o600)
     return path
 
@@ -271,12 +302,13 @@ class Load:
     cpu_us: float = float("nan")  # the server's CPU time per request (robust to a busy machine)
 
     def row(self) -> str:
-        return (f"{self.what:<34} {self.rps:>10,.0f} {self.p50_ms:>8.2f} {self.p99_ms:>8.2f}"
-                f" {self.requests:>9,} {self.bad:>6} {self.cpu_us:>11.0f}")
+        return (
+            f"{self.what:<34} {self.rps:>10,.0f} {self.p50_ms:>8.2f} {self.p99_ms:>8.2f}"
+            f" {self.requests:>9,} {self.bad:>6} {self.cpu_us:>11.0f}"
+        )
 
 
-HEADER = (f"{'endpoint':<34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'bad':>6}"
-          f" {'CPU µs/req':>11}")
+HEADER = f"{'endpoint':<34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'bad':>6} {'CPU µs/req':>11}"
 
 
 def generator_name() -> str:
@@ -285,15 +317,26 @@ def generator_name() -> str:
     return "bench/loadgen.py (asyncio + raw HTTP/1.1, keep-alive; wrk not found)"
 
 
-def load(what: str, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
-         body: bytes | None = None, connections: int = 100, duration: float = 10, warmup: float = 2,
-         server_pid: int | None = None, rate: float | None = None) -> Load:
+def load(
+    what: str,
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    connections: int = 100,
+    duration: float = 10,
+    warmup: float = 2,
+    server_pid: int | None = None,
+    rate: float | None = None,
+) -> Load:
     """Drive ``url`` with keep-alive connections; the generator is pinned to LOAD_CPU. With
     ``server_pid``, the server's CPU time per request is measured too (warm-up excluded).
     With ``rate``, requests start at that many a second (bench/loadgen.py's paced mode) and
     latency counts from when each was due."""
     headers = headers or {}
     if rate:
+
         def run(*a: Any) -> Load:
             return _loadgen(*a, rate=rate)
     else:
@@ -307,8 +350,9 @@ def load(what: str, url: str, *, method: str = "GET", headers: dict[str, str] | 
     return result
 
 
-def _wrk(what: str, url: str, method: str, headers: dict[str, str], body: bytes | None, connections: int,
-         duration: float) -> Load:
+def _wrk(
+    what: str, url: str, method: str, headers: dict[str, str], body: bytes | None, connections: int, duration: float
+) -> Load:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(f"wrk.method = {json.dumps(method)}\n")
         if body is not None:
@@ -317,9 +361,23 @@ def _wrk(what: str, url: str, method: str, headers: dict[str, str], body: bytes 
             f.write(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n")
         script = f.name
     try:
+
         def run(seconds: float) -> str:
-            args = pinned(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-                           "--timeout", "5s", "-s", script, url], LOAD_CPU)
+            args = pinned(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{max(1, round(seconds))}s",
+                    "--latency",
+                    "--timeout",
+                    "5s",
+                    "-s",
+                    script,
+                    url,
+                ],
+                LOAD_CPU,
+            )
             return subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
 
         out = run(duration)
@@ -342,15 +400,37 @@ def _wrk(what: str, url: str, method: str, headers: dict[str, str], body: bytes 
     return Load(what, rps, pct("50"), pct("99"), total, bad, "wrk")
 
 
-def _loadgen(what: str, url: str, method: str, headers: dict[str, str], body: bytes | None, connections: int,
-             duration: float, rate: float | None = None) -> Load:
-    spec = {"url": url, "method": method, "headers": headers, "body": body.decode() if body else None,
-            "connections": connections, "duration": duration, "rate": rate}
+def _loadgen(
+    what: str,
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    connections: int,
+    duration: float,
+    rate: float | None = None,
+) -> Load:
+    spec = {
+        "url": url,
+        "method": method,
+        "headers": headers,
+        "body": body.decode() if body else None,
+        "connections": connections,
+        "duration": duration,
+        "rate": rate,
+    }
     args = pinned([PY, str(ROOT / "bench" / "loadgen.py"), json.dumps(spec)], LOAD_CPU)
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     r = json.loads(out)
-    return Load(what, r["rps"], r["p50_ms"], r["p99_ms"], r["requests"], r["bad"],
-                "loadgen" + (f" paced {rate:.0f}/s" if rate else ""))
+    return Load(
+        what,
+        r["rps"],
+        r["p50_ms"],
+        r["p99_ms"],
+        r["requests"],
+        r["bad"],
+        "loadgen" + (f" paced {rate:.0f}/s" if rate else ""),
+    )
 
 
 @contextlib.contextmanager
@@ -366,7 +446,10 @@ def timed() -> Iterator[list[float]]:
 def header(title: str) -> None:
     print(f"== {title}")
     print(f"   machine: {machine()}")
-    pin = (f"server pinned to CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU} (taskset); Redis, workers and "
-           f"simulators unpinned"
-           if PINNING else "no pinning (taskset missing or one CPU): server and load share the CPU(s)")
+    pin = (
+        f"server pinned to CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU} (taskset); Redis, workers and "
+        f"simulators unpinned"
+        if PINNING
+        else "no pinning (taskset missing or one CPU): server and load share the CPU(s)"
+    )
     print(f"   {pin}")

@@ -24,10 +24,12 @@ from typing import Any
 
 import httpx
 
+from broker import toml_out
+
 SFAPI_CLIENT_ID = "superfeddemo1"  # 13 characters, as NERSC's client ids are
 
 
-def _free_port(preferred: int | None = None) -> int:
+def free_port(preferred: int | None = None) -> int:
     if preferred:
         with socket.socket() as s:
             try:
@@ -40,7 +42,7 @@ def _free_port(preferred: int | None = None) -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -50,7 +52,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeo
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start listening on port {port} within {timeout:.0f} s")
+    raise RuntimeError(f"{what} is not listening on port {port} after {timeout:.0f} s")
 
 
 class Demo:
@@ -74,7 +76,7 @@ class Demo:
 
     # -- parts ----------------------------------------------------------------------------
     def start_redis(self, *, embedded: bool = False) -> tuple[str, str]:
-        port = _free_port()
+        port = free_port()
         exe = None if embedded else shutil.which("redis-server")
         if exe:
             proc = self.spawn(
@@ -93,14 +95,14 @@ class Demo:
                     str(self.dir),
                 ],
             )
-            _wait_port(port, proc, "redis-server")
+            wait_port(port, proc, "redis-server")
             return f"redis://127.0.0.1:{port}/0", f"private redis-server on port {port}"
         from fakeredis import TcpFakeServer
 
         server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.embedded = server
-        _wait_port(port, None, "embedded Redis")
+        wait_port(port, None, "embedded Redis")
         why = "as asked" if embedded else "redis-server is not on PATH"
         return f"redis://127.0.0.1:{port}/0", f"embedded Redis (fakeredis) on port {port}: {why}"
 
@@ -139,87 +141,69 @@ class Demo:
         }
         started = []
         for i, kind in enumerate(("sfapi", "firecrest", "iri"), start=1):
-            port = _free_port(base_port + i)
+            port = free_port(base_port + i)
             proc = self.spawn(
                 f"sim-{kind}", [*me, kind, "--port", str(port), "--time-scale", str(time_scale), *extra[kind]]
             )
             started.append((kind, port, proc))
             urls[kind] = f"http://127.0.0.1:{port}"
         for kind, port, proc in started:
-            _wait_port(port, proc, f"the {kind} simulator")
+            wait_port(port, proc, f"the {kind} simulator")
         return urls
 
     def write_config(
         self, redis_url: str, sims: dict[str, str], creds: dict[str, Path], tokens: dict[str, str]
     ) -> Path:
         cfg = self.dir / "superfed.toml"
-        cfg.write_text(f"""# written by `superfed demo`; see config/ for annotated examples
-redis_url = "{redis_url}"
-
-[placement]
-strategy = "best"
-max_attempts = 3
-
-[worker]
-abandoned_after = 30
-
-[[tokens]]
-name = "demo-viewer"
-role = "viewer"
-projects = ["*"]
-token = "{tokens["viewer"]}"
-
-[[tokens]]
-name = "demo-submitter"
-role = "submitter"
-projects = ["*"]
-token = "{tokens["submitter"]}"
-
-[[tokens]]
-name = "demo-admin"
-role = "admin"
-projects = ["*"]
-token = "{tokens["admin"]}"
-
-[[sites]]
-name = "nersc"
-kind = "sfapi"
-url = "{sims["sfapi"]}/api/v1.2"
-systems = ["perlmutter"]
-health_interval = 2.0
-poll_interval = 1.0
-limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-file_roots = ["/global/homes/s/superfed", "/pscratch/sd/s/superfed"]
-[sites.auth]
-client_id = "{SFAPI_CLIENT_ID}"
-token_url = "{sims["sfapi"]}/c2id/token"
-private_key_file = "{creds["sfapi_key"]}"
-
-[[sites]]
-name = "cscs"
-kind = "firecrest"
-url = "{sims["firecrest"]}"
-systems = ["daint"]
-health_interval = 2.0
-poll_interval = 1.0
-limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-file_roots = ["/home/superfed", "/scratch/superfed"]
-[sites.auth]
-client_id = "superfed-demo"
-token_url = "{sims["firecrest"]}/auth/token"
-client_secret_file = "{creds["firecrest_secret"]}"
-
-[[sites]]
-name = "alcf"
-kind = "iri"
-url = "{sims["iri"]}"
-systems = ["polaris"]
-health_interval = 2.0
-poll_interval = 1.0
-limits = {{ max_nodes = 64, max_walltime = 86400, capacity = 100 }}
-file_roots = ["/home/superfed", "/eagle"]
-auth = {{ token_file = "{creds["iri_token"]}" }}
-""")
+        limits = {"max_nodes": 64, "max_walltime": 86400, "capacity": 100}
+        every = {"health_interval": 2.0, "poll_interval": 1.0, "limits": limits}
+        sites = [
+            {
+                "name": "nersc",
+                "kind": "sfapi",
+                "url": f"{sims['sfapi']}/api/v1.2",
+                "systems": ["perlmutter"],
+                **every,
+                "file_roots": ["/global/homes/s/superfed", "/pscratch/sd/s/superfed"],
+                "auth": {
+                    "client_id": SFAPI_CLIENT_ID,
+                    "token_url": f"{sims['sfapi']}/c2id/token",
+                    "private_key_file": str(creds["sfapi_key"]),
+                },
+            },
+            {
+                "name": "cscs",
+                "kind": "firecrest",
+                "url": sims["firecrest"],
+                "systems": ["daint"],
+                **every,
+                "file_roots": ["/home/superfed", "/scratch/superfed"],
+                "auth": {
+                    "client_id": "superfed-demo",
+                    "token_url": f"{sims['firecrest']}/auth/token",
+                    "client_secret_file": str(creds["firecrest_secret"]),
+                },
+            },
+            {
+                "name": "alcf",
+                "kind": "iri",
+                "url": sims["iri"],
+                "systems": ["polaris"],
+                **every,
+                "file_roots": ["/home/superfed", "/eagle"],
+                "auth": {"token_file": str(creds["iri_token"])},
+            },
+        ]
+        data = {
+            "redis_url": redis_url,
+            "placement": {"strategy": "best", "max_attempts": 3},
+            "worker": {"abandoned_after": 30},
+            "tokens": [
+                {"name": f"demo-{role}", "role": role, "projects": ["*"], "token": tok} for role, tok in tokens.items()
+            ],
+            "sites": sites,
+        }
+        cfg.write_text(toml_out.dumps(data, "written by `superfed demo`; see config/ for annotated examples"))
         cfg.chmod(0o600)
         return cfg
 
@@ -298,7 +282,7 @@ def run(
         api = demo.spawn(
             "api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)]
         )
-        _wait_port(api_port, api, "the API")
+        wait_port(api_port, api, "the API")
         for i in range(workers):
             demo.spawn(
                 f"worker-{i + 1}",
