@@ -71,7 +71,27 @@ if new ~= '' and new ~= cur and nr ~= nil and (nr > rank[cur] or (nr == 1 and ra
   end
 end
 redis.call('HSET', job, 'updated', now)
+if ARGV[9] == '1' then
+  -- the caller also wants to know whether a cancel was asked for (saves a re-read)
+  return {changed, redis.call('HGET', job, 'cancel_requested') or ''}
+end
 return changed
+"""
+
+# A try at a site begins: the placement record (if given; refused for a final job, as by
+# _ADVANCE), the site's claim on the job (its backlog) and the inflight mark, in one step.
+# KEYS: 1 job, 2 the site's assigned hash. ARGV: 1 job id, 2 now, 3 "site|system", 4 placement
+_BEGIN_TRY = """
+local job = KEYS[1]
+if ARGV[4] ~= '' then
+  local cur = redis.call('HGET', job, 'state')
+  if cur and cur ~= 'COMPLETED' and cur ~= 'FAILED' and cur ~= 'CANCELED' then
+    redis.call('HSET', job, 'placement', ARGV[4], 'updated', ARGV[2])
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', job, 'inflight', ARGV[3], 'inflight_at', ARGV[2])
+return 1
 """
 
 
@@ -173,6 +193,7 @@ class JobStore:
         self.r = r
         self.keys = keys
         self._advance = r.register_script(_ADVANCE)
+        self._begin_try = r.register_script(_BEGIN_TRY)
 
     async def get_hash(self, job_id: str) -> dict[str, str] | None:
         h = await self.r.hgetall(self.keys.job(job_id))
@@ -193,21 +214,52 @@ class JobStore:
     ) -> int:
         """Atomically update fields, append an attempt, and move the state forward.
         Returns 1 if the state changed, 0 if not (or the job is final), -1 if no such job."""
+        return int(await self._run_advance(job_id, state, fields, attempt, detail, False))
+
+    async def advance_and_cancel_flag(
+        self,
+        job_id: str,
+        state: str | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+        attempt: Attempt | None = None,
+    ) -> tuple[int, bool]:
+        """``advance``, and whether a cancel has been asked for, read in the same atomic step."""
+        reply = await self._run_advance(job_id, state, fields, attempt, None, True)
+        if not isinstance(reply, list):  # no such job (-1)
+            return int(reply), False
+        return int(reply[0]), reply[1] == "1"
+
+    async def _run_advance(
+        self,
+        job_id: str,
+        state: str | None,
+        fields: dict[str, Any] | None,
+        attempt: Attempt | None,
+        detail: str | None,
+        cancel_flag: bool,
+    ) -> Any:
         now = time.time()
-        return int(
-            await self._advance(
-                keys=[self.keys.job(job_id)],
-                args=[
-                    self.keys.ns,
-                    job_id,
-                    state or "",
-                    repr(now),
-                    _enc.encode(fields).decode() if fields else "",
-                    _enc.encode(attempt).decode() if attempt else "",
-                    detail or "",
-                    now_iso(now),
-                ],
-            )
+        return await self._advance(
+            keys=[self.keys.job(job_id)],
+            args=[
+                self.keys.ns,
+                job_id,
+                state or "",
+                repr(now),
+                _enc.encode(fields).decode() if fields else "",
+                _enc.encode(attempt).decode() if attempt else "",
+                detail or "",
+                now_iso(now),
+                "1" if cancel_flag else "",
+            ],
+        )
+
+    async def begin_try(self, job_id: str, site: str, system: str, *, placement: str | None = None) -> None:
+        """The site's claim (backlog), the inflight mark and, first time, the placement record."""
+        await self._begin_try(
+            keys=[self.keys.job(job_id), self.keys.assigned(site)],
+            args=[job_id, repr(time.time()), f"{site}|{system}", placement or ""],
         )
 
     async def set_fields(self, job_id: str, **fields: str) -> None:

@@ -6,12 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.tasks import cancel, health, poll, submit
+from rq import get_current_job
+
+from broker.tasks import batch, cancel, health, poll, submit
 from broker.tasks.runtime import current
 
 
 def submit_job(job_id: str) -> str:
-    return current().call(submit.run, current(), job_id)
+    rt = current()
+    rq_job = get_current_job()
+    if rq_job is None or batch.SIZE <= 1:  # not under an RQ worker: just this one
+        return rt.call(submit.run, rt, job_id)
+    worker_name = rq_job.worker_name or ""
+    first, claimed = rt.call(batch.run, rt, job_id, batch.SIZE - 1, worker_name)
+    if claimed:
+        ttl = rq_job.result_ttl if rq_job.result_ttl is not None else 300
+        batch.settle(rq_job.connection, claimed, worker_name, ttl)
+    if isinstance(first, BaseException):
+        raise first
+    return first
 
 
 def cancel_job(job_id: str) -> str:

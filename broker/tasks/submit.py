@@ -144,8 +144,9 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
     decision = place(
         placement_request(body), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time(), rr=rr
     )
-    await rt.jobs.advance(job_id, fields={"placement": _record(decision)})
+    record = _record(decision)
     if not decision.eligible:
+        await rt.jobs.advance(job_id, fields={"placement": record})
         waited = time.time() - float(h["created"])
         why = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in decision.ranking) or "no sites are configured"
         if waited > pc.no_site_timeout:
@@ -155,6 +156,7 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
             return "failed: no eligible site"
         raise TryLater(f"no eligible site yet ({why})")
     last_error = ""
+    placement: str | None = record  # written with the first try's claim, in one round trip
     for name in decision.eligible[: pc.max_attempts]:
         stored_site = by_name[name]
         site = stored_site.config
@@ -167,8 +169,8 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
             system=system,
             project=h["project"],
         )
-        await rt.jobs.claim(name, job_id)
-        await rt.jobs.set_fields(job_id, inflight=f"{name}|{system}", inflight_at=repr(time.time()))
+        await rt.jobs.begin_try(job_id, name, system, placement=placement)
+        placement = None
         try:
             receipt = await adapter.submit(req)
         except SiteTimeout as exc:
@@ -221,7 +223,9 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
 
 
 async def _submitted(rt: Runtime, job_id: str, site: SiteConfig, receipt: SubmitReceipt, *, outcome: str) -> None:
-    await rt.jobs.advance(
+    # the cancel flag comes back from the same atomic step: a cancel asked for before it is
+    # seen here; one asked for after it finds the job QUEUED at the site and cancels it there
+    _, cancel_requested = await rt.jobs.advance_and_cancel_flag(
         job_id,
         "QUEUED",
         fields={
@@ -233,8 +237,7 @@ async def _submitted(rt: Runtime, job_id: str, site: SiteConfig, receipt: Submit
         },
         attempt=Attempt(site=site.name, at=now_iso(), outcome=outcome, native_id=receipt.native_id),  # type: ignore[arg-type]
     )
-    h = await rt.jobs.get_hash(job_id)
-    if h and h.get("cancel_requested") == "1":
+    if cancel_requested:
         from broker.tasks import cancel
 
         await cancel.run(rt, job_id)
