@@ -43,10 +43,10 @@ SIZE = 8  # submissions run together by one worker (the RQ job it dequeued and u
 #       5 a random execution-id prefix, 6 the RQ job key prefix
 _CLAIM = """
 local want = tonumber(ARGV[1])
-local out = {}
+local out, got = {}, 0
 local ids = redis.call('LRANGE', KEYS[1], 0, want * 2 - 1)
 for i, id in ipairs(ids) do
-  if #out >= want then break end
+  if got >= want then break end
   if string.sub(id, 1, 7) == 'submit-' and redis.call('EXISTS', ARGV[6] .. id) == 1 then
     if redis.call('LREM', KEYS[1], 1, id) == 1 then
       local exec = ARGV[5] .. i
@@ -55,6 +55,7 @@ for i, id in ipairs(ids) do
                  'started_at', ARGV[4], 'last_heartbeat', ARGV[4])
       table.insert(out, id)
       table.insert(out, exec)
+      got = got + 1
     end
   end
 end
