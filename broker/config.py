@@ -99,6 +99,8 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     abandoned_after: Annotated[int, msgspec.Meta(ge=5)] = 30
     maintenance_interval: Annotated[int, msgspec.Meta(ge=1)] = 10
     submit_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 20
+    # submissions one worker runs at once (the RQ job it took and queued ones it claims)
+    submit_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

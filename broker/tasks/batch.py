@@ -36,7 +36,6 @@ from broker.tasks.runtime import Runtime
 log = logging.getLogger("superfed.batch")
 
 PREFIX = "submit-"
-SIZE = 8  # submissions run together by one worker (the RQ job it dequeued and up to SIZE - 1 more)
 
 # KEYS: 1 the submit queue's list, 2 its started registry
 # ARGV: 1 how many, 2 heartbeat deadline (unix s), 3 worker name, 4 now (RQ's time format),

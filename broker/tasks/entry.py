@@ -15,10 +15,10 @@ from broker.tasks.runtime import current
 def submit_job(job_id: str) -> str:
     rt = current()
     rq_job = get_current_job()
-    if rq_job is None or batch.SIZE <= 1:  # not under an RQ worker: just this one
+    if rq_job is None or rt.settings.worker.submit_concurrency <= 1:  # not under an RQ worker: just this one
         return rt.call(submit.run, rt, job_id)
     worker_name = rq_job.worker_name or ""
-    first, claimed = rt.call(batch.run, rt, job_id, batch.SIZE - 1, worker_name)
+    first, claimed = rt.call(batch.run, rt, job_id, rt.settings.worker.submit_concurrency - 1, worker_name)
     if claimed:
         ttl = rq_job.result_ttl if rq_job.result_ttl is not None else 300
         batch.settle(rq_job.connection, claimed, worker_name, ttl)
