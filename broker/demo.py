@@ -55,6 +55,12 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeou
     raise RuntimeError(f"{what} is not listening on port {port} after {timeout:.0f} s")
 
 
+def redis_server_args(exe: str, port: int, workdir: Path, *, aof: bool = False) -> list[str]:
+    """A private redis-server on loopback; AOF with fsync every second when asked (drills)."""
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
+    return args + (["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"])
+
+
 class Demo:
     def __init__(self, workdir: Path):
         self.dir = workdir
@@ -79,22 +85,7 @@ class Demo:
         port = free_port()
         exe = None if embedded else shutil.which("redis-server")
         if exe:
-            proc = self.spawn(
-                "redis",
-                [
-                    exe,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.dir),
-                ],
-            )
+            proc = self.spawn("redis", redis_server_args(exe, port, self.dir))
             wait_port(port, proc, "redis-server")
             return f"redis://127.0.0.1:{port}/0", f"private redis-server on port {port}"
         from fakeredis import TcpFakeServer

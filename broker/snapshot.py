@@ -89,7 +89,3 @@ def placement_request(body: JobCreate, *, walltime: int | None = None) -> Placem
         exclude=list(hints.exclude) if hints else [],
         strategy=hints.strategy if hints else None,
     )
-
-
-def now() -> float:
-    return time.time()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 import redis.asyncio as aioredis
 
-from broker.config import SiteConfig, validate_site
+from broker.config import SiteConfig
 from broker.store.keys import Keys
 
 
@@ -113,6 +113,3 @@ class SiteStore:
 
     async def version(self) -> int:
         return int(await self.r.get(self.keys.sites_version) or 0)
-
-
-__all__ = ["SiteStore", "StoredSite", "validate_site"]

@@ -19,7 +19,6 @@ from broker.config import SiteConfig
 from broker.placement import Decision, Policy, place
 from broker.schemas import Attempt, JobCreate, PlacementHints, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
-from broker.store.health import HealthRecord
 from broker.store.jobs import now_iso
 from broker.tasks.runtime import Runtime
 
@@ -272,6 +271,3 @@ def _record(decision: Decision) -> str:
         decided_at=now_iso(),
     )
     return msgspec.json.encode(rec).decode()
-
-
-__all__ = ["HealthRecord", "TryLater", "run"]

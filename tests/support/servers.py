@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from broker.demo import redis_server_args
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -140,9 +142,7 @@ def start_redis(tmp: Path, *, port: int | None = None, aof: bool = False) -> tup
     if exe is None:
         raise RuntimeError("redis-server is not on PATH (apt-get install -y redis-server)")
     port = port or free_port()
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp)]
-    args += ["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"]
-    proc = Proc(args, port=port, log=tmp / "redis.log").wait_ready()
+    proc = Proc(redis_server_args(exe, port, tmp, aof=aof), port=port, log=tmp / "redis.log").wait_ready()
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
