@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import msgspec
 
-from adapters.base import AdapterBase
+from adapters.base import AdapterBase, SiteAdapter
 from adapters.http import HttpSettings
 
 _KNOWN: dict[str, str] = {
@@ -62,8 +62,17 @@ def build(
     auth: Any,
     http: HttpSettings | None = None,
     client: httpx.AsyncClient | None = None,
-) -> AdapterBase:
+) -> SiteAdapter:
     cls = adapter_class(kind)
     if not isinstance(auth, msgspec.Struct):
         auth = decode_auth(kind, auth)
-    return cls(name=name, url=url, systems=systems, auth=auth, http=http, client=client)
+    # every registered class implements SiteAdapter: checked statically below and by the contract tests
+    return cast(SiteAdapter, cls(name=name, url=url, systems=systems, auth=auth, http=http, client=client))
+
+
+if TYPE_CHECKING:  # mypy proves each adapter implements the whole SiteAdapter protocol
+    from adapters.firecrest import FirecrestAdapter
+    from adapters.iri import IriAdapter
+    from adapters.sfapi import SfapiAdapter
+
+    _IMPLEMENTS: tuple[type[SiteAdapter], ...] = (FirecrestAdapter, IriAdapter, SfapiAdapter)

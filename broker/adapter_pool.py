@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters import registry
-from adapters.base import AdapterBase
+from adapters.base import SiteAdapter
 from broker.config import SiteConfig
 from broker.store.sites import SiteStore
 
@@ -11,9 +11,9 @@ from broker.store.sites import SiteStore
 class AdapterPool:
     def __init__(self, sites: SiteStore):
         self.sites = sites
-        self._adapters: dict[str, tuple[int, AdapterBase]] = {}
+        self._adapters: dict[str, tuple[int, SiteAdapter]] = {}
 
-    async def get(self, site: SiteConfig, revision: int) -> AdapterBase:
+    async def get(self, site: SiteConfig, revision: int) -> SiteAdapter:
         cached = self._adapters.get(site.name)
         if cached and cached[0] == revision:
             return cached[1]
@@ -25,7 +25,7 @@ class AdapterPool:
             await cached[1].aclose()
         return adapter
 
-    async def by_name(self, name: str) -> tuple[SiteConfig, AdapterBase] | None:
+    async def by_name(self, name: str) -> tuple[SiteConfig, SiteAdapter] | None:
         stored = await self.sites.get(name)
         if stored is None:
             return None

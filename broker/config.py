@@ -184,7 +184,8 @@ def validate_site(raw: Any, place: str = "site") -> SiteConfig:
     except msgspec.ValidationError as exc:
         problems = _each_field(raw, SiteConfig, _MINIMAL_SITE, place) or [_place(exc, place)]
         kind = raw.get("kind") if isinstance(raw, dict) else None
-        if kind in registry.KNOWN_KINDS and not any(p.startswith(f"{place}.auth") for p in problems):
+        auth_checked = any(p.startswith(f"{place}.auth") for p in problems)
+        if isinstance(kind, str) and kind in registry.KNOWN_KINDS and not auth_checked:
             problems += _auth_problems(kind, raw.get("auth", {}), place)
         raise ConfigError(problems) from None
     problems += _auth_problems(site.kind, site.auth, place)
@@ -234,7 +235,9 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
         except ConfigError as exc:
             problems.extend(exc.problems)
     names = [s.name for s in sites]
-    raw_names = [item.get("name") for item in sites_raw if isinstance(item, dict) and isinstance(item.get("name"), str)]
+    raw_names: list[str] = [
+        item["name"] for item in sites_raw if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
     for name in sorted({n for n in raw_names if raw_names.count(n) > 1}):
         problems.append(f"sites: the name {name!r} is used by more than one site")
     for i, tok in enumerate(settings.tokens):

@@ -37,6 +37,7 @@ from adapters.sfapi.auth import (
     static_token,
     token_form,
 )
+from adapters.sfapi.auth import Auth as SfapiAuth
 from adapters.slurm import render_sbatch
 from adapters.tokens import TokenCache
 from adapters.types import (
@@ -61,6 +62,7 @@ STATUS_CHUNK = 500  # job ids per sacct query (keeps the URL short)
 class SfapiAdapter(AdapterBase):
     kind: ClassVar[str] = "sfapi"
     Auth: ClassVar[type[Auth]] = Auth
+    auth: SfapiAuth  # the base class stores the decoded struct; this says which one
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ class ClientKey:
             file=auth.private_key_file, env=auth.private_key_env, what="SF API private key"
         ).reveal()
         client_id = auth.client_id
+        key: Any  # an RSA key object from a JWK, or the PEM text (PyJWT takes either)
         if text.lstrip().startswith("{"):
             try:
                 doc = json.loads(text)
@@ -80,7 +81,7 @@ class ClientKey:
             if not first.startswith("-----BEGIN"):
                 client_id = client_id or first.strip()  # sfapi_client key file: id, then PEM
                 text = rest
-            key = text
+            key = text  # a PEM string: PyJWT accepts it as is
         if not client_id:
             raise AuthFailed("SF API: no client_id configured (set auth.client_id)")
         return cls(client_id.strip(), key)

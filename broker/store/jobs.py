@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -196,7 +196,7 @@ class JobStore:
         self._begin_try = r.register_script(_BEGIN_TRY)
 
     async def get_hash(self, job_id: str) -> dict[str, str] | None:
-        h = await self.r.hgetall(self.keys.job(job_id))
+        h = cast(dict[str, str], await self.r.hgetall(self.keys.job(job_id)))  # decode_responses=True
         return h or None
 
     async def get(self, job_id: str) -> Job | None:
@@ -263,7 +263,8 @@ class JobStore:
         )
 
     async def set_fields(self, job_id: str, **fields: str) -> None:
-        await self.r.hset(self.keys.job(job_id), mapping=fields)
+        mapping: dict[Any, Any] = fields  # redis-py's stubs want a wider key type
+        await self.r.hset(self.keys.job(job_id), mapping=mapping)
 
     async def page(
         self,
@@ -295,7 +296,10 @@ class JobStore:
         batch = max(limit * 2, 50)
         offset = 0
         while len(out) <= limit:
-            rows = await self.r.zrevrangebyscore(index, max_score, "-inf", start=offset, num=batch, withscores=True)
+            rows = cast(
+                list[tuple[str, float]],
+                await self.r.zrevrangebyscore(index, max_score, "-inf", start=offset, num=batch, withscores=True),
+            )
             if not rows:
                 break
             offset += len(rows)
@@ -323,8 +327,8 @@ class JobStore:
 
     async def active(self, site: str) -> dict[str, tuple[str, str]]:
         """job id -> (system, native id) of the broker's unfinished jobs at ``site``."""
-        raw = await self.r.hgetall(self.keys.active(site))
-        out = {}
+        raw = cast(dict[str, str], await self.r.hgetall(self.keys.active(site)))
+        out: dict[str, tuple[str, str]] = {}
         for jid, val in raw.items():
             system, _, native = val.partition("|")
             out[jid] = (system, native)

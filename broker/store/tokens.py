@@ -168,6 +168,7 @@ class TokenStore:
                 continue
             if rec.id != token_id:
                 continue
+            d = str(d)
             async with self.r.pipeline(transaction=True) as p:
                 p.hdel(self.keys.tokens, d)
                 p.hdel(self.keys.tokens_last_used, d)

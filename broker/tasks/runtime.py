@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from adapters.base import AdapterBase
+from adapters.base import SiteAdapter
 from broker.adapter_pool import AdapterPool
 from broker.config import Settings, SiteConfig
 from broker.store.connect import async_client
@@ -51,10 +51,10 @@ class Runtime:
             fut.cancel()
             raise
 
-    async def adapter(self, site: SiteConfig, revision: int) -> AdapterBase:
+    async def adapter(self, site: SiteConfig, revision: int) -> SiteAdapter:
         return await self.adapters.get(site, revision)
 
-    async def site_adapter(self, name: str) -> tuple[SiteConfig, AdapterBase] | None:
+    async def site_adapter(self, name: str) -> tuple[SiteConfig, SiteAdapter] | None:
         return await self.adapters.by_name(name)
 
     def close(self) -> None:

@@ -210,7 +210,7 @@ async def cancel(request: Request[Any, Any, Any]) -> Response[bytes]:
     f = machine(request, name)
     sysm = f.systems[name]
     if not _controller_up(f, sysm):
-        result = {"status": "error", "output": "", "error": f"scancel: error: {CONTROLLER_DOWN}"}
+        result: dict[str, str | None] = {"status": "error", "output": "", "error": f"scancel: error: {CONTROLLER_DOWN}"}
     else:
         before = sysm.get(jobid)
         if before is None:

@@ -199,9 +199,10 @@ def _parse_line(tokens: list[str], options: dict[str, str]) -> None:
             options[name] = value if (eq or name not in FLAGS) else ""
         elif tok.startswith("-") and len(tok) >= 2:
             flag, value = tok[:2], tok[2:]
-            name = SHORT.get(flag)
-            if name is None:
+            short = SHORT.get(flag)
+            if short is None:
                 raise DirectiveError(f"sbatch: invalid option -- '{flag[1:]}'")
+            name = short
             if not value:
                 if j >= len(tokens):
                     raise DirectiveError(f"sbatch: option requires an argument -- '{flag[1:]}'")
