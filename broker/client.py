@@ -11,14 +11,23 @@ from typing import Any
 
 import httpx
 
+from broker.states import JobState
+
 
 class ClientError(Exception):
     pass
 
 
+def base_url(url: str) -> str:
+    """The broker's root URL. The demo's banner shows the API as ``.../api/v1``; people paste
+    that into SUPERFED_URL, so a trailing API prefix is dropped rather than doubled."""
+    url = url.rstrip("/")
+    return url.removesuffix("/api/v1")
+
+
 class Client:
     def __init__(self, url: str, token: str):
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.http = httpx.Client(base_url=base_url(url), headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
         try:
@@ -36,7 +45,7 @@ class Client:
 
 
 def _print(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2)
+    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)  # placement reasons use arrows, names any script
     sys.stdout.write("\n")
 
 
@@ -49,14 +58,23 @@ def submit(c: Client, args: argparse.Namespace) -> int:
         body["project"] = args.project
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     job = c.call("POST", "/api/v1/jobs", json=body, headers=headers)
-    print(job["id"] if args.quiet else json.dumps(job, indent=2))
+    if args.quiet:
+        print(job["id"])
+    else:
+        _print(job)
     return 0
 
 
 def jobs(c: Client, args: argparse.Namespace) -> int:
     params = {
         k: v
-        for k, v in {"project": args.project, "state": args.state, "site": args.site, "limit": args.limit}.items()
+        for k, v in {
+            "project": args.project,
+            "state": args.state,
+            "site": args.site,
+            "limit": args.limit,
+            "cursor": args.cursor,
+        }.items()
         if v
     }
     page = c.call("GET", "/api/v1/jobs", params=params)
@@ -96,8 +114,11 @@ def sites(c: Client, args: argparse.Namespace) -> int:
 
 
 def token_create(c: Client, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"name": args.name, "role": args.role,
-                            "projects": [p.strip() for p in args.projects.split(",") if p.strip()]}
+    body: dict[str, Any] = {
+        "name": args.name,
+        "role": args.role,
+        "projects": [p.strip() for p in args.projects.split(",") if p.strip()],
+    }
     if args.expires_at:
         body["expires_at"] = args.expires_at
     made = c.call("POST", "/api/v1/tokens", json=body)
@@ -112,8 +133,10 @@ def token_create(c: Client, args: argparse.Namespace) -> int:
 
 def token_list(c: Client, args: argparse.Namespace) -> int:
     for t in c.call("GET", "/api/v1/tokens"):
-        print(f"{t['id']:<18} {t['name']:<20} {t['role']:<9} {','.join(t['projects']):<16} "
-              f"expires {t['expires_at'] or 'never':<24} last used {t['last_used_at'] or 'never'}")
+        print(
+            f"{t['id']:<18} {t['name']:<20} {t['role']:<9} {','.join(t['projects']):<16} "
+            f"expires {t['expires_at'] or 'never':<24} last used {t['last_used_at'] or 'never'}"
+        )
     return 0
 
 
@@ -136,9 +159,10 @@ def add_commands(sub: Any, run: Callable[[argparse.Namespace, Callable[..., int]
     p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
     p = add("jobs", jobs, "list jobs, newest first")
     p.add_argument("--project")
-    p.add_argument("--state")
+    p.add_argument("--state", type=str.upper, choices=[s.value for s in JobState], help="any case")
     p.add_argument("--site")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--cursor", help="where the previous page ended (printed after a full page)")
     add("job", job, "show one job").add_argument("id")
     add("cancel", cancel, "cancel a job").add_argument("id")
     add("status", status, "every site's health")
