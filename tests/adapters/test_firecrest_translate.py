@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from adapters import firecrest as fc
 from adapters.psij import JobAttributes, JobSpec, ResourceSpec
 from adapters.slurm import STATE_MAP
-from adapters.types import SubmitRequest
+from adapters.types import FileEntry, SubmitRequest
 from tests.support.openapi import SPECS
 from tests.support.strategies import job_specs
 
@@ -238,7 +238,7 @@ def test_file_entries() -> None:
         },
         fc.WireFile,
     )
-    assert fc.file_entry(f) == fc.FileEntry("b.txt", "file", 12, "2026-01-01T00:00:00", "rw-r--r--")
+    assert fc.file_entry(f) == FileEntry("b.txt", "file", 12, "2026-01-01T00:00:00", "rw-r--r--")
     assert set(fc.FILE_TYPES) == {"-", "d", "l"}
     odd = msgspec.convert({"name": "p", "type": "p", "size": "?"}, fc.WireFile)
     assert fc.file_entry(odd).type == "other" and fc.file_entry(odd).size == 0

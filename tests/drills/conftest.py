@@ -27,8 +27,8 @@ import httpx
 import pytest
 import redis
 
-from adapters.iri import tag_from_name
 from adapters.slurm import tag_from_comment
+from adapters.tags import tag_from_name
 from broker.demo import Demo
 from tests.support.servers import Proc, free_port, start_redis, superfed
 
