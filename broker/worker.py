@@ -27,6 +27,7 @@ import redis
 from rq import SimpleWorker
 from rq.exceptions import NoSuchJobError, StopRequested
 from rq.job import Job as RQJob
+from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from broker.bootstrap import seed
@@ -50,6 +51,14 @@ class BrokerWorker(SimpleWorker):
         return int(self.abandoned_after)
 
     def execute_job(self, job: RQJob, queue: Any) -> None:
+        why = queues.refusal(job)
+        if why is not None:  # a forged or foreign entry: never imported, never run
+            log.error("refused RQ job %s from %s: %s", job.id, queue.name, why)
+            with self.connection.pipeline() as p:
+                job.set_status(JobStatus.FAILED, pipeline=p)
+                queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=f"refused: {why}", pipeline=p)
+                p.execute()
+            return
         done = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job, done), name="superfed-heartbeat", daemon=True)
         beat.start()
@@ -104,7 +113,7 @@ class Ticker(threading.Thread):
         of the submissions (the health queue comes first) and starve them."""
         job_id = f"{queue.removeprefix('superfed-')}-{site}"
         try:
-            status = RQJob.fetch(job_id, connection=self.conn).get_status()
+            status = RQJob.fetch(job_id, connection=self.conn, serializer=queues.SERIALIZER).get_status()
         except NoSuchJobError:
             status = None
         if status is not None and status.value in ("queued", "started", "scheduled", "deferred"):
@@ -124,7 +133,7 @@ class Ticker(threading.Thread):
                 if not self.conn.zrem(reg.key, job_id):
                     continue  # another worker took it
                 try:
-                    job = RQJob.fetch(job_id, connection=self.conn)
+                    job = RQJob.fetch(job_id, connection=self.conn, serializer=queues.SERIALIZER)
                 except Exception:
                     continue  # the job expired meanwhile; the sweeper covers submissions
                 q._enqueue_job(job, at_front=job.should_enqueue_at_front())
@@ -137,7 +146,8 @@ class Ticker(threading.Thread):
             job_id = raw.decode() if isinstance(raw, bytes) else raw
             status = None
             try:
-                status = RQJob.fetch(f"submit-{job_id}", connection=self.conn).get_status()
+                rq_job = RQJob.fetch(f"submit-{job_id}", connection=self.conn, serializer=queues.SERIALIZER)
+                status = rq_job.get_status()
             except Exception:
                 status = None
             gone = status is None or status.value in ("finished", "failed", "stopped", "canceled")
@@ -197,6 +207,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> 
                 maintenance_interval=w.maintenance_interval,
                 job_monitoring_interval=max(1, w.abandoned_after // 3),
                 default_result_ttl=300,
+                serializer=queues.SERIALIZER,
             )
             try:
                 worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")

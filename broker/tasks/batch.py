@@ -163,7 +163,7 @@ def _failed(conn: Any, q: Any, c: Claimed, worker_name: str) -> None:
     assert c.error is not None
     exc_string = "".join(traceback.format_exception(c.error))
     try:
-        job = RQJob.fetch(c.rq_id, connection=conn)
+        job = RQJob.fetch(c.rq_id, connection=conn, serializer=queues.SERIALIZER)
     except Exception:  # the job expired meanwhile: nothing to retry (the sweeper covers NEW jobs)
         conn.zrem(q.started_job_registry.key, c.member)
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
 from broker.config import validate
 from broker.intake import Replay, create_job, create_job_sync
@@ -52,8 +52,8 @@ async def test_async_intake_matches_the_threaded_one_and_rq_runs_it(clean_redis:
 
         ran: list[str] = []
         monkeypatch.setattr(entry, "submit_job", lambda job_id: ran.append(job_id) or "ok")
-        q = Queue(queues.SUBMIT, connection=conn)
-        assert SimpleWorker([q], connection=conn).work(burst=True)
+        q = queues.queue(conn, queues.SUBMIT)
+        assert SimpleWorker([q], connection=conn, serializer=queues.SERIALIZER).work(burst=True)
         assert ran == [ours.id, theirs.id]
         assert q.fetch_job(f"submit-{ours.id}").get_status().value == "finished"  # type: ignore[union-attr]
     finally:

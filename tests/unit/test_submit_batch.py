@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.job import Job as RQJob
 
 from broker.config import validate
@@ -61,14 +61,16 @@ def test_a_batch_runs_each_job_once_and_settles_it_as_rq_would(rt: runtime.Runti
         return "submitted"
 
     monkeypatch.setattr(submit, "run", fake_run)
-    q = Queue(queues.SUBMIT, connection=conn)
-    assert SimpleWorker([q], connection=conn).work(burst=True)
+    q = queues.queue(conn, queues.SUBMIT)
+    assert SimpleWorker([q], connection=conn,
+                           serializer=queues.SERIALIZER).work(burst=True)
     assert sorted(ran) == sorted(ids)  # each exactly once
     assert most == 5  # together, not one after the other
     assert conn.llen(q.key) == 0
     assert q.started_job_registry.get_job_ids() == []
     for jid in ids:
-        job = RQJob.fetch(f"submit-{jid}", connection=conn)
+        job = RQJob.fetch(f"submit-{jid}", connection=conn,
+                           serializer=queues.SERIALIZER)
         if jid == ids[2]:  # retried with RQ's backoff, one try used
             assert job.get_status().value == "scheduled"
             assert job.retries_left == rt.settings.worker.submit_retries - 1
@@ -83,14 +85,16 @@ def test_claimed_jobs_of_a_dead_worker_are_retried_by_rq(rt: runtime.Runtime) ->
     ids = _enqueue(conn, rt, 3)
     claimed = rt.call(batch.claim, rt, 2, "a-worker-that-dies")
     assert [c.job_id for c in claimed] == ids[:2]
-    q = Queue(queues.SUBMIT, connection=conn)
+    q = queues.queue(conn, queues.SUBMIT)
     # out of the queue, held as started (so no worker dequeues them, and the sweeper sees them held)
     assert [x.decode() for x in conn.lrange(q.key, 0, -1)] == [f"submit-{ids[2]}"]
     assert sorted(q.started_job_registry.get_job_ids()) == sorted(f"submit-{j}" for j in ids[:2])
-    assert RQJob.fetch(f"submit-{ids[0]}", connection=conn).get_status().value == "started"
+    assert RQJob.fetch(f"submit-{ids[0]}", connection=conn,
+                           serializer=queues.SERIALIZER).get_status().value == "started"
     # nobody renews their heartbeats: once they run out, RQ's maintenance retries them
     q.started_job_registry.cleanup(timestamp=time.time() + rt.settings.worker.abandoned_after + 1)
     assert q.started_job_registry.get_job_ids() == []
     for jid in ids[:2]:
-        assert RQJob.fetch(f"submit-{jid}", connection=conn).get_status().value == "scheduled"
+        assert RQJob.fetch(f"submit-{jid}", connection=conn,
+                           serializer=queues.SERIALIZER).get_status().value == "scheduled"
         assert f"submit-{jid}" in q.scheduled_job_registry.get_job_ids()
