@@ -11,7 +11,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
@@ -19,6 +18,7 @@ from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth
 from broker.api.files import FileController, ProjectController
+from broker.api.headers import SecurityHeaders, SwaggerWithCsp
 from broker.api.jobs import JobController, PlacementController
 from broker.api.openapi_docs import document
 from broker.api.problems import EXCEPTION_HANDLERS
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ProjectController,
         *ADMIN_CONTROLLERS,
     ]
-    swagger = SwaggerRenderPlugin(
+    swagger = SwaggerWithCsp(
         js_url=f"{ASSETS}/swagger-ui-bundle.js",
         css_url=f"{ASSETS}/swagger-ui.css",
         standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
@@ -108,4 +108,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     document(app.openapi_schema)  # problem responses and bodies Litestar cannot infer
+    # outermost, so that every answer carries them: errors, 404s and the docs included
+    app.asgi_handler = SecurityHeaders(app.asgi_handler)
     return app

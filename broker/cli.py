@@ -23,9 +23,10 @@ def _load(path: str) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     from broker import serving
 
-    _load(args.config)  # a bad file fails here, with every problem, before the server starts
+    settings = _load(args.config)  # a bad file fails here, with every problem, before the server starts
     os.environ["SUPERFED_CONFIG"] = str(args.config)
-    serving.run("broker.serving:app_from_env", host=args.host, port=args.port, server=args.server)
+    serving.run("broker.serving:app_from_env", host=args.host, port=args.port, server=args.server,
+                limits=settings.api)
     return 0
 
 

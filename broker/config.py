@@ -7,6 +7,7 @@ worker sees an admin's change without a restart).
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import tomllib
@@ -20,7 +21,7 @@ from adapters import registry
 from adapters.http import HttpSettings
 
 SiteName = Annotated[
-    str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$", description="lower-case letters, digits, '-'")
+    str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$(?!\n)", description="lower-case letters, digits, '-'")
 ]
 Role = Literal["viewer", "submitter", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "submitter", "admin")
@@ -35,7 +36,7 @@ class SiteLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     name: SiteName
     kind: Literal["sfapi", "firecrest", "iri"]
-    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s]*$(?!\n)")]
     systems: Annotated[list[str], msgspec.Meta(min_length=1)]
     enabled: bool = True
     draining: bool = False
@@ -69,7 +70,7 @@ class TokenConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     role: Role
     projects: Annotated[list[str], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["*"])
     token: str | None = None
-    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")] | None = None
     file: str | None = None
     env: str | None = None
 
@@ -91,6 +92,12 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 6000
     # entries kept in the audit log (a capped Redis list)
     audit_max_entries: Annotated[int, msgspec.Meta(ge=10)] = 10_000
+    # HTTP server guards: seconds a client has to send a request's headers (an idle or slow
+    # connection is closed after it), seconds an idle kept-alive connection stays open, and
+    # connections open at once (one beyond is closed at once)
+    header_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    keep_alive_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2048
 
 
 class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -105,7 +112,7 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
-    namespace: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")] = "superfed"
+    namespace: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$(?!\n)")] = "superfed"
     sites: list[SiteConfig] = []
     tokens: list[TokenConfig] = []
     placement: PlacementConfig = PlacementConfig()
@@ -244,12 +251,46 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
         given = [x for x in (tok.token, tok.sha256, tok.file, tok.env) if x]
         if len(given) != 1:
             problems.append(f"tokens[{i}] ({tok.name}): give exactly one of token, sha256, file, env")
+    problems += _weak_token_problems(settings.tokens)
     for name in settings.placement.priority:
         if name not in names and not any(p.startswith("sites[") for p in problems):
             problems.append(f"placement.priority: no site is named {name!r}")
     if problems:
         raise ConfigError(problems, source)
     return msgspec.structs.replace(settings, sites=sites, source=source)
+
+
+# Tokens anyone would try first (and the example values this project's docs once carried):
+# refused as a `token`, and as the `sha256` of one, so a copied example never guards a broker.
+_WEAK_WORDS = (
+    "", "test", "testing", "password", "passw0rd", "admin", "administrator", "root", "secret", "token",
+    "changeme", "change_me", "change-me", "letmein", "welcome", "default", "example", "demo", "superfed",
+    "viewer", "submitter", "123456", "12345678", "123456789", "1234567890", "qwerty", "hunter2", "foo", "bar",
+    "sf_demo_viewer_change_me", "sf_demo_submitter_change_me", "sf_demo_admin_change_me",
+)
+WEAK_DIGESTS = frozenset(hashlib.sha256(w.encode()).hexdigest() for w in _WEAK_WORDS)
+MIN_TOKEN_LENGTH = 16
+
+
+def weak_token(value: str) -> str | None:
+    """Why a literal token value is too easy to guess, or None."""
+    if hashlib.sha256(value.encode()).hexdigest() in WEAK_DIGESTS or "change_me" in value or "changeme" in value:
+        return ("is a well-known example value; make one with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if len(value) < MIN_TOKEN_LENGTH:
+        return f"is shorter than {MIN_TOKEN_LENGTH} characters; make a long random one"
+    return None
+
+
+def _weak_token_problems(tokens: list[TokenConfig]) -> list[str]:
+    problems = []
+    for i, tok in enumerate(tokens):
+        if tok.token is not None and (why := weak_token(tok.token)):
+            problems.append(f"tokens[{i}].token ({tok.name}): {why}")
+        if tok.sha256 is not None and tok.sha256 in WEAK_DIGESTS:
+            problems.append(f"tokens[{i}].sha256 ({tok.name}): is the digest of a well-known example value "
+                            "(such as 'test'); make a long random token and give its SHA-256")
+    return problems
 
 
 def load(path: str | Path) -> Settings:

@@ -9,7 +9,7 @@ import msgspec
 from adapters.psij import JobSpec
 
 Strategy = Literal["best", "round-robin", "priority"]
-ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$(?!\n)")]
 
 
 class PlacementHints(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

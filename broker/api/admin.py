@@ -23,7 +23,7 @@ from broker.config import ConfigError, SiteConfig, validate_site
 from broker.store.audit import AuditEntry, AuditLog, redact
 from broker.store.jobs import now_iso
 from broker.store.sites import StoredSite
-from broker.store.tokens import TokenRecord
+from broker.store.tokens import TokenRecord, beyond_reach
 from broker.tasks.health import effective
 
 log = logging.getLogger("superfed.admin")
@@ -217,8 +217,8 @@ async def _toggle(request: Request[TokenRecord, Any, Any], name: str, action: st
 
 # ---- tokens ----------------------------------------------------------------------------------
 
-TokenName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
-ProjectName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
+TokenName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$(?!\n)")]
+ProjectName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\s,]+$(?!\n)")]
 
 
 class TokenCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -273,6 +273,10 @@ class TokenController(Controller):
             raise ApiError(422, "Validation failed", "expires_at: must be in the future",
                            errors=[FieldError(field="expires_at", message="must be in the future",
                                               source="body")])
+        why = beyond_reach(request.user, data.role, data.projects)
+        if why is not None:
+            raise ApiError(403, "Forbidden", f"{why}; a token can only be given a role and projects "
+                           "its maker has")
         secret, rec = await request.app.state.tokens.create(data.name, data.role, data.projects,
                                                             expires)
         await _record(request, "token.create", rec.id, None, token_view(rec, None))
@@ -286,11 +290,19 @@ class TokenController(Controller):
         return [token_view(rec, used) for rec, used in await request.app.state.tokens.all()]
 
     @delete("/{token_id:str}", operation_id="revokeToken", status_code=204,
-            summary="Revoke a token: it stops working at once on every replica")
+            summary="Revoke a token: it stops working at once on every replica "
+                    "(409: the last admin token for every project)")
     async def revoke(self, request: Request[TokenRecord, Any, Any], token_id: FromPath[str]) -> None:
-        rec = await request.app.state.tokens.revoke(token_id)
-        if rec is None:
+        status, rec = await request.app.state.tokens.revoke(token_id, actor=request.user)
+        if status == "missing" or rec is None:
             raise ApiError(404, "Not found", f"no token {token_id!r}")
+        if status == "forbidden":
+            raise ApiError(403, "Forbidden", f"{beyond_reach(request.user, rec.role, rec.projects)}; "
+                           f"it cannot revoke the token {rec.name!r}")
+        if status == "last-admin":
+            raise ApiError(409, "Conflict", f"the token {rec.name!r} is the last admin token for every "
+                           "project; revoking it would leave nobody able to administer the broker. "
+                           "Create another admin token first")
         await _record(request, "token.revoke", rec.id, token_view(rec, None), None)
 
 

@@ -61,6 +61,7 @@ EXTRA: dict[str, tuple[int, ...]] = {
     "listFiles": (502,),
     "readFile": (413, 502),
     "writeFile": (413, 502),
+    "revokeToken": (409,),  # the last admin token for every project
 }
 # operations whose 2xx answers carry the site's ETag
 ETAG_OPERATIONS = ("getSite", "getSiteConfig", "createSite", "replaceSite", "drainSite",

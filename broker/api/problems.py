@@ -145,6 +145,15 @@ def on_redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[b
     )
 
 
+def on_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    """JSON nested deeper than the decoder recurses is the client's problem, not ours: a 400,
+    logged in one line (no traceback)."""
+    log.warning("refused a body nested too deeply on %s %s", request.method, request.url.path)
+    return problem_response(
+        400, "Invalid request", "the JSON body is nested too deeply (or is otherwise too deep to read)", request
+    )
+
+
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
@@ -158,5 +167,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: on_http,
     RedisConnectionError: on_redis_down,
     RedisTimeoutError: on_redis_down,
+    RecursionError: on_too_deep,
     Exception: on_unexpected,
 }

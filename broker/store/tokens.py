@@ -157,24 +157,79 @@ class TokenStore:
             out.append((rec, float(last) if last else None))
         return sorted(out, key=lambda x: (x[0].created_at, x[0].id))
 
-    async def revoke(self, token_id: str) -> TokenRecord | None:
+    async def revoke(self, token_id: str, actor: TokenRecord | None = None) -> tuple[str, TokenRecord | None]:
         """Remove a token by its id; it stops working at the next request on every replica.
-        A config-file token is also remembered as revoked so that a restart does not revive it."""
-        raw = await self.r.hgetall(self.keys.tokens)
-        for d, value in raw.items():
-            try:
-                rec = _dec.decode(value)
-            except msgspec.ValidationError:
-                continue
-            if rec.id != token_id:
-                continue
-            d = str(d)
+        A config-file token is also remembered as revoked so that a restart does not revive it.
+
+        Returns ``("ok", rec)``, ``("missing", None)``, ``("forbidden", rec)`` (the token reaches
+        projects ``actor`` does not) or ``("last-admin", rec)`` (no other live admin token for
+        every project would remain: nobody could administer the broker any more). The check and
+        the removal are one transaction (WATCH), so two admins revoking each other at once
+        cannot both win."""
+        from redis.exceptions import WatchError
+
+        while True:
             async with self.r.pipeline(transaction=True) as p:
-                p.hdel(self.keys.tokens, d)
-                p.hdel(self.keys.tokens_last_used, d)
-                p.delete(self.keys.rate(d))
-                if rec.source == "config":
-                    p.sadd(self.keys.tokens_revoked, d)
-                await p.execute()
-            return rec
+                try:
+                    await p.watch(self.keys.tokens)
+                    raw = await p.hgetall(self.keys.tokens)
+                    records = _decode_all(raw)
+                    found = next(((d, rec) for d, rec in records.items() if rec.id == token_id), None)
+                    if found is None:
+                        return "missing", None
+                    d, rec = found
+                    if actor is not None and not covers(actor, rec):
+                        return "forbidden", rec
+                    if is_root_admin(rec) and not any(
+                        is_root_admin(o) and o.id != rec.id and live(o) for o in records.values()
+                    ):
+                        return "last-admin", rec
+                    p.multi()
+                    p.hdel(self.keys.tokens, d)
+                    p.hdel(self.keys.tokens_last_used, d)
+                    p.delete(self.keys.rate(d))
+                    if rec.source == "config":
+                        p.sadd(self.keys.tokens_revoked, d)
+                    await p.execute()
+                    return "ok", rec
+                except WatchError:
+                    continue  # a token was made or revoked meanwhile: look again
+
+
+def _decode_all(raw: dict[str, str]) -> dict[str, TokenRecord]:
+    out = {}
+    for d, value in raw.items():
+        try:
+            out[d] = _dec.decode(value)
+        except msgspec.ValidationError:
+            continue
+    return out
+
+
+def live(rec: TokenRecord, now: float | None = None) -> bool:
+    return rec.expires_at is None or rec.expires_at > (now or time.time())
+
+
+def is_root_admin(rec: TokenRecord) -> bool:
+    """An admin token for every project: the one kind whose last one must not go."""
+    return rec.role == "admin" and rec.all_projects
+
+
+def beyond_reach(actor: TokenRecord, role: str, projects: list[str]) -> str | None:
+    """Why ``actor`` may not make (or revoke) a token with this role and these projects, or
+    None if it may: a token never reaches a higher role or a project its maker does not."""
+    if ROLE_RANK[role] > ROLE_RANK[actor.role]:
+        return f"the token {actor.name!r} is {actor.role}; it cannot grant the {role} role"
+    if actor.all_projects:
         return None
+    if "*" in projects:
+        return (f"the token {actor.name!r} is limited to projects {', '.join(actor.projects)}; "
+                "it cannot grant every project")
+    outside = [p for p in projects if p not in actor.projects]
+    if outside:
+        return f"the token {actor.name!r} may not act for project(s) {', '.join(outside)}"
+    return None
+
+
+def covers(actor: TokenRecord, rec: TokenRecord) -> bool:
+    return beyond_reach(actor, rec.role, rec.projects) is None

@@ -42,13 +42,13 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[Any] 
 class ThreadedServer:
     """Runs an ASGI app under uvicorn in a daemon thread; ``url`` is its base URL."""
 
-    def __init__(self, app: Any, port: int | None = None):
+    def __init__(self, app: Any, port: int | None = None, **options: Any):
         import uvicorn
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on"
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on", **options
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,47 @@ def test_relative_secret_files_resolve_against_the_config(tmp_path: Path) -> Non
     )
     s = load(tmp_path / "c.toml")
     assert s.sites[0].auth["token_file"] == str((tmp_path / "keys/t").resolve())
+
+
+def test_weak_bootstrap_tokens_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 (7): sha256("test") in an example passed `config check`; now every well-known
+    value, as a token or its digest, and any short token is refused with its place."""
+    import hashlib
+
+    digest_of_test = hashlib.sha256(b"test").hexdigest()
+    cases = [
+        ({"sha256": digest_of_test}, "tokens[0].sha256"),
+        ({"token": "test"}, "tokens[0].token"),
+        ({"token": "sf_demo_admin_change_me"}, "well-known"),
+        ({"token": "short-but-odd"}, "shorter than 16"),
+    ]
+    for source, words in cases:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            validate({"tokens": [{"name": "t", "role": "admin", **source}]})
+    cfg = tmp_path / "weak.toml"
+    cfg.write_text(f'[[tokens]]\nname = "admin"\nrole = "admin"\nsha256 = "{digest_of_test}"\n')
+    assert main(["config", "check", str(cfg)]) == 1
+    assert "tokens[0].sha256 (admin)" in capsys.readouterr().err
+    # a long random token (or its digest) is fine
+    validate({"tokens": [{"name": "t", "role": "admin", "token": "sf_Zq3v9w1XkP0aBcDeFgHiJkLm"}]})
+
+
+def test_patterns_refuse_a_trailing_newline() -> None:
+    """Issue 11 (9): `$` matches before a final newline; every pattern must refuse "name\\n"."""
+    import msgspec
+
+    from broker.api.admin import TokenCreate
+    from broker.schemas import JobCreate
+
+    spec = {"executable": "/bin/true"}
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"project": "m1\n", "spec": spec}, JobCreate)
+    msgspec.convert({"project": "m1", "spec": spec}, JobCreate)
+    for body in ({"name": "x\n", "role": "viewer"}, {"name": "x", "role": "viewer", "projects": ["m1\n"]}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(body, TokenCreate)
+    with pytest.raises(ConfigError):
+        validate({"namespace": "superfed\n"})
+    with pytest.raises(ConfigError):
+        validate({"sites": [{"name": "alpha\n", "kind": "iri", "url": "http://a", "systems": ["p"],
+                             "auth": {"token_env": "T"}}]})
