@@ -67,7 +67,7 @@ class SecurityHeaders:
                 headers = list(message.get("headers") or ())
                 headers.extend(_BASE)
                 own = scope.get(_SCOPE_KEY)  # type: ignore[misc]
-                headers.append((b"content-security-policy", own.encode()) if own else _API_CSP)
+                headers.append((b"content-security-policy", str(own).encode()) if own else _API_CSP)
                 message["headers"] = headers  # type: ignore[typeddict-unknown-key]
             await send(message)
 

@@ -7,6 +7,7 @@ import hmac
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -196,11 +197,11 @@ class TokenStore:
                     continue  # a token was made or revoked meanwhile: look again
 
 
-def _decode_all(raw: dict[str, str]) -> dict[str, TokenRecord]:
+def _decode_all(raw: dict[Any, Any]) -> dict[str, TokenRecord]:
     out = {}
     for d, value in raw.items():
         try:
-            out[d] = _dec.decode(value)
+            out[str(d)] = _dec.decode(value)
         except msgspec.ValidationError:
             continue
     return out
