@@ -22,7 +22,7 @@ import msgspec
 import redis
 
 from bench.common import HEADER, Stack, generator_name, header, load, write_config
-from broker.store.health import HealthRecord
+from broker.health import HealthRecord
 from broker.store.keys import Keys
 
 TOKEN = "bench-viewer-token-0000000000"

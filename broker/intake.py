@@ -11,12 +11,12 @@ import msgspec
 import redis
 import redis.asyncio as aioredis
 
+from broker import queues
 from broker.config import Settings
 from broker.schemas import Job, JobCreate
 from broker.store.autopipe import shared
 from broker.store.jobs import index_writes, initial_fields, job_from_hash, new_job_id
 from broker.store.keys import Keys
-from broker.tasks import queues
 
 _enc = msgspec.json.Encoder()
 

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from broker.health import is_stale
+
 __all__ = [
     "STRATEGIES",
     "Decision",
@@ -196,7 +198,7 @@ def _health_refusals(s: SiteView, now: float) -> list[str]:
     out: list[str] = []
     if s.checked_at is None:
         out.append("health unknown: never checked")
-    elif not now - s.checked_at <= s.stale_after:  # written so that NaN reads stale
+    elif is_stale(s.checked_at, s.stale_after, now):
         out.append(
             f"health unknown: last successful check {_format_age(now - s.checked_at)} ago,"
             f" stale after {_format_age(s.stale_after)}"

@@ -8,9 +8,10 @@ import time
 import msgspec
 
 from broker.config import SiteConfig
+from broker.health import HealthRecord, circuit_open
 from broker.placement import PlacementRequest, SiteView
 from broker.schemas import JobCreate
-from broker.store.health import HealthRecord, HealthStore
+from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
 from broker.store.sitecache import site_cache
 from broker.store.sites import SiteStore, StoredSite
@@ -60,7 +61,7 @@ async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> t
                 health=rec.state if rec else "unknown",
                 checked_at=rec.ok_at if rec else None,
                 stale_after=c.staleness,
-                circuit_open=bool(rec and rec.failures >= c.circuit_threshold),
+                circuit_open=circuit_open(rec, c),
                 consecutive_failures=rec.failures if rec else 0,
                 backlog=backlogs.get(c.name, 0),
                 throughput=rates.get(c.name, 0.0),

@@ -30,10 +30,10 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
+from broker import queues
 from broker.bootstrap import seed
 from broker.config import Settings
 from broker.store.connect import sync_client
-from broker.tasks import queues
 from broker.tasks.runtime import Runtime, install
 
 log = logging.getLogger("superfed.worker")

@@ -20,11 +20,11 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from broker.api.problems import ApiError, FieldError
 from broker.api.status import SiteController, SiteView, _view
 from broker.config import ConfigError, SiteConfig, validate_site
+from broker.health import effective
 from broker.store.audit import AuditEntry, AuditLog, redact
 from broker.store.jobs import now_iso
 from broker.store.sites import StoredSite
 from broker.store.tokens import TokenRecord, beyond_reach
-from broker.tasks.health import effective
 
 log = logging.getLogger("superfed.admin")
 

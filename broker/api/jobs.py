@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
+from broker import queues
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
@@ -19,7 +20,6 @@ from broker.snapshot import placement_request, site_views
 from broker.store.jobs import FINAL, now_iso
 from broker.store.sitecache import site_cache
 from broker.store.tokens import TokenRecord
-from broker.tasks import queues
 
 _JOB_STATES = ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
 

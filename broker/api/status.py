@@ -17,12 +17,11 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from adapters.types import ComponentHealth, Incident
 from broker.api.problems import ApiError
 from broker.config import SiteConfig, SiteLimits
+from broker.health import HealthRecord, effective, visible_components
 from broker.store.coalesce import SharedCall
-from broker.store.health import HealthRecord
 from broker.store.jobs import now_iso
 from broker.store.sitecache import site_cache
 from broker.store.sites import SiteStore
-from broker.tasks.health import effective
 
 
 class SiteStatus(msgspec.Struct):
@@ -68,8 +67,7 @@ def site_status(site: SiteConfig, rec: HealthRecord | None, now: float) -> SiteS
             error="not checked yet",
         )
     state = effective(rec, site, now)
-    stale = rec.ok_at is None or now - rec.ok_at > site.staleness
-    components = [ComponentHealth(c.name, "unknown", c.detail) for c in rec.components] if stale else rec.components
+    components = visible_components(rec, site, now)
     return SiteStatus(
         site=site.name,
         state=state,

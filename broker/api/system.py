@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from broker.tasks.health import effective
+from broker.health import effective
 
 _STATES = ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
 _HEALTH = {"up": 1, "degraded": 0.5, "down": 0, "unknown": -1}

@@ -1,44 +1,13 @@
-"""Each site's last health check, with its time, and the change events."""
+"""Each site's last health check, with its time, and the change events (the records and the
+rules about them are in ``broker.health``)."""
 
 from __future__ import annotations
-
-import time
 
 import msgspec
 import redis.asyncio as aioredis
 
-from adapters.types import ComponentHealth, Incident
+from broker.health import HealthEvent, HealthRecord
 from broker.store.keys import Keys
-
-
-class HealthRecord(msgspec.Struct):
-    site: str
-    state: str  # as checked: up/degraded/down/unknown
-    components: list[ComponentHealth] = []
-    incidents: list[Incident] = []
-    checked_at: float | None = None  # last check, successful or not
-    ok_at: float | None = None  # last successful check
-    latency_ms: float | None = None
-    failures: int = 0  # consecutive failed checks
-    error: str | None = None  # why the last check failed
-    allocations: dict[str, float] | None = None  # account -> node-hours left
-
-    def effective_state(self, stale_after: float, now: float | None = None) -> str:
-        """A reading older than ``stale_after`` is ``unknown``, never silently ``up``."""
-        now = time.time() if now is None else now
-        if self.ok_at is None or now - self.ok_at > stale_after:
-            return "unknown"
-        return self.state
-
-
-class HealthEvent(msgspec.Struct):
-    site: str
-    component: str | None
-    state: str
-    previous: str | None
-    at: float
-    detail: str = ""
-
 
 _dec = msgspec.json.Decoder(HealthRecord)
 _enc = msgspec.json.Encoder()

@@ -18,8 +18,8 @@ from typing import Any
 
 import msgspec
 
+from broker.health import HealthRecord
 from broker.store.coalesce import SharedCall
-from broker.store.health import HealthRecord
 from broker.store.sites import SiteStore, StoredSite
 
 _site_dec = msgspec.json.Decoder(StoredSite)

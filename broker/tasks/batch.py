@@ -30,7 +30,8 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.utils import now, utcformat
 
-from broker.tasks import queues, submit
+from broker import queues
+from broker.tasks import submit
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.batch")

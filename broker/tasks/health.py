@@ -10,7 +10,7 @@ from typing import Any
 from adapters.errors import AdapterError, AuthFailed
 from adapters.types import SiteHealth
 from broker.config import SiteConfig
-from broker.store.health import HealthEvent, HealthRecord
+from broker.health import HealthRecord, changes, next_record
 from broker.tasks.runtime import Runtime
 
 ALLOCATIONS_EVERY = 60.0  # seconds between allocation reads (they change slowly)
@@ -62,73 +62,8 @@ async def store_result(
     allocations: dict[str, float] | None = None,
 ) -> HealthRecord:
     now = time.time()
-    if health is not None:
-        rec = HealthRecord(
-            site=site.name,
-            state=health.state,
-            components=list(health.components),
-            incidents=list(health.incidents),
-            checked_at=now,
-            ok_at=now,
-            latency_ms=round(latency_ms or 0.0, 2),
-            failures=0,
-            error=None,
-            allocations=allocations,
-        )
-    elif down:
-        # the facility answered but will not let us in: it is down for us, and why
-        rec = HealthRecord(
-            site=site.name,
-            state="down",
-            components=prev.components if prev else [],
-            incidents=prev.incidents if prev else [],
-            checked_at=now,
-            ok_at=now,
-            latency_ms=None,
-            failures=(prev.failures if prev else 0) + 1,
-            error=error,
-            allocations=prev.allocations if prev else None,
-        )
-    else:
-        rec = HealthRecord(
-            site=site.name,
-            state=prev.state if prev else "unknown",
-            components=prev.components if prev else [],
-            incidents=prev.incidents if prev else [],
-            checked_at=now,
-            ok_at=prev.ok_at if prev else None,
-            latency_ms=None,
-            failures=(prev.failures if prev else 0) + 1,
-            error=error,
-            allocations=prev.allocations if prev else None,
-        )
+    rec = next_record(
+        site, prev, health, now=now, error=error, down=down, latency_ms=latency_ms, allocations=allocations
+    )
     await rt.health.put(rec, changes(site, prev, rec, now))
     return rec
-
-
-def effective(rec: HealthRecord | None, site: SiteConfig, now: float) -> str:
-    if rec is None:
-        return "unknown"
-    if rec.failures >= site.circuit_threshold:
-        return "down" if rec.state == "down" else "unknown"
-    return rec.effective_state(site.staleness, now)
-
-
-def changes(site: SiteConfig, prev: HealthRecord | None, rec: HealthRecord, now: float) -> list[HealthEvent]:
-    """One event per site or component whose state changed."""
-    events = []
-    before = effective(prev, site, now) if prev else None
-    after = effective(rec, site, now)
-    if before != after:
-        events.append(
-            HealthEvent(site=site.name, component=None, state=after, previous=before, at=now, detail=rec.error or "")
-        )
-    old = {c.name: c.state for c in (prev.components if prev else [])}
-    for c in rec.components:
-        if old.get(c.name) != c.state:
-            events.append(
-                HealthEvent(
-                    site=site.name, component=c.name, state=c.state, previous=old.get(c.name), at=now, detail=c.detail
-                )
-            )
-    return events

@@ -8,12 +8,13 @@ import pytest
 import redis
 from rq import SimpleWorker
 
+from broker import queues
 from broker.config import validate
 from broker.intake import Replay, create_job, create_job_sync
 from broker.schemas import JobCreate
 from broker.store.connect import async_client, sync_client
 from broker.store.keys import Keys
-from broker.tasks import entry, queues
+from broker.tasks import entry
 
 pytestmark = pytest.mark.anyio
 

@@ -15,12 +15,11 @@ import msgspec
 import pytest
 import redis
 
-from broker import worker
+from broker import queues, worker
 from broker.config import validate
 from broker.intake import create_job_sync
 from broker.schemas import JobCreate
 from broker.store.keys import Keys
-from broker.tasks import queues
 
 
 class _Touch:

@@ -10,10 +10,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from broker.config import validate_site
+from broker.health import HealthRecord
 from broker.store.autopipe import AutoPipeline, pack
 from broker.store.coalesce import SharedCall
 from broker.store.connect import async_client
-from broker.store.health import HealthRecord, HealthStore
+from broker.store.health import HealthStore
 from broker.store.keys import Keys
 from broker.store.sitecache import SiteCache
 from broker.store.sites import SiteStore

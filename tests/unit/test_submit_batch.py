@@ -14,12 +14,13 @@ import redis
 from rq import SimpleWorker
 from rq.job import Job as RQJob
 
+from broker import queues
 from broker.config import validate
 from broker.intake import create_job_sync
 from broker.schemas import JobCreate
 from broker.store.connect import sync_client
 from broker.store.keys import Keys
-from broker.tasks import batch, queues, runtime, submit
+from broker.tasks import batch, runtime, submit
 
 BODY = msgspec.convert({"project": "m1", "spec": {"executable": "/bin/true", "resources": {"node_count": 1}}},
                        JobCreate)

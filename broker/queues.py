@@ -1,5 +1,6 @@
 """Queue names, retry policies, the serializer, the allow-list, and the enqueue helpers used by
-the API and the workers.
+the API and the workers (here, not in ``broker.tasks``, because the API must not import the
+worker package).
 
 RQ jobs carry JSON (RQ's ``JSONSerializer``), never pickles, and a worker runs only the
 functions named in ``ALLOWED``: anyone who can write to Redis could otherwise enqueue
