@@ -102,8 +102,10 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     job_timeout: Annotated[int, msgspec.Meta(ge=5)] = 120
-    # seconds after which RQ treats a silent worker's job as abandoned and retries it
-    abandoned_after: Annotated[int, msgspec.Meta(ge=5)] = 30
+    # seconds a worker's lease lasts (renewed every third of it): a killed worker's jobs are
+    # taken over by the others once it runs out, and so are the periodic tasks it ran
+    abandoned_after: Annotated[int, msgspec.Meta(ge=2, le=600)] = 3
+    # seconds between sweeps for accepted jobs whose submission nothing holds
     maintenance_interval: Annotated[int, msgspec.Meta(ge=1)] = 10
     submit_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 20
     # submissions one worker runs at once (the RQ job it took and queued ones it claims)

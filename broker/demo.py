@@ -188,7 +188,7 @@ class Demo:
         data = {
             "redis_url": redis_url,
             "placement": {"strategy": "best", "max_attempts": 3},
-            "worker": {"abandoned_after": 30},
+            "worker": {"abandoned_after": 3},
             "tokens": [
                 {"name": f"demo-{role}", "role": role, "projects": ["*"], "token": tok} for role, tok in tokens.items()
             ],

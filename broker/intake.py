@@ -15,7 +15,7 @@ from broker import queues
 from broker.config import Settings
 from broker.schemas import Job, JobCreate
 from broker.store.autopipe import shared
-from broker.store.jobs import index_writes, initial_fields, job_from_hash, new_job_id
+from broker.store.jobs import index_writes, initial_fields, initial_job, new_job_id
 from broker.store.keys import Keys
 
 _enc = msgspec.json.Encoder()
@@ -59,7 +59,7 @@ def create_job_sync(
     job_id = new_job_id()
     now = time.time()
     fields = initial_fields(job_id, body.project, body.spec, body.placement, owner, now)
-    job = job_from_hash(fields)
+    job = initial_job(job_id, body, owner, fields)
     with conn.pipeline(transaction=True) as p:
         if idem_key:
             p.watch(idem_key)
@@ -117,7 +117,7 @@ async def create_job(
     job_id = new_job_id()
     now = time.time()
     fields = initial_fields(job_id, body.project, body.spec, body.placement, owner, now)
-    job = job_from_hash(fields)
+    job = initial_job(job_id, body, owner, fields)
     rq_cmds = rq_submit_commands(conn, job_id, settings)
     if not idem_key:
         # no WATCH needed: the MULTI/EXEC shares its round trip with concurrent requests'

@@ -1,11 +1,12 @@
-"""Queue names, retry policies, the serializer, the allow-list, and the enqueue helpers used by
-the API and the workers (here, not in ``broker.tasks``, because the API must not import the
-worker package).
+"""Queue names, retry policy, serializer and allow-list of the broker's RQ jobs, and the
+enqueue helper used by the API and the workers (here, not in ``broker.tasks``, because the API
+must not import the worker package).
 
 RQ jobs carry JSON (RQ's ``JSONSerializer``), never pickles, and a worker runs only the
-functions named in ``ALLOWED``: anyone who can write to Redis could otherwise enqueue
-``os.system`` (RQ imports whatever dotted name a job holds) or a pickle that runs code while it
-is read. ``refusal`` is checked before a job's function is imported."""
+functions named in ``ALLOWED`` (broker/tasks/entry.py maps each to its code): anyone who can
+write to Redis could otherwise enqueue ``os.system`` (RQ imports whatever dotted name a job
+holds) or a pickle that runs code as it is read. ``refusal`` is checked before a job's function
+is looked up."""
 
 from __future__ import annotations
 
@@ -17,25 +18,24 @@ from rq.exceptions import DeserializationError
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-# Order matters: a worker takes health checks before a backlog of submissions.
-HEALTH, CANCEL, SUBMIT, POLL = "superfed-health", "superfed-cancel", "superfed-submit", "superfed-poll"
-ALL_QUEUES = (HEALTH, CANCEL, SUBMIT, POLL)
+# Order matters: a worker takes cancels before a backlog of submissions.
+CANCEL, SUBMIT = "superfed-cancel", "superfed-submit"
+ALL_QUEUES = (CANCEL, SUBMIT)
 
-SUBMIT_FN = "broker.tasks.entry.submit_job"
-CANCEL_FN = "broker.tasks.entry.cancel_job"
-POLL_FN = "broker.tasks.entry.poll_site"
-HEALTH_FN = "broker.tasks.entry.check_site"
-FAILED_FN = "broker.tasks.entry.on_submit_failure"
+SUBMIT_FN = "broker.tasks.submit.run"
+CANCEL_FN = "broker.tasks.cancel.run"
 
 SERIALIZER = JSONSerializer
-# the only functions a worker runs, and the one failure callback it calls
-ALLOWED = frozenset({SUBMIT_FN, CANCEL_FN, POLL_FN, HEALTH_FN})
-ALLOWED_CALLBACKS = frozenset({FAILED_FN})
+ALLOWED = frozenset({SUBMIT_FN, CANCEL_FN})  # the only functions a worker runs
+
+
+def submit_rq_id(job_id: str) -> str:
+    return f"submit-{job_id}"
 
 
 def refusal(job: RQJob) -> str | None:
-    """Why ``job`` must not run (None if it may): data that is not JSON, a function or a
-    callback outside the allow-list, or arguments that are not one id string."""
+    """Why ``job`` must not run (None if it may): data that is not JSON, a function outside the
+    allow-list, arguments other than one id string, or any callback (the broker sets none)."""
     try:
         func, instance, args, kwargs = job.func_name, job.instance, job.args, job.kwargs
     except DeserializationError:
@@ -49,9 +49,9 @@ def refusal(job: RQJob) -> str | None:
     if not isinstance(args[0], str):
         return "its argument is not a string"
     saved = job.to_dict(include_meta=False, include_result=False)
-    for name in (saved.get(f"{k}_callback_name") for k in ("success", "failure", "stopped")):
-        if name and name not in ALLOWED_CALLBACKS:
-            return f"callback {name!r} is not one of the broker's"
+    for kind in ("success", "failure", "stopped"):
+        if saved.get(f"{kind}_callback_name"):
+            return f"it names a {kind} callback ({saved[f'{kind}_callback_name']!r}); the broker sets none"
     return None
 
 
@@ -65,16 +65,13 @@ def queue(conn: redis.Redis, name: str) -> Queue:
 
 
 def enqueue_submit(conn: redis.Redis, job_id: str, *, retries: int, timeout: int, pipeline: Any = None) -> None:
-    from rq.job import Callback
-
     queue(conn, SUBMIT).enqueue_call(
         SUBMIT_FN,
         args=(job_id,),
-        job_id=f"submit-{job_id}",
+        job_id=submit_rq_id(job_id),
         retry=submit_retry(retries),
         timeout=timeout,
         result_ttl=300,
         failure_ttl=24 * 3600,
-        on_failure=Callback(FAILED_FN),
         pipeline=pipeline,
     )

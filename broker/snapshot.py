@@ -7,10 +7,11 @@ import time
 
 import msgspec
 
+from adapters.psij import JobSpec
 from broker.config import SiteConfig
 from broker.health import HealthRecord, circuit_open
 from broker.placement import PlacementRequest, SiteView
-from broker.schemas import JobCreate
+from broker.schemas import PlacementHints
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
 from broker.store.sitecache import site_cache
@@ -79,12 +80,13 @@ def _remaining(site: SiteConfig, allocations: dict[str, float] | None) -> dict[s
     return {p: allocations[site.account_for(p)] for p in projects if site.account_for(p) in allocations}
 
 
-def placement_request(body: JobCreate, *, walltime: int | None = None) -> PlacementRequest:
-    hints = body.placement
+def placement_request(
+    project: str, spec: JobSpec, hints: PlacementHints | None, *, walltime: int | None = None
+) -> PlacementRequest:
     return PlacementRequest(
-        project=body.project,
-        nodes=body.spec.nodes,
-        walltime=walltime if walltime is not None else body.spec.attributes.duration,
+        project=project,
+        nodes=spec.nodes,
+        walltime=walltime if walltime is not None else spec.attributes.duration,
         site=hints.site if hints else None,
         sites=hints.sites if hints else None,
         exclude=list(hints.exclude) if hints else [],

@@ -1,247 +1,462 @@
-"""``superfed worker``: an RQ worker with superfed's runtime, plus the periodic schedule.
+"""``superfed worker``: one asyncio event loop that runs the broker's RQ jobs (submissions and
+cancels) and its periodic work (health checks, polls, retry promotion, the sweeper, and the
+takeover of a dead worker's jobs).
 
-The schedule lives in Redis, not in any one process: every worker runs a small ticker that
-tries ``SET key NX PX interval`` per site and task; whoever wins enqueues that period's
-health check or poll.  Workers can come and go (or be killed) and the schedule goes on.
+Why one loop rather than RQ's worker plus a loop thread: every job is I/O against Redis and the
+facilities, and the adapters' HTTP pools and token caches live on one loop. RQ's worker runs one
+job at a time on its own thread; each job then crossed into the loop and back, and liveness
+needed a heartbeat thread per job and a ticker thread. Here a job is a coroutine on the loop (up
+to ``submit_concurrency`` at once). RQ is used through its public API only: ``Queue.dequeue_any``
+to take jobs, ``Job.prepare_for_execution``, ``Job.set_status``, ``Job.retry`` and the
+registries' ``add`` to settle them, ``Queue.enqueue_job`` to put them back. That API is
+synchronous and each call is one short round trip to Redis, so the loop makes those calls itself
+(cheaper than a thread hop); the one call that waits, ``BLPOP`` while the queues are empty, runs
+in a thread.
 
-Reliability (DESIGN.md, "Reliability contracts"):
-* RQ's ``SimpleWorker`` sends no heartbeat while a job runs, so a killed worker's job would
-  look alive for ``job_timeout + 60`` s. ``BrokerWorker`` beats every ``abandoned_after / 3``
-  seconds from a thread while a job runs and gives each job a heartbeat window of
-  ``abandoned_after``; maintenance every ``maintenance_interval`` then finds a dead worker's
-  job within ``abandoned_after + maintenance_interval`` and retries it (AbandonedJobError).
-* Retries with a delay wait in RQ's ScheduledJobRegistry. RQ's own scheduler holds a lock for
-  61 s, so a killed worker that held it would stall every retry for a minute: the ticker moves
-  due jobs instead (any worker, one at a time, under a short lock).
-* RQ's work loop quits on any unexpected error (a Redis restart, say); ``run`` starts it again
-  once Redis answers, so a worker recovers on its own."""
+Liveness, on keys of the broker's own (RQ's heartbeats do not fit: a SimpleWorker sends none
+during a job, and its started registry is only cleaned up by RQ's own maintenance):
+* Each worker holds a lease ``lease:worker:<name>`` for ``abandoned_after`` seconds, renewed
+  every third of that from the loop. When it cannot be renewed (Redis refuses the write, or the
+  lease is someone else's) the worker logs an error and takes no more jobs until it holds it again.
+* Each job a worker takes is recorded in the ``claims`` hash (RQ job id -> ``<name>/<token>``,
+  the token being the value of the worker's lease, new for every start) right after the dequeue,
+  and removed when the job is settled. A worker whose lease is gone (or holds another token: a
+  restart under the same name) is dead: the takeover
+  task puts its claimed jobs back at the front of their queue (HDEL decides which worker moves
+  each one). With the defaults that is within about 5 s of a kill.
+* The claim is also a fence: ``begin_try`` marks a submission in flight only for the worker its
+  claim names, so a worker that lost its lease (paused, cut off) and comes back cannot send a job
+  another worker has taken over. A try that may have reached a facility is looked up there by its
+  tag before anything else (broker/tasks/submit.py), so a job taken over is never sent twice.
+
+Periodic work runs as tasks on the same loop, each under one lease ``lease:<task>:<site>`` with
+one owner at a time, renewed by that owner: a health check and a poll per site (the next one an
+interval after the last one ended), the sweeper (submissions lost between a 202 and a worker,
+every ``maintenance_interval``), retry promotion (due jobs from RQ's ScheduledJobRegistry to their
+queue) and the takeover (both every 0.5 s). A dead owner's leases run out and another worker
+takes them over."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
+import os
+import secrets
+import signal
+import socket
 import time
-from typing import Any
+import traceback
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, cast
 
 import redis
-from rq import SimpleWorker
-from rq.exceptions import NoSuchJobError, StopRequested
+from rq import Queue
+from rq.defaults import DEFAULT_RESULT_TTL
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
-from rq.registry import ScheduledJobRegistry
 
 from broker import queues
 from broker.bootstrap import seed
 from broker.config import Settings
 from broker.store.connect import sync_client
-from broker.tasks.runtime import Runtime, install
+from broker.store.keys import Keys
+from broker.store.leases import Leases
+from broker.store.sitecache import site_cache
+from broker.tasks import entry, health, poll, submit
+from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.worker")
-SWEEP_EVERY = 10.0  # seconds between checks for NEW jobs whose submission was lost
-SWEEP_GRACE = 30.0  # a NEW job older than this with no RQ job is re-enqueued
-PROMOTE_EVERY = 0.5  # seconds between moves of due retries from the scheduled registries
+
+SWEEP_GRACE = 30.0  # a NEW job older than this whose submission no queue, registry or worker holds is re-enqueued
+PROMOTE_EVERY = 0.5  # seconds between moves of due retries to their queue
+TAKEOVER_EVERY = 0.5  # seconds between looks for a dead worker's claimed jobs
+IDLE_WAIT = 1  # seconds one BLPOP waits for work (RQ takes whole seconds)
+
+Periodic = tuple[float, Callable[[], Awaitable[Any]]]
+Done = tuple[RQJob, Queue, BaseException | None]
 
 
-class BrokerWorker(SimpleWorker):
-    """A SimpleWorker that keeps a running job's heartbeat fresh (see the module's notes)."""
+class Worker:
+    def __init__(self, settings: Settings, name: str | None = None):
+        self.settings = settings
+        self.cfg = settings.worker
+        self.name = name or f"{socket.gethostname()}.{os.getpid()}"
+        self.keys = Keys(settings.namespace)
+        self.lease_ms = int(self.cfg.abandoned_after * 1000)
+        self.token = secrets.token_hex(8)  # this start's: its lease's value, and part of its claims
+        self.identity = f"{self.name}/{self.token}"
+        self.conn = sync_client(settings.redis_url)  # RQ's API is synchronous and wants bytes
+        self.queues = [queues.queue(self.conn, name) for name in queues.ALL_QUEUES]
+        self.by_name = {q.name: q for q in self.queues}
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.done: list[Done] = []
+        self.healthy = False  # holds its lease, so it may take jobs
+        self.owned: dict[str, tuple[float, asyncio.Task[None]]] = {}  # periodic lease key -> (period, runner)
+        self._waiter = ThreadPoolExecutor(1, thread_name_prefix="superfed-dequeue")
 
-    abandoned_after = 30
-
-    def get_heartbeat_ttl(self, job: RQJob) -> int:
-        return int(self.abandoned_after)
-
-    def execute_job(self, job: RQJob, queue: Any) -> None:
-        why = queues.refusal(job)
-        if why is not None:  # a forged or foreign entry: never imported, never run
-            log.error("refused RQ job %s from %s: %s", job.id, queue.name, why)
-            with self.connection.pipeline() as p:
-                job.set_status(JobStatus.FAILED, pipeline=p)
-                queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=f"refused: {why}", pipeline=p)
-                p.execute()
-            return
-        done = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(job, done), name="superfed-heartbeat", daemon=True)
-        beat.start()
+    # -- the process ------------------------------------------------------------------
+    async def main(self, *, burst: bool = False) -> int:
+        self.rt = Runtime(self.settings)
+        self.leases = Leases(self.rt.redis, self.token)
+        self.stopping = asyncio.Event()
+        self.wake = asyncio.Event()  # a slot came free, the lease came back, or a stop
+        self.settle_wake = asyncio.Event()
+        settler = asyncio.create_task(self._settler())
+        self._keeper: asyncio.Task[None] | None = None
         try:
-            super().execute_job(job, queue)
+            await self._until_redis(seed, self.rt.redis, self.settings)
+            await self._lease_round(periodic=not burst)
+            if not burst:
+                self._keeper = asyncio.create_task(self._keep_leases())
+            await self._work(burst)
+            if self.running:  # a warm stop: the jobs under way finish first
+                await asyncio.wait(list(self.running.values()))
         finally:
-            done.set()
-            beat.join(5)
+            if self._keeper:
+                self._keeper.cancel()
+            for _period, runner in self.owned.values():
+                runner.cancel()
+            settler.cancel()
+            with contextlib.suppress(Exception):
+                await self._settle_now()
+            with contextlib.suppress(Exception):
+                # our leases go at once: a job still claimed (a cold stop) is taken over now
+                await self.leases.release([self.keys.worker_lease(self.name), *self.owned])
+            self._waiter.shutdown(wait=True)
+            await self.rt.aclose()
+            self.conn.close()
+        return 0
 
-    def _beat(self, job: RQJob, done: threading.Event) -> None:
-        while not done.wait(max(1.0, self.abandoned_after / 3)):
+    def request_stop(self) -> None:
+        """First SIGTERM/SIGINT: take no more jobs, finish the running ones. Second: abandon
+        them now (their claims stay; the other workers take them over when the lease goes)."""
+        if self.stopping.is_set():
+            log.warning("worker %s: cold stop; %d jobs left to the other workers", self.name, len(self.running))
+            for task in self.running.values():
+                task.cancel()
+        else:
+            log.info("worker %s: stopping once its %d running jobs end", self.name, len(self.running))
+        self.stopping.set()
+        self.wake.set()
+
+    async def _until_redis(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        delay = 0.2
+        while True:
             try:
-                self.maintain_heartbeats(job)
-            except Exception as exc:  # Redis away: the next beat tries again
-                log.warning("heartbeat for %s: %s", job.id, exc)
+                return await fn(*args)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self.stopping.is_set():
+                    raise
+                log.warning("worker %s: Redis unavailable (%s)", self.name, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, 2.0)
 
+    async def _sleep(self, seconds: float, event: asyncio.Event | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for((event or self.stopping).wait(), seconds)
 
-class Ticker(threading.Thread):
-    def __init__(self, rt: Runtime, conn: Any, stop: threading.Event):
-        super().__init__(name="superfed-ticker", daemon=True)
-        self.rt = rt
-        self.conn = conn
-        self.stop = stop
-
-    def run(self) -> None:
-        while not self.stop.wait(0.2):
+    # -- taking and running jobs ------------------------------------------------------
+    async def _work(self, burst: bool) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.2
+        while not self.stopping.is_set():
+            free = self.cfg.submit_concurrency - len(self.running)
+            if free <= 0 or not self.healthy:
+                self.wake.clear()
+                await self._sleep(1.0, self.wake)
+                continue
             try:
-                self.tick()
-            except Exception as exc:  # Redis away, a bad record: log, keep ticking
-                log.warning("ticker: %s", exc)
-                self.stop.wait(1.0)
+                got = self._take(free, block=False)
+                if not got:
+                    if burst:
+                        if not self.running:
+                            return
+                        self.wake.clear()
+                        await self._sleep(0.1, self.wake)
+                        continue
+                    got = await loop.run_in_executor(self._waiter, partial(self._take, free, block=True))
+                delay = 0.2
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("worker %s: cannot take jobs: Redis unavailable (%s)", self.name, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            for job, q in got:
+                self.running[job.id] = asyncio.create_task(self._perform(job, q))
 
-    def tick(self) -> None:
-        k = self.rt.keys
-        sites = self.rt.call(self.rt.sites.all)
-        for stored in sites:
-            s = stored.config
-            if self.conn.set(k.tick("health", s.name), "1", nx=True, px=int(s.health_interval * 1000)):
-                self.enqueue_once(queues.HEALTH, queues.HEALTH_FN, s.name, timeout=60)
-            if self.conn.hlen(k.active(s.name)) and self.conn.set(
-                k.tick("poll", s.name), "1", nx=True, px=int(s.poll_interval * 1000)
-            ):
-                self.enqueue_once(queues.POLL, queues.POLL_FN, s.name, timeout=120)
-        if self.conn.set(k.tick("sweep", "all"), "1", nx=True, px=int(SWEEP_EVERY * 1000)):
-            self.sweep()
-        if self.conn.set(k.tick("promote", "all"), "1", nx=True, px=int(PROMOTE_EVERY * 1000)):
-            self.promote()
-
-    def enqueue_once(self, queue: str, fn: str, site: str, *, timeout: int) -> None:
-        """At most one health check (or poll) per site waits or runs at a time: against a slow
-        facility, checks that take longer than their interval would otherwise pile up ahead
-        of the submissions (the health queue comes first) and starve them."""
-        job_id = f"{queue.removeprefix('superfed-')}-{site}"
-        try:
-            status = RQJob.fetch(job_id, connection=self.conn, serializer=queues.SERIALIZER).get_status()
-        except NoSuchJobError:
-            status = None
-        if status is not None and status.value in ("queued", "started", "scheduled", "deferred"):
-            return
-        queues.queue(self.conn, queue).enqueue_call(
-            fn, args=(site,), job_id=job_id, timeout=timeout, result_ttl=0, failure_ttl=300
-        )
-
-    def promote(self) -> None:
-        """Enqueue retries whose delay is over (what RQ's scheduler does, without its 61 s lock).
-        ZREM decides who moves a job, so two movers never enqueue it twice."""
-        now = int(time.time())
-        for name in queues.ALL_QUEUES:
-            q = queues.queue(self.conn, name)
-            reg = ScheduledJobRegistry(queue=q)
-            for job_id in reg.get_jobs_to_schedule(now, chunk_size=500):
-                if not self.conn.zrem(reg.key, job_id):
-                    continue  # another worker took it
-                try:
-                    job = RQJob.fetch(job_id, connection=self.conn, serializer=queues.SERIALIZER)
-                except Exception:
-                    continue  # the job expired meanwhile; the sweeper covers submissions
-                q._enqueue_job(job, at_front=job.should_enqueue_at_front())
-
-    def sweep(self) -> None:
-        """A 202 means the job will be worked on: re-enqueue NEW jobs whose RQ job is gone."""
-        k = self.rt.keys
-        cutoff_us = int((time.time() - SWEEP_GRACE) * 1_000_000)
-        for raw in self.conn.zrangebyscore(k.jobs_by_state("NEW"), "-inf", cutoff_us, start=0, num=500):
-            job_id = raw.decode() if isinstance(raw, bytes) else raw
-            status = None
+    def _take(self, n: int, *, block: bool) -> list[tuple[RQJob, Queue]]:
+        """Up to ``n`` jobs, claimed for this worker (blocking only for the first, and only with
+        ``block``). Jobs that are not the broker's own are refused and failed here."""
+        got: list[tuple[RQJob, Queue]] = []
+        while len(got) < n:
             try:
-                rq_job = RQJob.fetch(f"submit-{job_id}", connection=self.conn, serializer=queues.SERIALIZER)
-                status = rq_job.get_status()
-            except Exception:
-                status = None
-            gone = status is None or status.value in ("finished", "failed", "stopped", "canceled")
-            suspect = False
-            if not gone and not self._held(f"submit-{job_id}", status.value):  # type: ignore[union-attr]
-                suspect = True
-                # its status says waiting or running, yet no queue or registry holds it (a
-                # Redis crash kept the job's hash but not the list move): gone too, if a
-                # second sweep SWEEP_EVERY later still finds it nowhere
-                first = self.conn.hsetnx(k.tick("sweep", "suspects"), job_id, repr(time.time()))
-                gone = not first
-            if gone:
-                log.info("sweeper: re-enqueueing the submission of %s (rq status %s)", job_id, status)
-                self.conn.hdel(k.tick("sweep", "suspects"), job_id)
-                queues.enqueue_submit(
-                    self.conn,
-                    job_id,
-                    retries=self.rt.settings.worker.submit_retries,
-                    timeout=self.rt.settings.worker.job_timeout,
+                one = Queue.dequeue_any(
+                    self.queues,
+                    IDLE_WAIT if block and not got else None,
+                    connection=self.conn,
+                    serializer=queues.SERIALIZER,
                 )
-            elif not suspect:
-                self.conn.hdel(k.tick("sweep", "suspects"), job_id)
+            except DequeueTimeout:
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                if got:
+                    break  # claim what we have; the error comes back on the next call
+                raise
+            except Exception as exc:  # a hash RQ cannot even read: nothing to run or settle
+                log.error("worker %s: refused RQ job %s: unreadable (%s)", self.name, getattr(exc, "job_id", "?"), exc)
+                continue
+            if one is None:
+                break
+            got.append(one)
+        if not got:
+            return []
+        accepted = []
+        with self.conn.pipeline(transaction=False) as p:
+            for job, q in got:
+                why = queues.refusal(job)
+                if why is not None:  # forged or foreign: never imported, never run
+                    log.error("worker %s: refused RQ job %s from %s: %s", self.name, job.id, q.name, why)
+                    job.set_status(JobStatus.FAILED, pipeline=p)
+                    q.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=f"refused: {why}", pipeline=p)
+                    continue
+                p.hset(self.keys.claims, job.id, self.identity)
+                job.prepare_for_execution(self.name, p)
+                accepted.append((job, q))
+            p.execute()
+        return accepted
 
-    def _held(self, rq_id: str, status: str) -> bool:
-        """Whether RQ really holds the job where its status says."""
-        q = queues.queue(self.conn, queues.SUBMIT)
-        if status == "queued":
-            return (
-                self.conn.lpos(q.key, rq_id) is not None or self.conn.lpos(q.intermediate_queue_key, rq_id) is not None
+    async def _perform(self, job: RQJob, q: Queue) -> None:
+        fn = entry.TASKS[job.func_name or ""]  # refusal() vouched for the name
+        error: BaseException | None = None
+        try:
+            result = await asyncio.wait_for(
+                fn(self.rt, job.args[0], self.identity), job.timeout or self.cfg.job_timeout
             )
-        if status == "started":
-            return rq_id in q.started_job_registry.get_job_ids()
-        if status == "scheduled":
-            return self.conn.zscore(q.scheduled_job_registry.key, rq_id) is not None
-        return True  # deferred and anything newer: leave it to RQ
+            log.debug("%s: %s", job.id, result)
+        except asyncio.CancelledError:
+            self.running.pop(job.id, None)
+            raise  # a cold stop: the claim stays for the takeover
+        except submit.TryLater as exc:
+            error = exc
+            log.info("%s: %s", job.id, exc)
+        except Exception as exc:
+            error = exc
+            log.warning("%s failed: %s", job.id, "".join(traceback.format_exception_only(exc)).strip())
+        self.running.pop(job.id, None)
+        self.done.append((job, q, error))
+        self.settle_wake.set()
+        self.wake.set()
+
+    async def _settler(self) -> None:
+        while True:
+            await self.settle_wake.wait()
+            self.settle_wake.clear()
+            try:
+                await self._settle_now()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("worker %s: cannot settle finished jobs yet (%s)", self.name, exc)
+                await self._sleep(1.0)
+                self.settle_wake.set()
+
+    async def _settle_now(self) -> None:
+        """RQ's bookkeeping for finished jobs, in one pipeline: finished (kept ``result_ttl``),
+        retried with the job's backoff, or failed; and their claims dropped."""
+        done, self.done = self.done, []
+        if not done:
+            return
+        gave_up: list[tuple[RQJob, BaseException]] = []
+        try:
+            with self.conn.pipeline(transaction=False) as p:
+                for job, q, error in done:
+                    p.hdel(self.keys.claims, job.id)
+                    if error is None:
+                        ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
+                        job.set_status(JobStatus.FINISHED, pipeline=p)
+                        if ttl:
+                            q.finished_job_registry.add(job, ttl, pipeline=p)
+                        job.cleanup(ttl, pipeline=p)
+                    elif job.should_retry:
+                        job.retry(q, p)
+                    else:
+                        job.set_status(JobStatus.FAILED, pipeline=p)
+                        exc_string = "".join(traceback.format_exception(error))
+                        q.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=exc_string, pipeline=p)
+                        gave_up.append((job, error))
+                p.execute()
+        except BaseException:
+            self.done = done + self.done  # settled on the next round
+            raise
+        for job, error in gave_up:
+            if job.func_name == queues.SUBMIT_FN:
+                await submit.give_up(self.rt, job.args[0], error)
+
+    # -- leases ----------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        while not self.stopping.is_set():
+            await self._sleep(self.lease_ms / 3000)
+            if not self.stopping.is_set():
+                await self._lease_round(periodic=True)
+
+    async def _lease_round(self, *, periodic: bool) -> None:
+        """Renew (or take back) this worker's lease; then take, keep or give up periodic tasks."""
+        mine = self.keys.worker_lease(self.name)
+        try:
+            ok = (await self.leases.acquire([mine], self.lease_ms))[0]
+            why = "it is held by another process (a second worker with this name?)"
+        except Exception as exc:  # Redis away or refusing the write: the lease may be running out
+            ok, why = False, f"it cannot be written: {exc}"
+        if not ok:
+            log.error("worker %s: no lease (%s); taking no jobs until it holds one again", self.name, why)
+        elif not self.healthy:
+            log.info("worker %s: lease held; taking jobs", self.name)
+        self.healthy = ok
+        self.wake.set()
+        if not ok or not periodic:
+            self._drop_periodic(list(self.owned))
+            return
+        try:
+            wanted = await self._wanted()
+            held = await self.leases.acquire(list(wanted), self.lease_ms)
+        except Exception as exc:
+            log.error("worker %s: periodic leases cannot be renewed (%s); dropping them", self.name, exc)
+            self._drop_periodic(list(self.owned))
+            return
+        self._drop_periodic([k for k in self.owned if k not in wanted])
+        for (key, (period, fn)), got in zip(wanted.items(), held, strict=True):
+            current = self.owned.get(key)
+            if not got or (current and current[0] != period):
+                self._drop_periodic([key])
+            if got and key not in self.owned:
+                self.owned[key] = (period, asyncio.create_task(self._periodic(key, period, fn)))
+
+    def _drop_periodic(self, keys: list[str]) -> None:
+        for key in keys:
+            found = self.owned.pop(key, None)
+            if found:
+                found[1].cancel()
+
+    async def _wanted(self) -> dict[str, Periodic]:
+        k = self.keys
+        out: dict[str, Periodic] = {
+            k.lease("takeover", "all"): (TAKEOVER_EVERY, self._takeover),
+            k.lease("promote", "all"): (PROMOTE_EVERY, self._promote),
+            k.lease("sweep", "all"): (float(self.cfg.maintenance_interval), self._sweep),
+        }
+        for stored in await site_cache(self.rt.sites).all():
+            s = stored.config
+            out[k.lease("health", s.name)] = (s.health_interval, partial(health.run, self.rt, s.name))
+            out[k.lease("poll", s.name)] = (s.poll_interval, partial(poll.run, self.rt, s.name))
+        return out
+
+    async def _periodic(self, key: str, period: float, fn: Callable[[], Awaitable[Any]]) -> None:
+        """One periodic task while this worker holds its lease: the next run one period after
+        the last one ended (a slow facility never gets checks back to back)."""
+        while True:
+            try:
+                await fn()
+            except Exception as exc:  # a facility or Redis error: the next period tries again
+                log.warning("%s: %s", key, exc)
+            await asyncio.sleep(period)
+
+    # -- periodic work of the whole broker --------------------------------------------
+    async def _takeover(self) -> None:
+        """Put a dead worker's claimed jobs back at the front of their queues."""
+        claims = cast(dict[str, str], await self.rt.redis.hgetall(self.keys.claims))  # decode_responses=True
+        if not claims:
+            return
+        owners = sorted(set(claims.values()))  # "<name>/<token>"
+        async with self.rt.redis.pipeline(transaction=False) as p:
+            for owner in owners:
+                p.get(self.keys.worker_lease(owner.rpartition("/")[0]))
+            tokens = await p.execute()
+        dead = {o for o, t in zip(owners, tokens, strict=True) if t != o.rpartition("/")[2]}
+        orphans = [rq_id for rq_id, w in claims.items() if w in dead]
+        if not orphans:
+            return
+        async with self.rt.redis.pipeline(transaction=False) as p:
+            for rq_id in orphans:
+                p.hdel(self.keys.claims, rq_id)
+            won = await p.execute()
+        mine = [rq_id for rq_id, w in zip(orphans, won, strict=True) if w]
+        for rq_id in mine:
+            try:
+                job = RQJob.fetch(rq_id, connection=self.conn, serializer=queues.SERIALIZER)
+            except NoSuchJobError:
+                continue  # expired meanwhile; the sweeper covers submissions
+            q = self.by_name.get(job.origin)
+            if q is None:
+                continue
+            q.enqueue_job(job, at_front=True)
+            log.warning("worker %s: took over %s from %s (its lease ran out)", self.name, rq_id, claims[rq_id])
+
+    async def _promote(self) -> None:
+        """Enqueue retries whose delay is over (RQ's scheduler does this under a 61 s lock a
+        killed worker would hold). ZREM decides who moves a job, so none is enqueued twice."""
+        now = int(time.time())
+        for q in self.queues:
+            reg = q.scheduled_job_registry
+            for rq_id in reg.get_jobs_to_schedule(now, chunk_size=500):
+                if not reg.remove(rq_id):
+                    continue  # moved by another worker
+                try:
+                    job = RQJob.fetch(rq_id, connection=self.conn, serializer=queues.SERIALIZER)
+                except NoSuchJobError:
+                    continue
+                q.enqueue_job(job, at_front=job.should_enqueue_at_front())
+
+    async def _sweep(self) -> None:
+        """A 202 means the job will be worked on: re-enqueue NEW jobs whose submission nothing
+        holds (no queue, no retry registry, no worker's claim), seen so on two sweeps in a row
+        (a Redis crash can keep a job's hash but lose the move that queued it)."""
+        k = self.keys
+        cutoff_us = int((time.time() - SWEEP_GRACE) * 1_000_000)
+        ids = cast(
+            list[str], await self.rt.redis.zrangebyscore(k.jobs_by_state("NEW"), "-inf", cutoff_us, start=0, num=500)
+        )
+        if not ids:
+            return
+        rq_ids = [queues.submit_rq_id(j) for j in ids]
+        claimed = await self.rt.redis.hmget(k.claims, rq_ids)
+        q = self.by_name[queues.SUBMIT]
+        for job_id, rq_id, claim in zip(ids, rq_ids, claimed, strict=True):
+            held = claim is not None or self._held(q, rq_id)
+            if held:
+                await self.rt.redis.hdel(k.sweep_suspects, job_id)
+                continue
+            if await self.rt.redis.hsetnx(k.sweep_suspects, job_id, repr(time.time())):
+                continue  # the first sighting: look again next sweep
+            log.info("sweeper: re-enqueueing the submission of %s", job_id)
+            await self.rt.redis.hdel(k.sweep_suspects, job_id)
+            queues.enqueue_submit(self.conn, job_id, retries=self.cfg.submit_retries, timeout=self.cfg.job_timeout)
+
+    @staticmethod
+    def _held(q: Queue, rq_id: str) -> bool:
+        """Whether RQ holds the submission where its status says (queued or waiting to retry)."""
+        try:
+            status = RQJob.fetch(rq_id, connection=q.connection, serializer=queues.SERIALIZER).get_status()
+        except NoSuchJobError:
+            return False
+        if status == JobStatus.QUEUED:
+            return q.get_job_position(rq_id) is not None
+        if status == JobStatus.SCHEDULED:
+            return rq_id in q.scheduled_job_registry
+        return status == JobStatus.DEFERRED  # finished, failed, stopped, canceled, or started with no claim
 
 
 def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per facility request is noise
-    rt = Runtime(settings)
-    install(rt)
-    rt.call(seed, rt.redis, settings)
-    conn = sync_client(settings.redis_url)
-    stop = threading.Event()
-    ticker = Ticker(rt, conn, stop)
-    ticker.start()
-    w = settings.worker
-    BrokerWorker.abandoned_after = w.abandoned_after
-    restarts = 0
-    try:
-        while True:
-            worker = BrokerWorker(
-                [queues.queue(conn, q) for q in queues.ALL_QUEUES],
-                connection=conn,
-                name=name if restarts == 0 or name is None else f"{name}.{restarts}",
-                maintenance_interval=w.maintenance_interval,
-                job_monitoring_interval=max(1, w.abandoned_after // 3),
-                default_result_ttl=300,
-                serializer=queues.SERIALIZER,
-            )
-            try:
-                worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
-            except (redis.ConnectionError, redis.TimeoutError) as exc:  # e.g. at birth, Redis away
-                log.warning("worker: Redis unavailable (%s)", exc)
-            if burst or _stopping(worker):
-                break
-            # RQ's loop quit on an error (Redis restarted, most likely): start over once Redis answers
-            restarts += 1
-            log.warning("worker: RQ's loop stopped unexpectedly; restarting it when Redis answers")
-            if not _wait_for_redis(conn, worker):
-                break
-    finally:
-        stop.set()
-        rt.close()
-    return 0
+    worker = Worker(settings, name)
 
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, worker.request_stop)
+        return await worker.main(burst=burst)
 
-def _stopping(worker: BrokerWorker) -> bool:
-    # RQ records a SIGTERM/SIGINT here before anything else (``request_stop``)
-    return worker._stop_requested or worker._shutdown_requested_date is not None
-
-
-def _wait_for_redis(conn: Any, worker: BrokerWorker) -> bool:
-    """True once Redis answers; False if a stop was requested meanwhile."""
-    delay = 0.2
-    try:
-        while not _stopping(worker):
-            try:
-                conn.ping()
-                return True
-            except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-    except StopRequested:  # RQ's signal handler, still installed, raises it when idle
-        pass
-    return False
+    return asyncio.run(main())

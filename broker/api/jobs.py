@@ -192,7 +192,10 @@ class PlacementController(Controller):
         _stored, views = await site_views(st.sites, st.health, st.jobs)
         pc = st.settings.placement
         decision = place(
-            placement_request(data), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time()
+            placement_request(data.project, data.spec, data.placement),
+            views,
+            Policy(strategy=pc.strategy, priority=pc.priority),
+            now=time.time(),
         )
         return PlacementRecord(
             site=decision.chosen,

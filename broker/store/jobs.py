@@ -20,7 +20,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from adapters.psij import JobSpec
-from broker.schemas import Attempt, HistoryEntry, Job, PlacementRecord
+from broker.schemas import Attempt, HistoryEntry, Job, JobCreate, PlacementHints, PlacementRecord
 from broker.store.keys import Keys
 
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELED"})
@@ -40,7 +40,7 @@ if fields ~= '' then
     if v == cjson.null then redis.call('HDEL', job, k) else redis.call('HSET', job, k, tostring(v)) end
   end
   if f.native_id and f.native_id ~= cjson.null and f.site then
-    redis.call('HSET', ns .. ':active:' .. f.site, id, (f.system or '') .. '|' .. f.native_id)
+    redis.call('HSET', ns .. ':active:' .. f.site, id, cjson.encode({system = f.system or '', native_id = f.native_id}))
     redis.call('ZADD', ns .. ':jobs:site:' .. f.site, created, id)
   end
 end
@@ -79,10 +79,14 @@ return changed
 """
 
 # A try at a site begins: the placement record (if given; refused for a final job, as by
-# _ADVANCE), the site's claim on the job (its backlog) and the inflight mark, in one step.
-# KEYS: 1 job, 2 the site's assigned hash. ARGV: 1 job id, 2 now, 3 "site|system", 4 placement
+# _ADVANCE), the site's claim on the job (its backlog) and the inflight mark, in one step; but
+# only for the worker whose claim holds the job (broker/worker.py), so a worker that lost the
+# job to a takeover cannot send it too. Returns 1, or 0 when the claim is another worker's.
+# KEYS: 1 job, 2 the site's assigned hash, 3 the claims hash. ARGV: 1 job id, 2 now, 3 the
+# inflight mark (JSON), 4 placement, 5 the RQ job id, 6 the worker ('' = not under a worker)
 _BEGIN_TRY = """
 local job = KEYS[1]
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
 if ARGV[4] ~= '' then
   local cur = redis.call('HGET', job, 'state')
   if cur and cur ~= 'COMPLETED' and cur ~= 'FAILED' and cur ~= 'CANCELED' then
@@ -90,7 +94,7 @@ if ARGV[4] ~= '' then
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HSET', job, 'inflight', ARGV[3], 'inflight_at', ARGV[2])
+redis.call('HSET', job, 'inflight', ARGV[3])
 return 1
 """
 
@@ -124,6 +128,17 @@ def initial_fields(job_id: str, project: str, spec: JobSpec, hints: Any, owner: 
         "attempts": "[]",
         "owner": owner,
     }
+
+
+def initial_job(job_id: str, body: JobCreate, owner: str, fields: dict[str, str]) -> Job:
+    """The 202's body for a job just accepted, from the values its record was written from
+    (``body``: the JobCreate), without decoding that record again."""
+    at = now_iso(float(fields["created"]))
+    return Job(
+        id=job_id, project=body.project, name=body.spec.name or None, state="NEW", site=None, system=None,
+        native_id=None, native_state=None, exit_code=None, message=None, created_at=at, updated_at=at,
+        placement=None, attempts=[], history=[HistoryEntry(state="NEW", at=at)], spec=body.spec,
+    )
 
 
 def index_writes(keys: Keys, fields: dict[str, str]) -> list[tuple[str, float, str]]:
@@ -172,6 +187,68 @@ def job_from_hash(h: dict[str, str]) -> Job:
     )
 
 
+class Inflight(msgspec.Struct):
+    """A try that may have reached a facility: where, and since when (unix s)."""
+
+    site: str
+    system: str
+    at: float
+
+
+class ActiveJob(msgspec.Struct):
+    """A job the broker follows at a site."""
+
+    system: str
+    native_id: str
+
+
+class JobRecord(msgspec.Struct, frozen=True):
+    """What a task reads of a job, decoded from its hash once per run."""
+
+    id: str
+    project: str
+    state: str
+    created: float
+    spec: JobSpec
+    hints: PlacementHints | None
+    inflight: Inflight | None
+    cancel_requested: bool
+    site: str | None
+    system: str | None
+    native_id: str | None
+
+
+_hints_dec = msgspec.json.Decoder(PlacementHints)
+_inflight_dec = msgspec.json.Decoder(Inflight)
+_active_dec = msgspec.json.Decoder(ActiveJob)
+
+
+def _inflight(h: dict[str, str]) -> Inflight | None:
+    raw = h.get("inflight")
+    if not raw:
+        return None
+    if raw.startswith("{"):
+        return _inflight_dec.decode(raw)
+    site, _, system = raw.partition("|")  # written by a broker before this one
+    return Inflight(site=site, system=system, at=float(h.get("inflight_at") or 0))
+
+
+def record_from_hash(h: dict[str, str]) -> JobRecord:
+    return JobRecord(
+        id=h["id"],
+        project=h["project"],
+        state=h["state"],
+        created=float(h["created"]),
+        spec=_spec_dec.decode(h["spec"]),
+        hints=_hints_dec.decode(h["hints"]) if h.get("hints") else None,
+        inflight=_inflight(h),
+        cancel_requested=h.get("cancel_requested") == "1",
+        site=_opt(h, "site"),
+        system=_opt(h, "system"),
+        native_id=_opt(h, "native_id"),
+    )
+
+
 def encode_cursor(score: float, job_id: str) -> str:
     return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
 
@@ -198,6 +275,11 @@ class JobStore:
     async def get_hash(self, job_id: str) -> dict[str, str] | None:
         h = cast(dict[str, str], await self.r.hgetall(self.keys.job(job_id)))  # decode_responses=True
         return h or None
+
+    async def record(self, job_id: str) -> JobRecord | None:
+        """The job as the tasks read it (one HGETALL, decoded once)."""
+        h = await self.get_hash(job_id)
+        return record_from_hash(h) if h else None
 
     async def get(self, job_id: str) -> Job | None:
         h = await self.get_hash(job_id)
@@ -255,11 +337,18 @@ class JobStore:
             ],
         )
 
-    async def begin_try(self, job_id: str, site: str, system: str, *, placement: str | None = None) -> None:
-        """The site's claim (backlog), the inflight mark and, first time, the placement record."""
-        await self._begin_try(
-            keys=[self.keys.job(job_id), self.keys.assigned(site)],
-            args=[job_id, repr(time.time()), f"{site}|{system}", placement or ""],
+    async def begin_try(
+        self, job_id: str, site: str, system: str, *, placement: str | None = None, rq_id: str = "", runner: str = ""
+    ) -> bool:
+        """The site's claim (backlog), the inflight mark and, first time, the placement record;
+        False (nothing written) when ``runner`` is not the worker whose claim holds ``rq_id``."""
+        now = time.time()
+        return bool(
+            await self._begin_try(
+                keys=[self.keys.job(job_id), self.keys.assigned(site), self.keys.claims],
+                args=[job_id, repr(now), _enc.encode(Inflight(site, system, now)).decode(), placement or "", rq_id,
+                      runner],
+            )
         )
 
     async def set_fields(self, job_id: str, **fields: str) -> None:
@@ -325,13 +414,16 @@ class JobStore:
                 break
         return out, None
 
-    async def active(self, site: str) -> dict[str, tuple[str, str]]:
-        """job id -> (system, native id) of the broker's unfinished jobs at ``site``."""
+    async def active(self, site: str) -> dict[str, ActiveJob]:
+        """job id -> system and native id of the broker's unfinished jobs at ``site``."""
         raw = cast(dict[str, str], await self.r.hgetall(self.keys.active(site)))
-        out: dict[str, tuple[str, str]] = {}
+        out: dict[str, ActiveJob] = {}
         for jid, val in raw.items():
-            system, _, native = val.partition("|")
-            out[jid] = (system, native)
+            if val.startswith("{"):
+                out[jid] = _active_dec.decode(val)
+            else:  # written by a broker before this one
+                system, _, native = val.partition("|")
+                out[jid] = ActiveJob(system=system, native_id=native)
         return out
 
     async def claim(self, site: str, job_id: str) -> None:

@@ -86,6 +86,21 @@ class Keys:
         """counter of a token's requests in the current rate-limit window (expires with it)"""
         return f"{self.ns}:rate:{digest}"
 
-    def tick(self, what: str, site: str) -> str:
-        """SET NX PX lock: one periodic task per site per interval across all workers"""
-        return f"{self.ns}:tick:{what}:{site}"
+    # workers (broker/worker.py)
+    def lease(self, what: str, site: str) -> str:
+        """a periodic task's lease (one owner per site and task): the owner's token, with a TTL"""
+        return f"{self.ns}:lease:{what}:{site}"
+
+    def worker_lease(self, name: str) -> str:
+        """a worker's lease: while it exists, the jobs it claimed are its own"""
+        return f"{self.ns}:lease:worker:{name}"
+
+    @property
+    def claims(self) -> str:
+        """hash RQ job id -> the worker running it"""
+        return f"{self.ns}:claims"
+
+    @property
+    def sweep_suspects(self) -> str:
+        """hash job id -> when the sweeper first found its submission held by nothing"""
+        return f"{self.ns}:sweep:suspects"

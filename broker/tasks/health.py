@@ -1,4 +1,5 @@
-"""Health checks: one per site per interval, stored with their time, changes published."""
+"""Health checks: one per site per interval (run by the worker that holds the site's health lease),
+stored with their time, changes published."""
 
 from __future__ import annotations
 
@@ -17,16 +18,11 @@ ALLOCATIONS_EVERY = 60.0  # seconds between allocation reads (they change slowly
 
 
 async def run(rt: Runtime, site_name: str) -> str:
-    found = await rt.site_adapter(site_name)
+    found = await rt.adapters.by_name(site_name)
     if found is None:
         return "no such site"
     site, adapter = found
-    try:
-        return await _check(rt, site, adapter)
-    finally:
-        # the next check comes one interval after this one *ended*: against a slow facility,
-        # checks back to back would otherwise keep workers from the submissions
-        await rt.redis.set(rt.keys.tick("health", site.name), "1", px=int(site.health_interval * 1000))
+    return await _check(rt, site, adapter)
 
 
 async def _check(rt: Runtime, site: SiteConfig, adapter: Any) -> str:

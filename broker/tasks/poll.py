@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any
 
 from adapters.errors import AdapterError
 from broker.tasks.runtime import Runtime
@@ -13,24 +12,16 @@ log = logging.getLogger("superfed.poll")
 
 
 async def run(rt: Runtime, site_name: str) -> str:
-    found = await rt.site_adapter(site_name)
-    if found is None:
-        return "no such site"
-    site, adapter = found
-    try:
-        return await _poll(rt, site_name, adapter)
-    finally:
-        # the next poll comes one interval after this one ended (see health.run)
-        await rt.redis.set(rt.keys.tick("poll", site_name), "1", px=int(site.poll_interval * 1000))
-
-
-async def _poll(rt: Runtime, site_name: str, adapter: Any) -> str:
     active = await rt.jobs.active(site_name)
     if not active:
         return "nothing to poll"
+    found = await rt.adapters.by_name(site_name)
+    if found is None:
+        return "no such site"
+    _site, adapter = found
     by_system: dict[str, dict[str, str]] = defaultdict(dict)  # system -> native id -> job id
-    for job_id, (system, native) in active.items():
-        by_system[system][native] = job_id
+    for job_id, where in active.items():
+        by_system[where.system][where.native_id] = job_id
     moved = 0
     for system, natives in by_system.items():
         try:

@@ -2,7 +2,9 @@
 
 A job is never run twice because the broker was unsure: before anything is sent, the job
 records which site it is about to try (``inflight``); a later run that finds this mark asks
-that facility for the job's tag before trying anything else."""
+that facility for the job's tag before trying anything else. Under a worker, the try is also
+fenced by the worker's claim on the job (``JobStore.begin_try``): a worker that lost the job to
+a takeover sends nothing. The job is read once per run into a ``JobRecord`` and passed along."""
 
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from adapters.errors import AdapterError, AuthFailed, SiteTimeout
-from adapters.psij import JobSpec
 from adapters.types import SubmitReceipt, SubmitRequest
+from broker import queues
 from broker.config import SiteConfig
 from broker.placement import Decision, Policy, place
-from broker.schemas import Attempt, JobCreate, PlacementHints, PlacementRecord, RankedSite
+from broker.schemas import Attempt, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
-from broker.store.jobs import now_iso
+from broker.store.jobs import JobRecord, now_iso
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.submit")
@@ -33,27 +35,35 @@ class TryLater(Exception):
     could not be settled); RQ retries the job with backoff."""
 
 
-async def run(rt: Runtime, job_id: str) -> str:
-    h = await rt.jobs.get_hash(job_id)
-    if h is None:
+async def run(rt: Runtime, job_id: str, runner: str = "") -> str:
+    """Submit job ``job_id``; ``runner`` is the worker whose claim holds it ('' outside one)."""
+    job = await rt.jobs.record(job_id)
+    if job is None:
         return "no such job"
-    if h["state"] != "NEW":
-        return f"already {h['state']}"
-    if h.get("cancel_requested") == "1" and not h.get("inflight"):
+    if job.state != "NEW":
+        return f"already {job.state}"
+    if job.cancel_requested and job.inflight is None:
         await rt.jobs.advance(job_id, "CANCELED", detail="canceled before it reached a facility")
         return "canceled"
-    spec = msgspec.json.decode(h["spec"], type=JobSpec)
-    if h.get("inflight"):
-        settled = await _settle(rt, job_id, h, spec)
+    if job.inflight is not None:
+        settled = await _settle(rt, job)
         if settled:
             return settled
-    elif float(h["created"]) < await _redis_started_at(rt):
+    elif job.created < await _redis_started_at(rt):
         # Redis restarted since the job was accepted: with AOF `everysec` its last second of
         # writes (an inflight mark, a QUEUED) may be gone. Ask every site for the tag first.
         settled = await _settle_everywhere(rt, job_id)
         if settled:
             return settled
-    return await _place_and_submit(rt, job_id, h, spec)
+    return await _place_and_submit(rt, job, runner)
+
+
+async def give_up(rt: Runtime, job_id: str, error: BaseException) -> None:
+    """Out of retries: a job still waiting for a facility fails with the last reason (it never
+    silently stays NEW). One already placed is left alone."""
+    job = await rt.jobs.record(job_id)
+    if job is not None and job.state == "NEW":
+        await rt.jobs.advance(job_id, "FAILED", fields={"message": f"gave up after retries: {error}"})
 
 
 _redis_start: tuple[float, float] = (0.0, 0.0)  # (when read, Redis's start time)
@@ -75,7 +85,7 @@ async def _redis_started_at(rt: Runtime) -> float:
 
 async def _settle_everywhere(rt: Runtime, job_id: str) -> str | None:
     for stored in await rt.sites.all():
-        found = await rt.site_adapter(stored.config.name)
+        found = await rt.adapters.by_name(stored.config.name)
         if found is None:
             continue
         site, adapter = found
@@ -91,10 +101,11 @@ async def _settle_everywhere(rt: Runtime, job_id: str) -> str | None:
     return None
 
 
-async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) -> str | None:
+async def _settle(rt: Runtime, job: JobRecord) -> str | None:
     """An earlier try may have reached the facility: look for the tag there first."""
-    site_name, _, system = h["inflight"].partition("|")
-    found = await rt.site_adapter(site_name)
+    assert job.inflight is not None
+    job_id, site_name, system, since = job.id, job.inflight.site, job.inflight.system, job.inflight.at
+    found = await rt.adapters.by_name(site_name)
     if found is None:  # the site was removed meanwhile: nothing can be running there for us
         await rt.jobs.set_fields(job_id, inflight="")
         return None
@@ -102,7 +113,7 @@ async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) ->
     try:
         receipt = await adapter.find_by_tag(job_id, system)
     except AdapterError as exc:
-        unsure_for = time.time() - float(h.get("inflight_at") or 0)
+        unsure_for = time.time() - since
         if unsure_for < UNSURE_GIVE_UP:
             raise TryLater(f"cannot settle the earlier try at {site_name}: {exc}") from None
         # the facility has not answered for a long while: place the job again rather than
@@ -126,27 +137,30 @@ async def _settle(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) ->
         return f"settled at {site_name}"
     # a request sent moments ago may still be on its way through a slow facility
     window = site.http.connect_timeout + site.http.read_timeout
-    if time.time() - float(h.get("inflight_at") or 0) < window:
+    if time.time() - since < window:
         raise TryLater(f"the earlier try at {site_name} may still be under way; will check again")
     await rt.jobs.set_fields(job_id, inflight="")
     await rt.jobs.release(site_name, job_id)
     return None
 
 
-async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: JobSpec) -> str:
-    hints = msgspec.json.decode(h["hints"], type=PlacementHints) if h.get("hints") else None
-    body = JobCreate(project=h["project"], spec=spec, placement=hints)
+async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
+    job_id, spec, hints = job.id, job.spec, job.hints
     stored, views = await site_views(rt.sites, rt.health, rt.jobs)
     by_name = {s.config.name: s for s in stored}
     pc = rt.settings.placement
     rr = int(await rt.redis.incr(rt.keys.rr)) if ((hints and hints.strategy) or pc.strategy) == "round-robin" else 0
     decision = place(
-        placement_request(body), views, Policy(strategy=pc.strategy, priority=pc.priority), now=time.time(), rr=rr
+        placement_request(job.project, spec, hints),
+        views,
+        Policy(strategy=pc.strategy, priority=pc.priority),
+        now=time.time(),
+        rr=rr,
     )
     record = _record(decision)
     if not decision.eligible:
         await rt.jobs.advance(job_id, fields={"placement": record})
-        waited = time.time() - float(h["created"])
+        waited = time.time() - job.created
         why = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in decision.ranking) or "no sites are configured"
         if waited > pc.no_site_timeout:
             await rt.jobs.advance(
@@ -159,17 +173,22 @@ async def _place_and_submit(rt: Runtime, job_id: str, h: dict[str, str], spec: J
     for name in decision.eligible[: pc.max_attempts]:
         stored_site = by_name[name]
         site = stored_site.config
-        adapter = await rt.adapter(site, stored_site.revision)
+        adapter = await rt.adapters.get(site, stored_site.revision)
         system = (hints.system if hints and hints.system in site.systems else None) or site.systems[0]
-        account = spec.attributes.account or site.account_for(h["project"])
+        account = spec.attributes.account or site.account_for(job.project)
         req = SubmitRequest(
             tag=job_id,
             spec=msgspec.structs.replace(spec, attributes=msgspec.structs.replace(spec.attributes, account=account)),
             system=system,
-            project=h["project"],
+            project=job.project,
         )
-        await rt.jobs.begin_try(job_id, name, system, placement=placement)
+        if not await rt.jobs.begin_try(
+            job_id, name, system, placement=placement, rq_id=queues.submit_rq_id(job_id), runner=runner
+        ):
+            log.warning("%s: taken over by another worker; %s sends nothing", job_id, runner)
+            return "taken over by another worker"
         placement = None
+        receipt: SubmitReceipt | None
         try:
             receipt = await adapter.submit(req)
         except SiteTimeout as exc:

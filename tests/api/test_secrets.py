@@ -5,6 +5,7 @@ log line captured at DEBUG (the API's and the worker code's, all in this process
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -107,15 +108,18 @@ def test_no_secret_in_any_response_header_audit_entry_or_log(
         # submit, and let the worker code check health and submit through the adapter
         job = seen.response(c.post("/api/v1/jobs", json={"project": "m1", "spec": SPEC,
                                                          "placement": {"site": "cscs"}}, headers=bearer)).json()
-        rt = Runtime(settings)
+        async def worker_code() -> None:
+            rt = Runtime(settings)
+            try:
+                for name in ("cscs", "refused"):
+                    await asyncio.wait_for(health.run(rt, name), 30)
+                with contextlib.suppress(Exception):  # whether placed or told to try later, nothing leaks
+                    await asyncio.wait_for(submit.run(rt, job["id"]), 30)
+            finally:
+                await rt.aclose()
+
         collect.attach()  # the worker code's loggers too
-        try:
-            for name in ("cscs", "refused"):
-                rt.call(health.run, rt, name, timeout=30)
-            with contextlib.suppress(Exception):  # whether placed or told to try later, nothing leaks
-                rt.call(submit.run, rt, job["id"], timeout=30)
-        finally:
-            rt.close()
+        asyncio.run(worker_code())
         seen.response(c.get(f"/api/v1/jobs/{job['id']}", headers=bearer))
 
         # fail: the facility refuses one site's secret; a token that is a secret; bad input

@@ -37,9 +37,10 @@ SITE_OF_KIND = {"sfapi": "nersc", "firecrest": "cscs", "iri": "alcf"}
 KIND_OF_SITE = {v: k for k, v in SITE_OF_KIND.items()}
 FINAL = {"COMPLETED", "FAILED", "CANCELED"}
 
-# the drills' worker settings: short windows so that each drill takes seconds, not minutes
+# the drills' worker settings: the default lease (a killed worker's jobs are taken over within
+# about 5 s) and a short sweep period, so that each drill takes seconds, not minutes
 DRILL_WORKER = """[worker]
-abandoned_after = 10
+abandoned_after = 3
 maintenance_interval = 3
 """
 
@@ -117,7 +118,7 @@ class Cluster:
             self.sims = self.demo.start_sims(free_port(), creds, time_scale)
             self.tokens = {r: f"sf_drill_{r}_{secrets.token_urlsafe(12)}" for r in ("viewer", "submitter", "admin")}
             cfg = self.demo.write_config(self.redis_url, self.sims, creds, self.tokens)
-            text = cfg.read_text().replace("[worker]\nabandoned_after = 30\n", worker_toml)
+            text = cfg.read_text().replace("[worker]\nabandoned_after = 3\n", worker_toml)
             text = text.replace("[placement]\n", "[api]\nrate_limit_per_minute = 0\n\n[placement]\n", 1)
             cfg.write_text(text)
             self.config = cfg
@@ -213,6 +214,20 @@ class Cluster:
             time.sleep(0.5)
         sample = [(j, jobs.get(j, {}).get("state"), jobs.get(j, {}).get("message")) for j in pending[:5]]
         raise AssertionError(f"{len(pending)} of {len(want)} jobs not in {states} after {timeout:.0f} s: {sample}")
+
+    def wait_taken_over(self, rq_id: str, dead: str, timeout: float = 60) -> float:
+        """Wait until a worker other than ``dead`` has claimed ``rq_id`` (or it is settled);
+        returns when (time.monotonic())."""
+        r = self.r()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            owner = r.hget("superfed:claims", rq_id)
+            if owner is None and r.hget(f"rq:job:{rq_id}", "status") in ("queued", "finished", "scheduled"):
+                return time.monotonic()  # back in its queue (taken over), or already run again
+            if owner is not None and owner.rpartition("/")[0] != dead:
+                return time.monotonic()
+            time.sleep(0.02)
+        raise AssertionError(f"{rq_id} was not taken over from {dead} within {timeout} s")
 
     def post(self, n: int, command: str, prefix: str, **kw: Any) -> dict[str, str]:
         return asyncio.run(self.apost(n, command, prefix, **kw))

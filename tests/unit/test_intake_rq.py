@@ -1,12 +1,11 @@
-"""Intake on the event loop writes exactly what the threaded RQ path writes, and an RQ
-worker runs the submission it enqueued."""
+"""Intake on the event loop writes exactly what the threaded RQ path writes, and a worker runs
+the submission it enqueued."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 import redis
-from rq import SimpleWorker
 
 from broker import queues
 from broker.config import validate
@@ -15,6 +14,8 @@ from broker.schemas import JobCreate
 from broker.store.connect import async_client, sync_client
 from broker.store.keys import Keys
 from broker.tasks import entry
+from broker.tasks.runtime import Runtime
+from broker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -52,10 +53,15 @@ async def test_async_intake_matches_the_threaded_one_and_rq_runs_it(clean_redis:
         assert conn.hget(keys.job(ours.id), "state") == b"NEW"
 
         ran: list[str] = []
-        monkeypatch.setattr(entry, "submit_job", lambda job_id: ran.append(job_id) or "ok")
+
+        async def fake_submit(_rt: Runtime, job_id: str, _runner: str) -> str:
+            ran.append(job_id)
+            return "ok"
+
+        monkeypatch.setitem(entry.TASKS, queues.SUBMIT_FN, fake_submit)
         q = queues.queue(conn, queues.SUBMIT)
-        assert SimpleWorker([q], connection=conn, serializer=queues.SERIALIZER).work(burst=True)
-        assert ran == [ours.id, theirs.id]
+        assert await Worker(settings, "w").main(burst=True) == 0
+        assert sorted(ran) == sorted([ours.id, theirs.id])
         assert q.fetch_job(f"submit-{ours.id}").get_status().value == "finished"  # type: ignore[union-attr]
     finally:
         await r.aclose()
