@@ -27,7 +27,7 @@ from typing import Any
 
 from broker import toml_out
 from broker.demo import free_port as free_port  # re-exported for the benchmarks
-from broker.demo import redis_server_args
+from broker.demo import new_redis_password, redis_server_args, redis_url_for
 from broker.demo import wait_port as wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,8 +182,9 @@ class Stack:
         if exe is None:
             raise RuntimeError("redis-server is not on PATH (apt-get install -y redis-server)")
         port = free_port()
-        self.spawn("redis", redis_server_args(exe, port, self.dir), cpu=cpu, port=port)
-        return f"redis://127.0.0.1:{port}/0"
+        password = new_redis_password()  # an ACL user, as the broker wants outside a demo
+        self.spawn("redis", redis_server_args(exe, port, self.dir, password=password), cpu=cpu, port=port)
+        return redis_url_for(port, password)
 
     def api(self, config: Path, *, cpu: int | None = SERVER_CPU, server: str = "uvicorn", name: str = "api") -> str:
         port = free_port()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
+import anyio
 import swagger_ui_bundle
 from litestar import Litestar
 from litestar.datastructures import State
@@ -17,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth
+from broker.api.events import EventHub
 from broker.api.files import FileController, ProjectController
 from broker.api.headers import SecurityHeaders, SwaggerWithCsp
 from broker.api.jobs import JobController, PlacementController
@@ -26,6 +28,7 @@ from broker.api.status import StatusController
 from broker.api.system import SystemController
 from broker.bootstrap import seed
 from broker.config import Settings
+from broker.store import redis_auth
 from broker.store.connect import async_client, sync_client
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
@@ -40,6 +43,9 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         st = app.state
+        # refuse to serve over a Redis anyone can write to (unless the config allows it)
+        await anyio.to_thread.run_sync(redis_auth.check, settings.redis_url,
+                                       settings.allow_unauthenticated_redis, "superfed serve")
         st.redis = async_client(settings.redis_url)
         st.sync_redis = sync_client(settings.redis_url)  # RQ's enqueue is synchronous
         st.jobs = JobStore(st.redis, st.rkeys)
@@ -47,12 +53,14 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.health = HealthStore(st.redis, st.rkeys)
         st.tokens = TokenStore(st.redis, st.rkeys)
         st.adapters = AdapterPool(st.sites)
+        st.events = EventHub(st.redis, st.rkeys, settings.api.max_streams_per_token)
         # Redis may come later: requests answer 503 until it does, and workers seed too
         with suppress(Exception):
             await seed(st.redis, settings)
         try:
             yield
         finally:
+            await st.events.aclose()
             await st.adapters.aclose()
             await st.redis.aclose()
             st.sync_redis.close()

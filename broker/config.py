@@ -98,6 +98,8 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     header_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     keep_alive_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2048
+    # Server-Sent Events streams one token may hold open on one API process (429 beyond)
+    max_streams_per_token: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 8
 
 
 class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -114,6 +116,9 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # the broker refuses to start when its Redis answers clients that did not log in, unless
+    # this says that is wanted (the demo's embedded fallback only; see deploy/redis.conf)
+    allow_unauthenticated_redis: bool = False
     namespace: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$(?!\n)")] = "superfed"
     sites: list[SiteConfig] = []
     tokens: list[TokenConfig] = []

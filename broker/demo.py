@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -55,10 +56,47 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeou
     raise RuntimeError(f"{what} is not listening on port {port} after {timeout:.0f} s")
 
 
-def redis_server_args(exe: str, port: int, workdir: Path, *, aof: bool = False) -> list[str]:
-    """A private redis-server on loopback; AOF with fsync every second when asked (drills)."""
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (0600 from the start: it holds tokens and the
+    Redis password), replacing any older one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+REDIS_USER = "superfed"  # the ACL user a private redis-server gets (its default user is off)
+
+
+def redis_server_args(
+    exe: str, port: int, workdir: Path, *, aof: bool = False, password: str | None = None
+) -> list[str]:
+    """A private redis-server on loopback; AOF with fsync every second when asked (drills).
+
+    With ``password``, the server's default user is switched off and the only way in is the
+    ACL user ``REDIS_USER`` with that password (``redis_url_for`` makes its URL). The users go
+    in a 0600 file in ``workdir`` named as the server's config file, so the password is
+    never on a command line (which any local user can read in ``ps``)."""
+    args = [exe]
+    if password is not None:
+        users = workdir / "redis-users.conf"
+        write_private(users, f"user default off\nuser {REDIS_USER} on >{password} ~* &* +@all\n")
+        args.append(str(users))
+    args += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
     return args + (["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"])
+
+
+def redis_url_for(port: int, password: str | None = None) -> str:
+    """The URL of a private redis-server on loopback (with its ACL user when it has one)."""
+    auth = f"{REDIS_USER}:{quote(password, safe='')}@" if password is not None else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
+
+
+def new_redis_password() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class Demo:
@@ -82,12 +120,15 @@ class Demo:
 
     # -- parts ----------------------------------------------------------------------------
     def start_redis(self, *, embedded: bool = False) -> tuple[str, str]:
+        """(its URL, a note for people). A redis-server gets a fresh ACL user and password; the
+        URL holding them reaches the API and workers only through the 0600 config file."""
         port = free_port()
         exe = None if embedded else shutil.which("redis-server")
         if exe:
-            proc = self.spawn("redis", redis_server_args(exe, port, self.dir))
+            password = new_redis_password()
+            proc = self.spawn("redis", redis_server_args(exe, port, self.dir, password=password))
             wait_port(port, proc, "redis-server")
-            return f"redis://127.0.0.1:{port}/0", f"private redis-server on port {port}"
+            return redis_url_for(port, password), f"private redis-server on port {port}, ACL user {REDIS_USER}"
         from fakeredis import TcpFakeServer
 
         server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
@@ -95,7 +136,8 @@ class Demo:
         self.embedded = server
         wait_port(port, None, "embedded Redis")
         why = "as asked" if embedded else "redis-server is not on PATH"
-        return f"redis://127.0.0.1:{port}/0", f"embedded Redis (fakeredis) on port {port}: {why}"
+        # fakeredis cannot require a password: the config says so (allow_unauthenticated_redis)
+        return redis_url_for(port), f"embedded Redis (fakeredis) on port {port}: {why}; NO PASSWORD, loopback only"
 
     def make_credentials(self) -> dict[str, Path]:
         from cryptography.hazmat.primitives import serialization
@@ -187,6 +229,8 @@ class Demo:
         ]
         data = {
             "redis_url": redis_url,
+            # only the embedded fallback (fakeredis) has no password; it listens on loopback
+            "allow_unauthenticated_redis": "@" not in redis_url,
             "placement": {"strategy": "best", "max_attempts": 3},
             "worker": {"abandoned_after": 3},
             "tokens": [
@@ -194,8 +238,7 @@ class Demo:
             ],
             "sites": sites,
         }
-        cfg.write_text(toml_out.dumps(data, "written by `superfed demo`; see config/ for annotated examples"))
-        cfg.chmod(0o600)
+        write_private(cfg, toml_out.dumps(data, "written by `superfed demo`; see config/ for annotated examples"))
         return cfg
 
     def wait_ready(self, api: str, token: str, timeout: float = 60) -> None:
@@ -292,7 +335,7 @@ def run(
         demo.wait_ready(api_url, tokens["viewer"])
         doc = {"api": api_url, "redis": redis_url, "simulators": sims, "tokens": tokens, "config": str(cfg)}
         if info:
-            Path(info).write_text(json.dumps(doc, indent=2) + "\n")
+            write_private(Path(info), json.dumps(doc, indent=2) + "\n")
         print(
             f"""superfed demo is up ({redis_note}).
 

@@ -62,6 +62,7 @@ from rq.job import JobStatus
 from broker import queues
 from broker.bootstrap import seed
 from broker.config import Settings
+from broker.store import redis_auth
 from broker.store.connect import sync_client
 from broker.store.keys import Keys
 from broker.store.leases import Leases
@@ -450,6 +451,8 @@ class Worker:
 def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per facility request is noise
+    # refuse to work over a Redis anyone can write to (unless the config allows it)
+    redis_auth.check(settings.redis_url, settings.allow_unauthenticated_redis, "superfed worker")
     worker = Worker(settings, name)
 
     async def main() -> int:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import weakref
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
 
 from adapters.types import ComponentHealth, Incident
+from broker.api.events import EventHub, TooManyStreams
 from broker.api.problems import ApiError
 from broker.config import SiteConfig, SiteLimits
 from broker.health import HealthRecord, effective, visible_components
@@ -22,6 +21,7 @@ from broker.store.coalesce import SharedCall
 from broker.store.jobs import now_iso
 from broker.store.sitecache import site_cache
 from broker.store.sites import SiteStore
+from broker.store.tokens import TokenRecord, digest
 
 
 class SiteStatus(msgspec.Struct):
@@ -120,31 +120,18 @@ class StatusController(Controller):
             raise ApiError(404, "Not found", f"no site {site!r}")
         return site_status(stored.config, await st.health.get(site), time.time())
 
-    @get("/events", operation_id="streamStatusEvents", summary="Server-Sent Events: one per state change")
-    async def events(self, request: Request[Any, Any, Any]) -> ServerSentEvent:
-        redis = request.app.state.redis
-        channel = request.app.state.rkeys.events
-
-        async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
-            pubsub = redis.pubsub()
-            await pubsub.subscribe(channel)
-            try:
-                yield ServerSentEventMessage(comment="subscribed")
-                last = time.monotonic()
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        yield ServerSentEventMessage(data=msg["data"], event="health")
-                        last = time.monotonic()
-                    elif time.monotonic() - last > 15:
-                        yield ServerSentEventMessage(comment="keep-alive")  # proxies close silent streams
-                        last = time.monotonic()
-                    await asyncio.sleep(0)
-            finally:
-                await pubsub.unsubscribe(channel)
-                await pubsub.aclose()
-
-        return ServerSentEvent(stream())
+    @get("/events", operation_id="streamStatusEvents",
+         summary="Server-Sent Events: one per state change (429 beyond the per-token stream limit)")
+    async def events(self, request: Request[TokenRecord, Any, Any]) -> ServerSentEvent:
+        hub: EventHub = request.app.state.events
+        _, _, secret = request.headers.get("authorization", "").partition(" ")
+        try:
+            stream = hub.stream(request.user, digest(secret.strip()))
+        except TooManyStreams as exc:
+            raise ApiError(429, "Too many requests",
+                           f"the token {request.user.name!r} has {exc.limit} event streams open here already "
+                           "(the limit); close one first", headers={"Retry-After": "15"}) from None
+        return ServerSentEvent(stream)
 
 
 class SiteController(Controller):

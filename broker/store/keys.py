@@ -58,6 +58,11 @@ class Keys:
         return f"{self.ns}:events"
 
     @property
+    def token_events(self) -> str:
+        """pub/sub channel: the id of each revoked token (open event streams of it end)"""
+        return f"{self.ns}:events:tokens"
+
+    @property
     def rr(self) -> str:
         return f"{self.ns}:placement:rr"
 

@@ -191,6 +191,7 @@ class TokenStore:
                     p.delete(self.keys.rate(d))
                     if rec.source == "config":
                         p.sadd(self.keys.tokens_revoked, d)
+                    p.publish(self.keys.token_events, rec.id)  # its open event streams end
                     await p.execute()
                     return "ok", rec
                 except WatchError:

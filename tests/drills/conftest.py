@@ -29,7 +29,7 @@ import redis
 
 from adapters.slurm import tag_from_comment
 from adapters.tags import tag_from_name
-from broker.demo import Demo
+from broker.demo import Demo, new_redis_password, redis_url_for
 from tests.support.servers import Proc, free_port, start_redis, superfed
 
 KINDS = ("sfapi", "firecrest", "iri")
@@ -110,6 +110,7 @@ class Cluster:
         self.starts = 0
         self.redis_proc: Proc | None = None
         self.redis_port = free_port()
+        self.redis_password = new_redis_password()  # the same across restarts of redis-server
         self.api_port = free_port()
         self.api_proc: Proc | None = None
         try:
@@ -133,14 +134,14 @@ class Cluster:
     # -- processes ---------------------------------------------------------------------
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return redis_url_for(self.redis_port, self.redis_password)
 
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
     def start_redis(self) -> Proc:
-        self.redis_proc, _ = start_redis(self.dir, port=self.redis_port, aof=True)
+        self.redis_proc, _ = start_redis(self.dir, port=self.redis_port, aof=True, password=self.redis_password)
         return self.redis_proc
 
     def start_api(self) -> Proc:

@@ -34,9 +34,25 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _secrets_kept(tmp: Path, redis_url: str) -> None:
+    """Issue 11: the --info file is 0600; the demo's Redis wants its ACL user's password, which
+    is on no command line and in no log."""
+    import stat
+
+    from broker.store.redis_auth import open_to_anyone
+
+    assert stat.S_IMODE((tmp / "info.json").stat().st_mode) == 0o600
+    password = urlparse(redis_url).password
+    assert password and open_to_anyone(redis_url) is False
+    assert not _processes_mentioning(password)
+    for log in [tmp / "demo.log", *(tmp / "demo").glob("*.log")]:
+        assert password not in log.read_text(errors="replace"), log
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_demo_leaves_nothing_running(tmp_path: Path, sig: signal.Signals) -> None:
     b = start_demo(tmp_path)
+    _secrets_kept(tmp_path, b.info["redis"])
     ports = [urlparse(u).port for u in [b.api, b.info["redis"], *b.info["simulators"].values()]]
     assert all(p and _listening(p) for p in ports)
     workdir = str(b.workdir)

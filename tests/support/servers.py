@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from broker.demo import redis_server_args
+from broker.demo import new_redis_password, redis_server_args, redis_url_for
 
 
 def free_port() -> int:
@@ -137,13 +137,20 @@ def superfed(*args: str) -> list[str]:
     return [sys.executable, "-m", "broker.cli", *args]
 
 
-def start_redis(tmp: Path, *, port: int | None = None, aof: bool = False) -> tuple[Proc, str]:
+def start_redis(
+    tmp: Path, *, port: int | None = None, aof: bool = False, password: str | None = None, open_access: bool = False
+) -> tuple[Proc, str]:
+    """A private redis-server and its URL. It has an ACL user with ``password`` (a fresh one
+    by default; the broker refuses a Redis anyone can use), or none with ``open_access``."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not on PATH (apt-get install -y redis-server)")
     port = port or free_port()
-    proc = Proc(redis_server_args(exe, port, tmp, aof=aof), port=port, log=tmp / "redis.log").wait_ready()
-    return proc, f"redis://127.0.0.1:{port}/0"
+    if not open_access:
+        password = password or new_redis_password()
+    args = redis_server_args(exe, port, tmp, aof=aof, password=None if open_access else password)
+    proc = Proc(args, port=port, log=tmp / "redis.log").wait_ready()
+    return proc, redis_url_for(port, None if open_access else password)
 
 
 @contextlib.contextmanager

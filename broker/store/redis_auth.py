@@ -1,0 +1,78 @@
+"""Is the broker's Redis open to anyone who can reach it?
+
+Whoever can write to the broker's Redis can write an admin token's hash or forge queue
+entries, so the broker refuses to start (API and workers alike) when its Redis answers a
+client that did not log in, unless the operator says ``allow_unauthenticated_redis = true``
+(the demo's embedded fallback, which cannot require a password, is the one case it sets).
+The probe connects to the same host and port as ``redis_url`` with no credentials and sends
+PING: a PONG means anyone on that network can do what the broker does."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, urlsplit
+
+import redis
+
+log = logging.getLogger("superfed.redis")
+
+
+class UnauthenticatedRedis(RuntimeError):
+    """The broker's Redis accepts clients without a password, and the config does not allow it."""
+
+
+def open_to_anyone(url: str, timeout: float = 2.0) -> bool | None:
+    """True: the server answered PING without credentials; False: it asked for them (NOAUTH,
+    a disabled default user, WRONGPASS); None: it could not be reached to tell."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return None
+    kwargs: dict[str, object] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    if parts.scheme == "unix":
+        client = redis.Redis(unix_socket_path=parts.path, **kwargs)  # type: ignore[arg-type]
+    else:
+        client = redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+                             ssl=parts.scheme == "rediss", **kwargs)  # type: ignore[arg-type]
+    try:
+        return bool(client.ping())
+    except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
+        return False
+    except redis.ResponseError as exc:  # "NOAUTH ...", "User disabled", "-NOPERM ..."
+        text = str(exc).upper()
+        if "NOAUTH" in text or "AUTH" in text or "NOPERM" in text or "DISABLED" in text:
+            return False
+        return None
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return None
+    finally:
+        client.close()
+
+
+def check(url: str, allow_unauthenticated: bool, who: str) -> None:
+    """Refuse (raise) when the Redis at ``url`` needs no password, unless allowed; then warn
+    loudly instead. An unreachable Redis is not refused here: the broker waits for it."""
+    verdict = open_to_anyone(url)
+    if not verdict:
+        return
+    where = redacted(url)
+    if allow_unauthenticated:
+        log.warning("!!! %s: Redis at %s accepts clients WITHOUT a password: anyone who can reach it can "
+                    "make admin tokens and run jobs. allow_unauthenticated_redis = true says this is "
+                    "wanted; configure an ACL user (deploy/redis.conf) for anything but a demo !!!", who, where)
+        return
+    log.error("%s: refusing to start: Redis at %s accepts clients without a password", who, where)
+    raise UnauthenticatedRedis(
+        f"Redis at {where} accepts clients without a password: anyone who can reach it could make "
+        "admin tokens and run jobs. Give it an ACL user (see deploy/redis.conf) and put the user and "
+        "password in redis_url (redis://USER:PASSWORD@host:port/0), or set "
+        "allow_unauthenticated_redis = true to run anyway")
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
