@@ -53,9 +53,10 @@ def test_last_used_is_written_at_most_once_a_minute(client: TestClient, clean_re
     d = hashlib.sha256(secret.encode()).hexdigest()
     r_ = redis.Redis.from_url(clean_redis)
     assert r_.hget("superfed:tokens:last_used", d) is None  # never used yet
+    before = time.time()
     client.get("/api/v1/sites", headers=_bearer(secret))
     first = r_.hget("superfed:tokens:last_used", d)
-    assert first is not None and abs(float(first) - time.time()) < 5
+    assert first is not None and before <= float(first) <= time.time()  # when it was used, on any machine
     for _ in range(5):
         client.get("/api/v1/sites", headers=_bearer(secret))
     assert r_.hget("superfed:tokens:last_used", d) == first

@@ -329,13 +329,6 @@ def test_unknown_route_and_many_jobs_unvalidated() -> None:
             assert submit(http, "#!/bin/bash\nsleep 1\n").status_code == 201
         time.sleep(0.05)
         http.get("/compute/daint/jobs")  # finished jobs keep their wire form from now on
-        best = min(_timed(http) for _ in range(3))
-        assert best < 0.05, best  # the benchmark's bar is 20 ms in-process; loopback adds to it
-
-
-def _timed(http: httpx.Client) -> float:
-    t0 = time.perf_counter()
-    r = http.get("/compute/daint/jobs")
-    elapsed = time.perf_counter() - t0
-    assert len(r.json()["jobs"]) == 1000
-    return elapsed
+        # all of them, every time (how fast is bench/simulators.py's "status of 1,000 jobs")
+        for _ in range(2):
+            assert len(http.get("/compute/daint/jobs").json()["jobs"]) == 1000

@@ -1,9 +1,7 @@
 """The simulated FIFO + backfill scheduler: order, backfill, reasons, and a long queue drains
-in time linear in its length (a job ending no longer copies the queue)."""
+completely (its time, linear in its length, is measured by bench/scheduler_drain.py)."""
 
 from __future__ import annotations
-
-import time
 
 from simulators.common.scheduler import BatchSystem
 
@@ -34,17 +32,14 @@ def test_fifo_with_backfill_and_reasons() -> None:
     assert b.cancel(wide.id) is wide and wide.state == "CANCELLED" and b.free_nodes == 4
 
 
-def test_a_long_queue_drains_in_linear_time() -> None:
-    def drain(n: int) -> float:
-        clock = Clock()
-        b = BatchSystem("m", nodes=2, clock=clock)
-        for i in range(n):
-            b.submit(name=f"j{i}", user="u", script="sleep 1", nodes=1)
-        t0 = time.perf_counter()
-        clock.t += n  # every job has had its turn
-        b.advance()
-        assert b.queue_length() == 0 and all(j.state == "COMPLETED" for j in b.all())
-        return time.perf_counter() - t0
-
-    small, big = min(drain(2_000) for _ in range(3)), min(drain(20_000) for _ in range(3))
-    assert big < 25 * small, (small, big)  # 10x the jobs: ~10x the time, not ~100x
+def test_a_long_queue_drains_completely_in_order() -> None:
+    # how the drain time grows with the queue's length is a benchmark (bench/scheduler_drain.py):
+    # a timed ratio fails under load; here only what must hold on any machine
+    clock = Clock()
+    b = BatchSystem("m", nodes=2, clock=clock)
+    jobs = [b.submit(name=f"j{i}", user="u", script="sleep 1", nodes=1) for i in range(5_000)]
+    assert b.queue_length() == 5_000 - 2
+    clock.t += 5_000 / 2  # every job has had its turn
+    b.advance()
+    assert b.queue_length() == 0 and all(j.state == "COMPLETED" for j in jobs)
+    assert b.free_nodes == 2
