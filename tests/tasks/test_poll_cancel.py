@@ -1,0 +1,132 @@
+"""Status polls and cancels: a poll moves jobs forward to their end and takes finished jobs out
+of the site's active set; a job missing from the facility's answer is not complete; a final
+state stays final; a cancel reaches the facility and the poll confirms it."""
+
+from __future__ import annotations
+
+from tests.tasks.conftest import LONG, SPEC, Tasks
+
+FINAL = {"COMPLETED", "FAILED", "CANCELED"}
+
+
+def test_a_poll_follows_a_job_to_completion_and_off_the_active_set(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create()
+    t.submit(jid)
+    assert t.poll("beta") == "nothing to poll"
+    h = t.poll_until(jid, FINAL, "alpha")
+    assert h["state"] == "COMPLETED" and h["exit_code"] == "0"
+    assert t.active("alpha") == {} and t.assigned("alpha") == set()  # a site with no unfinished jobs
+    assert t.r.zscore(t.keys.done("alpha"), jid) is not None  # counted in its throughput
+    assert jid in t.in_state("COMPLETED") and jid not in t.in_state("QUEUED") | t.in_state("ACTIVE")
+    states = [e["state"] for e in h["history"]]
+    assert states[0] == "NEW" and states[-1] == "COMPLETED" and states == sorted(states, key=ORDER.index)
+    assert t.poll("alpha") == "nothing to poll"
+
+
+ORDER = ["NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED"]
+
+
+def test_a_failing_job_fails_with_its_exit_code(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create({**SPEC, "arguments": ["-c", "exit 3"]})
+    t.submit(jid)
+    h = t.poll_until(jid, FINAL, "alpha")
+    assert (h["state"], h["exit_code"]) == ("FAILED", "3")
+    assert t.active("alpha") == {}
+
+
+def test_a_running_job_reads_active(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.submit(jid)
+    h = t.poll_until(jid, {"ACTIVE", *FINAL}, "alpha")
+    assert h["state"] == "ACTIVE" and jid in t.active("alpha")
+
+
+def test_absence_from_the_facilitys_answer_is_not_completion(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.submit(jid)
+    t.poll_until(jid, {"ACTIVE"}, "alpha")
+    t.sim["alpha"].control("reset")  # the facility's answer no longer lists the job
+    for _ in range(3):
+        assert t.poll("alpha") == "1 polled, 0 moved"
+    h = t.job(jid)
+    assert h["state"] == "ACTIVE" and "exit_code" not in h
+    assert jid in t.active("alpha")  # still asked about at the next poll
+
+
+def test_a_final_state_is_final(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create()
+    t.submit(jid)
+    done = t.poll_until(jid, FINAL, "alpha")
+    assert done["state"] == "COMPLETED"
+    for late in ("ACTIVE", "FAILED", "CANCELED", "QUEUED"):
+        assert t.advance(jid, late, exit_code=9, message="a late answer") == 0
+    h = t.job(jid)
+    assert h["state"] == "COMPLETED" and h["exit_code"] == "0" and h["message"] == done["message"]
+    assert h["history"] == done["history"] and h["attempts"] == done["attempts"]
+    assert t.in_state("COMPLETED") == {jid} and not t.in_state("FAILED") | t.in_state("CANCELED")
+
+
+def test_states_never_move_backward(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.submit(jid)
+    t.poll_until(jid, {"ACTIVE"}, "alpha")
+    assert t.advance(jid, "NEW") == 0
+    assert t.job(jid)["state"] == "ACTIVE" and t.in_state("ACTIVE") == {jid} and not t.in_state("NEW")
+    queued = t.create(LONG)
+    t.submit(queued)
+    assert t.advance(queued, "NEW") == 0 and t.job(queued)["state"] == "QUEUED"
+    assert t.advance(queued, "ACTIVE") == 1 and t.job(queued)["state"] == "ACTIVE"
+
+
+def test_a_cancel_reaches_the_facility_and_the_poll_confirms_it(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.submit(jid)
+    t.poll_until(jid, {"ACTIVE"}, "alpha")
+    assert t.cancel(jid) == "cancel sent"
+    (at_facility,) = t.sim["alpha"].jobs_tagged(jid)
+    assert at_facility["state"] == "CANCELLED"
+    h = t.poll_until(jid, FINAL, "alpha")
+    assert h["state"] == "CANCELED" and t.active("alpha") == {} and t.assigned("alpha") == set()
+    assert t.cancel(jid) == "already CANCELED"
+
+
+def test_a_cancel_asked_while_the_submission_lands_is_carried_out(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.r.hset(t.keys.job(jid), mapping={"inflight": "alpha|polaris", "inflight_at": "0"})
+    assert t.cancel(jid) == "submission in flight; the submitter cancels it when it lands"
+    assert t.job(jid)["state"] == "NEW"
+    # the API set the flag meanwhile; the submission lands (the mark is settled, then placed)
+    t.r.hset(t.keys.job(jid), "cancel_requested", "1")
+    assert "submitted to alpha" in t.submit(jid)
+    (at_facility,) = t.sim["alpha"].jobs_tagged(jid)
+    assert at_facility["state"] == "CANCELLED"  # cancelled there the moment it landed
+    assert t.poll_until(jid, FINAL, "alpha")["state"] == "CANCELED"
+
+
+def test_a_cancel_before_submission_touches_no_facility(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    assert t.cancel(jid) == "canceled"
+    assert t.job(jid)["state"] == "CANCELED"
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
+    assert t.submit(jid) == "already CANCELED"  # the queued submission finds it final
+    assert t.sim["alpha"].jobs() == []
+
+
+def test_a_cancel_of_a_job_the_facility_forgot_ends_it(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.submit(jid)
+    t.sim["alpha"].control("reset")
+    assert t.cancel(jid) == "canceled (unknown at facility)"
+    h = t.job(jid)
+    assert h["state"] == "CANCELED" and "no longer knows" in h["message"]
+    assert t.active("alpha") == {}

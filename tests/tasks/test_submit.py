@@ -1,0 +1,194 @@
+"""Submission: placed and submitted, refused by the facility, retried elsewhere, a timeout
+settled by asking the facility for the tag (found: no second job; not found: held, then placed
+again once the request cannot be pending), a cancel before placement, no eligible site."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from broker.tasks.submit import TryLater
+from tests.tasks.conftest import LONG, SPEC, Tasks
+
+
+def test_placed_and_submitted(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create()
+    assert "submitted to alpha" in t.submit(jid)
+    h = t.job(jid)
+    assert h["state"] == "QUEUED" and h["site"] == "alpha" and h["system"] == "polaris"
+    (native,) = [j["id"] for j in t.sim["alpha"].jobs_tagged(jid)]
+    assert h["native_id"].split(".")[0] == native and h["inflight"] == ""  # PBS's long id
+    assert t.sim["beta"].jobs() == []
+    assert [a["outcome"] for a in h["attempts"]] == ["submitted"]
+    # the placement it was made on, with every site and why
+    assert h["placement"]["site"] == "alpha" and {r["site"] for r in h["placement"]["ranking"]} == {"alpha", "beta"}
+    assert t.active("alpha") == {jid: f"polaris|{h['native_id']}"}
+    assert t.assigned("alpha") == {jid}  # counts in alpha's backlog until it ends
+    assert jid in t.in_state("QUEUED") and jid not in t.in_state("NEW")
+    assert [e["state"] for e in h["history"]] == ["NEW", "QUEUED"]
+    # a second run (RQ retries, a sweeper) changes nothing and makes no second job
+    assert t.submit(jid) == "already QUEUED"
+    assert len(t.sim["alpha"].jobs()) == 1
+
+
+def test_the_project_is_charged_through_the_sites_account(healthy: Tasks) -> None:
+    jid = healthy.create(project="m0001")
+    healthy.submit(jid)
+    (job,) = healthy.sim["alpha"].jobs_tagged(jid)
+    assert job["account"] == "m0001"
+
+
+def test_refused_by_the_facility_fails_with_its_message(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create({**SPEC, "attributes": {"duration": 600, "custom_attributes": {}}})
+    assert t.submit(jid) == "rejected by alpha"
+    h = t.job(jid)
+    assert h["state"] == "FAILED"
+    assert "filesystems is required" in h["message"] and "alpha rejected the job" in h["message"]
+    assert [(a["site"], a["outcome"]) for a in h["attempts"]] == [("alpha", "rejected")]
+    assert t.sim["beta"].jobs() == []  # a refusal is not retried elsewhere
+    assert t.assigned("alpha") == set() and t.active("alpha") == {}
+    assert jid in t.in_state("FAILED")
+
+
+def test_a_retriable_failure_fails_over_to_the_next_site(healthy: Tasks) -> None:
+    """A 503 to the submission: the facility is asked for the tag (not there), then beta."""
+    t = healthy
+    t.sim["alpha"].slow.busy = True
+    jid = t.create()
+    assert "submitted to beta" in t.submit(jid)
+    h = t.job(jid)
+    assert h["state"] == "QUEUED" and h["site"] == "beta"
+    assert [(a["site"], a["outcome"]) for a in h["attempts"]] == [("alpha", "retriable"), ("beta", "submitted")]
+    assert t.assigned("alpha") == set() and t.assigned("beta") == {jid}
+    assert len(t.sim["beta"].jobs_tagged(jid)) == 1
+
+
+def test_every_site_failing_retriably_is_retried_later(healthy: Tasks) -> None:
+    t = healthy
+    for f in t.sim.values():
+        f.slow.busy = True
+    jid = t.create()
+    with pytest.raises(TryLater, match="every eligible site failed"):
+        t.submit(jid)
+    h = t.job(jid)
+    assert h["state"] == "NEW" and h["inflight"] == ""
+    assert [a["outcome"] for a in h["attempts"]] == ["retriable", "retriable"]
+    assert t.assigned("alpha") == t.assigned("beta") == set()
+    for f in t.sim.values():
+        f.slow.busy = False
+    assert "submitted to" in t.submit(jid)  # RQ's retry
+    assert t.job(jid)["state"] == "QUEUED"
+
+
+def test_a_timeout_whose_job_was_made_is_settled_by_its_tag(healthy: Tasks) -> None:
+    t = healthy
+    t.sim["alpha"].slow.mode = "made"
+    jid = t.create()
+    assert t.submit(jid) == "submitted to alpha (settled after a timeout)"
+    assert t.sim["alpha"].slow.hits == 1
+    h = t.job(jid)
+    (made,) = t.sim["alpha"].jobs_tagged(jid)
+    assert h["state"] == "QUEUED" and h["site"] == "alpha" and h["native_id"].split(".")[0] == made["id"]
+    assert [a["outcome"] for a in h["attempts"]] == ["settled"]
+    assert t.sim["beta"].jobs() == []  # never a second job elsewhere
+
+
+def test_a_timeout_whose_job_was_not_made_is_held_then_placed_again(healthy: Tasks) -> None:
+    t = healthy
+    t.sim["alpha"].slow.mode = "lost"
+    jid = t.create()
+    with pytest.raises(TryLater, match="outcome is unknown"):
+        t.submit(jid)
+    h = t.job(jid)
+    assert h["state"] == "NEW" and h["inflight"] == "alpha|polaris"  # still unsure: the mark stays
+    assert [a["outcome"] for a in h["attempts"]] == ["uncertain"]
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
+    # at once again: the request may still be on its way, so nothing is sent anywhere
+    with pytest.raises(TryLater, match="may still be under way"):
+        t.submit(jid)
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
+    # once the request cannot be pending any more (its timeouts have passed), it is placed again
+    t.r.hset(t.keys.job(jid), "inflight_at", repr(time.time() - 60))
+    assert "submitted to alpha" in t.submit(jid)
+    assert len(t.sim["alpha"].jobs_tagged(jid)) == 1 and t.sim["beta"].jobs() == []
+    assert t.job(jid)["state"] == "QUEUED"
+
+
+def test_an_earlier_try_found_at_the_facility_is_settled_not_repeated(healthy: Tasks) -> None:
+    """A worker killed after sending: its mark says where; the next run finds the job there."""
+    t = healthy
+    t.sim["alpha"].slow.mode = "made"
+    jid = t.create()
+    t.r.hset(t.keys.job(jid), mapping={"inflight": "beta|polaris", "inflight_at": repr(time.time() - 60)})
+    # beta has nothing: the mark is cleared and the job placed (alpha makes it, answers late)
+    assert "settled after a timeout" in t.submit(jid)
+    assert len(t.sim["alpha"].jobs_tagged(jid)) == 1
+    jid2 = t.create(site="alpha")
+    t.submit(jid2)  # made at alpha
+    native = t.job(jid2)["native_id"]
+    t.r.hset(t.keys.job(jid2), mapping={"state": "NEW", "inflight": "alpha|polaris", "native_id": ""})
+    assert t.submit(jid2) == "settled at alpha"
+    assert t.job(jid2)["native_id"] == native and len(t.sim["alpha"].jobs_tagged(jid2)) == 1
+
+
+def test_a_cancel_before_placement_reaches_no_facility(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.r.hset(t.keys.job(jid), "cancel_requested", "1")
+    assert t.submit(jid) == "canceled"
+    assert t.job(jid)["state"] == "CANCELED"
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
+
+
+def test_no_eligible_site_waits_then_fails_after_no_site_timeout(make_tasks: Callable[..., Tasks]) -> None:
+    t = make_tasks(no_site_timeout=5)  # no site checked: none is eligible
+    fresh = t.create()
+    with pytest.raises(TryLater, match="no eligible site yet"):
+        t.submit(fresh)
+    h = t.job(fresh)
+    assert h["state"] == "NEW" and h["placement"]["site"] is None
+    assert all(not r["eligible"] for r in h["placement"]["ranking"])
+    old = t.create()
+    t.r.hset(t.keys.job(old), "created", repr(time.time() - 6))  # waited longer than no_site_timeout
+    assert t.submit(old) == "failed: no eligible site"
+    h = t.job(old)
+    assert h["state"] == "FAILED" and "no eligible site after" in h["message"] and "never checked" in h["message"]
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
+
+
+def test_pinned_to_a_site_goes_only_there(healthy: Tasks) -> None:
+    jid = healthy.create(site="beta")
+    assert "submitted to beta" in healthy.submit(jid)
+    assert healthy.sim["alpha"].jobs() == []
+
+
+def test_an_unanswerable_facility_holds_the_job_rather_than_risk_a_duplicate(healthy: Tasks) -> None:
+    """A 503 to everything: whether the submission made a job cannot be told, so the job waits
+    with its mark (no failover), and is placed again only after UNSURE_GIVE_UP."""
+    t = healthy
+    t.sim["alpha"].control("chaos", {"error_rate": 1.0, "status": 503})
+    jid = t.create()
+    with pytest.raises(TryLater, match="cannot check whether the job was made"):
+        t.submit(jid)
+    h = t.job(jid)
+    assert h["inflight"] == "alpha|polaris" and [a["outcome"] for a in h["attempts"]] == ["uncertain"]
+    assert t.sim["beta"].jobs() == []
+    with pytest.raises(TryLater, match="cannot settle the earlier try at alpha"):
+        t.submit(jid)
+    assert t.sim["beta"].jobs() == []
+    t.r.hset(t.keys.job(jid), "inflight_at", repr(time.time() - 60))  # unanswerable for a long while
+    with pytest.raises(TryLater):  # given up on: placed again (alpha first, still unanswerable)
+        t.submit(jid)
+    attempts = t.job(jid)["attempts"]
+    assert [a["outcome"] for a in attempts] == ["uncertain", "uncertain", "uncertain"]
+    assert "could not check for" in attempts[1]["error"]
+    t.r.hset(t.keys.job(jid), "inflight_at", repr(time.time() - 60))
+    t.sim["alpha"].control("chaos", {})
+    t.sim["alpha"].slow.busy = True  # alpha answers again (no job of ours there), takes no job: beta
+    assert "submitted to beta" in t.submit(jid)
+    assert [a["outcome"] for a in t.job(jid)["attempts"]][3:] == ["retriable", "submitted"]
+    assert t.sim["alpha"].jobs() == []
