@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from tests.support.servers import start_redis
+
+# No wall-clock limits in property tests either: on a loaded machine (two cores shared by several
+# suites) Hypothesis's per-example deadline and its "input generation is slow" check fail
+# correct code. What a test asserts is the property, never how fast it was checked.
+settings.register_profile("superfed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("superfed")
 
 
 @pytest.fixture(scope="session")

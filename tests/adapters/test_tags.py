@@ -23,3 +23,13 @@ def test_comment_round_trip_and_strangers() -> None:
     assert tag_from_name("plain") is None and tag_from_name("x.sf-") is None
     assert name_with_tag(None, "j1", default="superfed") == "superfed.sf-j1"
     assert name_with_tag("my job!", "j1") == "my_job_.sf-j1"
+
+
+def test_the_comment_prefix_counts_only_at_the_start() -> None:
+    # a user's own comment that mentions the prefix is not the broker's tag
+    assert tag_from_comment("see superfed:j1") is None
+    assert tag_from_comment("xsuperfed:j1") is None
+    assert tag_from_comment("SUPERFED:j1") is None
+    assert tag_from_comment("superfed:") is None and tag_from_comment("superfed:   ") is None
+    assert tag_from_comment("superfed: j1 ") == "j1"
+    assert tag_from_comment("superfed:j1 superfed:j2") == "j1 superfed:j2"  # taken as written, not searched

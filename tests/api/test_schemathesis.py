@@ -4,7 +4,8 @@ sends is the one the schema declares.
 
 The broker runs in-process (uvicorn in a thread) on a private Redis; its two sites point at a
 closed port, so the file and project operations meet an unreachable facility and must answer a
-problem document, never a 500. Bounded: a few examples per operation, a deadline per example."""
+problem document, never a 500. Bounded: a few examples per operation (no per-example deadline:
+timing is not a property)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_api_conforms(label: str, mode: GenerationMode, broker_url: str) -> None
     op = OPERATIONS[label]
 
     @given(case=op.as_strategy(generation_mode=mode))
-    @settings(max_examples=15, deadline=3000, database=None, derandomize=True,
+    @settings(max_examples=15, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         _keep_sites_local(case)

@@ -207,7 +207,33 @@ class Tasks:
         return h
 
     def active(self, site: str) -> dict[str, str]:
-        return dict(self.r.hgetall(self.keys.active(site)))
+        """job id -> native id of the broker's unfinished jobs at ``site`` (what a poll asks)."""
+        return {jid: v.partition("|")[2] for jid, v in self.r.hgetall(self.keys.active(site)).items()}
+
+    # -- the "a try may be under way" mark (where it went, and since when)
+    def inflight(self, job_id: str) -> str | None:
+        """The site of an unsettled try, or None."""
+        mark = self.r.hget(self.keys.job(job_id), "inflight")
+        return mark.partition("|")[0] if mark else None
+
+    def mark_inflight(self, job_id: str, site: str, *, age: float) -> None:
+        """As a try sent ``age`` seconds ago (by a worker since killed) leaves it."""
+        mark = {"inflight": f"{site}|polaris", "inflight_at": repr(time.time() - age)}
+        self.r.hset(self.keys.job(job_id), mapping=mark)
+
+    def age_inflight(self, job_id: str, age: float) -> None:
+        """The unsettled try was sent ``age`` seconds ago (its timeouts have long passed)."""
+        self.r.hset(self.keys.job(job_id), "inflight_at", repr(time.time() - age))
+
+    def unrecord_answer(self, job_id: str, site: str) -> None:
+        """The job as it stood after its try at ``site`` was sent and before the answer was
+        written: NEW, no native id, the try's mark on."""
+        self.r.hset(self.keys.job(job_id), mapping={"state": "NEW", "native_id": ""})
+        self.mark_inflight(job_id, site, age=0)
+
+    def request_cancel(self, job_id: str) -> None:
+        """What DELETE /api/v1/jobs/{id} records before it enqueues the cancel."""
+        self.r.hset(self.keys.job(job_id), "cancel_requested", "1")
 
     def assigned(self, site: str) -> set[str]:
         return set(self.r.hkeys(self.keys.assigned(site)))

@@ -100,11 +100,11 @@ def test_a_cancel_reaches_the_facility_and_the_poll_confirms_it(healthy: Tasks) 
 def test_a_cancel_asked_while_the_submission_lands_is_carried_out(healthy: Tasks) -> None:
     t = healthy
     jid = t.create(LONG)
-    t.r.hset(t.keys.job(jid), mapping={"inflight": "alpha|polaris", "inflight_at": "0"})
+    t.mark_inflight(jid, "alpha", age=3600)
     assert t.cancel(jid) == "submission in flight; the submitter cancels it when it lands"
     assert t.job(jid)["state"] == "NEW"
     # the API set the flag meanwhile; the submission lands (the mark is settled, then placed)
-    t.r.hset(t.keys.job(jid), "cancel_requested", "1")
+    t.request_cancel(jid)
     assert "submitted to alpha" in t.submit(jid)
     (at_facility,) = t.sim["alpha"].jobs_tagged(jid)
     assert at_facility["state"] == "CANCELLED"  # cancelled there the moment it landed

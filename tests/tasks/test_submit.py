@@ -4,7 +4,6 @@ again once the request cannot be pending), a cancel before placement, no eligibl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -20,12 +19,12 @@ def test_placed_and_submitted(healthy: Tasks) -> None:
     h = t.job(jid)
     assert h["state"] == "QUEUED" and h["site"] == "alpha" and h["system"] == "polaris"
     (native,) = [j["id"] for j in t.sim["alpha"].jobs_tagged(jid)]
-    assert h["native_id"].split(".")[0] == native and h["inflight"] == ""  # PBS's long id
+    assert h["native_id"].split(".")[0] == native and t.inflight(jid) is None  # PBS's long id
     assert t.sim["beta"].jobs() == []
     assert [a["outcome"] for a in h["attempts"]] == ["submitted"]
     # the placement it was made on, with every site and why
     assert h["placement"]["site"] == "alpha" and {r["site"] for r in h["placement"]["ranking"]} == {"alpha", "beta"}
-    assert t.active("alpha") == {jid: f"polaris|{h['native_id']}"}
+    assert t.active("alpha") == {jid: h["native_id"]}
     assert t.assigned("alpha") == {jid}  # counts in alpha's backlog until it ends
     assert jid in t.in_state("QUEUED") and jid not in t.in_state("NEW")
     assert [e["state"] for e in h["history"]] == ["NEW", "QUEUED"]
@@ -75,7 +74,7 @@ def test_every_site_failing_retriably_is_retried_later(healthy: Tasks) -> None:
     with pytest.raises(TryLater, match="every eligible site failed"):
         t.submit(jid)
     h = t.job(jid)
-    assert h["state"] == "NEW" and h["inflight"] == ""
+    assert h["state"] == "NEW" and t.inflight(jid) is None
     assert [a["outcome"] for a in h["attempts"]] == ["retriable", "retriable"]
     assert t.assigned("alpha") == t.assigned("beta") == set()
     for f in t.sim.values():
@@ -104,7 +103,7 @@ def test_a_timeout_whose_job_was_not_made_is_held_then_placed_again(healthy: Tas
     with pytest.raises(TryLater, match="outcome is unknown"):
         t.submit(jid)
     h = t.job(jid)
-    assert h["state"] == "NEW" and h["inflight"] == "alpha|polaris"  # still unsure: the mark stays
+    assert h["state"] == "NEW" and t.inflight(jid) == "alpha"  # still unsure: the mark stays
     assert [a["outcome"] for a in h["attempts"]] == ["uncertain"]
     assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
     # at once again: the request may still be on its way, so nothing is sent anywhere
@@ -112,7 +111,7 @@ def test_a_timeout_whose_job_was_not_made_is_held_then_placed_again(healthy: Tas
         t.submit(jid)
     assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
     # once the request cannot be pending any more (its timeouts have passed), it is placed again
-    t.r.hset(t.keys.job(jid), "inflight_at", repr(time.time() - 60))
+    t.age_inflight(jid, 60)
     assert "submitted to alpha" in t.submit(jid)
     assert len(t.sim["alpha"].jobs_tagged(jid)) == 1 and t.sim["beta"].jobs() == []
     assert t.job(jid)["state"] == "QUEUED"
@@ -123,14 +122,14 @@ def test_an_earlier_try_found_at_the_facility_is_settled_not_repeated(healthy: T
     t = healthy
     t.sim["alpha"].slow.mode = "made"
     jid = t.create()
-    t.r.hset(t.keys.job(jid), mapping={"inflight": "beta|polaris", "inflight_at": repr(time.time() - 60)})
+    t.mark_inflight(jid, "beta", age=60)
     # beta has nothing: the mark is cleared and the job placed (alpha makes it, answers late)
     assert "settled after a timeout" in t.submit(jid)
     assert len(t.sim["alpha"].jobs_tagged(jid)) == 1
     jid2 = t.create(site="alpha")
     t.submit(jid2)  # made at alpha
     native = t.job(jid2)["native_id"]
-    t.r.hset(t.keys.job(jid2), mapping={"state": "NEW", "inflight": "alpha|polaris", "native_id": ""})
+    t.unrecord_answer(jid2, "alpha")  # as if the worker that sent it died before recording the answer
     assert t.submit(jid2) == "settled at alpha"
     assert t.job(jid2)["native_id"] == native and len(t.sim["alpha"].jobs_tagged(jid2)) == 1
 
@@ -138,7 +137,7 @@ def test_an_earlier_try_found_at_the_facility_is_settled_not_repeated(healthy: T
 def test_a_cancel_before_placement_reaches_no_facility(healthy: Tasks) -> None:
     t = healthy
     jid = t.create(LONG)
-    t.r.hset(t.keys.job(jid), "cancel_requested", "1")
+    t.request_cancel(jid)
     assert t.submit(jid) == "canceled"
     assert t.job(jid)["state"] == "CANCELED"
     assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
@@ -153,7 +152,7 @@ def test_no_eligible_site_waits_then_fails_after_no_site_timeout(make_tasks: Cal
     assert h["state"] == "NEW" and h["placement"]["site"] is None
     assert all(not r["eligible"] for r in h["placement"]["ranking"])
     old = t.create()
-    t.r.hset(t.keys.job(old), "created", repr(time.time() - 6))  # waited longer than no_site_timeout
+    t.age(old, 6)  # waited longer than no_site_timeout
     assert t.submit(old) == "failed: no eligible site"
     h = t.job(old)
     assert h["state"] == "FAILED" and "no eligible site after" in h["message"] and "never checked" in h["message"]
@@ -175,18 +174,18 @@ def test_an_unanswerable_facility_holds_the_job_rather_than_risk_a_duplicate(hea
     with pytest.raises(TryLater, match="cannot check whether the job was made"):
         t.submit(jid)
     h = t.job(jid)
-    assert h["inflight"] == "alpha|polaris" and [a["outcome"] for a in h["attempts"]] == ["uncertain"]
+    assert t.inflight(jid) == "alpha" and [a["outcome"] for a in h["attempts"]] == ["uncertain"]
     assert t.sim["beta"].jobs() == []
     with pytest.raises(TryLater, match="cannot settle the earlier try at alpha"):
         t.submit(jid)
     assert t.sim["beta"].jobs() == []
-    t.r.hset(t.keys.job(jid), "inflight_at", repr(time.time() - 60))  # unanswerable for a long while
+    t.age_inflight(jid, 60)  # unanswerable for a long while
     with pytest.raises(TryLater):  # given up on: placed again (alpha first, still unanswerable)
         t.submit(jid)
     attempts = t.job(jid)["attempts"]
     assert [a["outcome"] for a in attempts] == ["uncertain", "uncertain", "uncertain"]
     assert "could not check for" in attempts[1]["error"]
-    t.r.hset(t.keys.job(jid), "inflight_at", repr(time.time() - 60))
+    t.age_inflight(jid, 60)
     t.sim["alpha"].control("chaos", {})
     t.sim["alpha"].slow.busy = True  # alpha answers again (no job of ours there), takes no job: beta
     assert "submitted to beta" in t.submit(jid)

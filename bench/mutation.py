@@ -1,0 +1,162 @@
+"""Mutation testing of the core modules with mutmut: how many mutants the fast tests kill.
+
+Run (not in CI's time budget; the machine is shared, so nicely)::
+
+    .venv/bin/pip install -q -e '.[test,mutation]'
+    nice -n 15 .venv/bin/python -m bench.mutation [--modules placement,tags] [--children 2] [--report-only]
+
+What is mutated, and which tests may kill a mutant, is ``[tool.mutmut]`` in pyproject.toml
+(the core modules; the fast tests that cover them). mutmut runs those tests once to learn
+which tests reach which function, then runs each mutant against only those tests. Mutants
+are copied under ``mutants/`` (git-ignored); results accumulate there, so a second run only
+runs what changed.
+
+The report (``bench/MUTATION.md``) gives, per module and overall, the share of mutants
+killed, and lists every survivor with its diff and, where one has been written, the reason it
+survives (``REASONS`` below: an equivalent mutant, or why no test should tell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
+REPORT = ROOT / "bench" / "MUTATION.md"
+
+# short name -> the module's dotted name (mutmut names mutants "<module>.x_<function>__mutmut_<n>")
+MODULES = {
+    "jobs": "broker.store.jobs",
+    "placement": "broker.placement",
+    "snapshot": "broker.snapshot",
+    "submit": "broker.tasks.submit",
+    "poll": "broker.tasks.poll",
+    "cancel": "broker.tasks.cancel",
+    "auth": "broker.api.auth",
+    "tokens": "broker.store.tokens",
+    "tags": "adapters.tags",
+    "sfapi-translate": "adapters.sfapi.translate",
+    "firecrest-translate": "adapters.firecrest.translate",
+    "iri-translate": "adapters.iri.translate",
+    "slurm": "adapters.slurm",
+}
+
+# mutant name -> why it survives (equivalent, or not worth a test: say which)
+REASONS: dict[str, str] = {}
+
+_LINE = re.compile(r"^\s+(?P<name>\S+): (?P<status>.+)$")
+
+
+def module_of(mutant: str) -> str:
+    return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+
+
+def ensure_specs() -> Path | None:
+    """Tests read the facilities' specs at ``../shared/specs`` from the tree they run in, and
+    mutmut runs them from ``mutants/``: lay a link so they find them. Returns the link made."""
+    link = ROOT / "shared"
+    if link.exists() or not (ROOT.parent / "shared").exists():
+        return None
+    link.symlink_to(ROOT.parent / "shared")
+    return link
+
+
+def run(modules: list[str], children: int) -> int:
+    globs = [f"{MODULES[m]}.*" for m in modules]
+    return subprocess.run([MUTMUT, "run", "--max-children", str(children), *globs], cwd=ROOT).returncode
+
+
+def results() -> dict[str, str]:
+    out = subprocess.run([MUTMUT, "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        m = _LINE.match(line)
+        if m:
+            found[m["name"]] = m["status"]
+    return found
+
+
+def diff(mutant: str) -> str:
+    out = subprocess.run([MUTMUT, "show", mutant], cwd=ROOT, capture_output=True, text=True).stdout
+    lines = [ln for ln in out.splitlines()[1:] if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
+    return "\n".join(lines[:8])
+
+
+def report(found: dict[str, str], modules: list[str]) -> str:
+    by_module: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for name, status in found.items():
+        by_module[module_of(name)][status].append(name)
+    rows = []
+    total_killed = total = 0
+    survivors: list[str] = []
+    for short in modules:
+        statuses = by_module.get(MODULES[short], {})
+        killed = len(statuses.get("killed", [])) + len(statuses.get("timeout", []))
+        n = sum(len(v) for k, v in statuses.items() if k not in ("not checked", "skipped"))
+        unchecked = len(statuses.get("not checked", []))
+        total_killed += killed
+        total += n
+        survivors += sorted(statuses.get("survived", []) + statuses.get("no tests", []))
+        share = f"{100 * killed / n:.1f} %" if n else "-"
+        rows.append(f"| `{MODULES[short]}` | {n} | {killed} | {share} |"
+                    f" {len(statuses.get('survived', []))} | {len(statuses.get('no tests', []))} | {unchecked} |")
+    overall = f"{100 * total_killed / total:.1f} %" if total else "-"
+    out = [
+        "# Mutation testing",
+        "",
+        f"`nice -n 15 .venv/bin/python -m bench.mutation`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mutmut "
+        f"{_mutmut_version()}. Killed = a fast test failed (or timed out) with the mutant in place;",
+        "'no tests' = no selected fast test reaches the mutated function; 'not checked' = not run yet.",
+        "",
+        "| module | mutants | killed | killed share | survived | no tests | not checked |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        f"| **overall** | **{total}** | **{total_killed}** | **{overall}** | | | |",
+        "",
+        "## Survivors",
+        "",
+    ]
+    for name in survivors:
+        why = REASONS.get(name, "(no reason written yet)")
+        out += [f"### `{name}` ({found[name]})", "", why, "", "```diff", diff(name), "```", ""]
+    return "\n".join(out) + "\n"
+
+
+def _mutmut_version() -> str:
+    return subprocess.run([MUTMUT, "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of: {', '.join(MODULES)}")
+    ap.add_argument("--children", type=int, default=2)
+    ap.add_argument("--report-only", action="store_true", help="write the report from the results so far")
+    args = ap.parse_args()
+    modules = [m for m in args.modules.split(",") if m]
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        ap.error(f"unknown modules: {', '.join(unknown)}")
+    link = ensure_specs()
+    try:
+        if not args.report_only:
+            os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+            run(modules, args.children)
+        text = report(results(), list(MODULES) if args.report_only else modules)
+    finally:
+        if link is not None:
+            link.unlink()
+    REPORT.write_text(text)
+    print(text.split("## Survivors")[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
