@@ -7,7 +7,7 @@ from __future__ import annotations
 from rq import Queue
 from rq.job import Job as RQJob
 
-from broker.tasks import queues
+from broker import queues
 from tests.tasks.conftest import Tasks
 
 OLD = 120.0  # seconds since acceptance, well past the sweeper's grace

@@ -13,6 +13,7 @@ import pytest
 
 from broker.api.status import site_status
 from broker.config import SiteConfig, validate_site
+from broker.health import effective
 from broker.placement import PlacementRequest, Policy, SiteView, place
 from broker.snapshot import site_views
 from broker.store.connect import async_client
@@ -20,7 +21,6 @@ from broker.store.health import HealthRecord, HealthStore
 from broker.store.jobs import JobStore
 from broker.store.keys import Keys
 from broker.store.sites import SiteStore
-from broker.tasks.health import effective
 
 pytestmark = pytest.mark.anyio
 THRESHOLD = 3
