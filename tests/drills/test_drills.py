@@ -13,6 +13,10 @@ import pytest
 
 from tests.drills.conftest import DRILL_LINES, Cluster, kill
 
+# Redis with AOF `appendfsync everysec` (deploy/redis.conf, the drills' Redis) may lose the
+# writes of its last second when it is killed; the README promises exactly this, no more
+FSYNC_WINDOW = 1.0
+
 pytestmark = [pytest.mark.drill, pytest.mark.slow]
 
 
@@ -143,9 +147,11 @@ def test_api_sigterm_finishes_requests(cluster: Cluster) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_redis_restart_during_activity(cluster: Cluster, sig: int) -> None:
-    """3. redis-server stopped (SIGTERM: clean, SIGKILL: AOF everysec loses up to its last
-    fsync window) while jobs come in and workers submit: the API answers 503 meanwhile, every
-    job accepted before the window survives, API and workers recover on their own."""
+    """3. redis-server stopped while jobs come in and workers submit, exactly as the README's
+    "Reliability" promises per durability level (AOF ``appendfsync everysec`` here): SIGTERM
+    loses no accepted job; SIGKILL may lose only jobs whose 202 came in the last
+    ``FSYNC_WINDOW`` seconds before the kill, every earlier one is kept and finishes. The API
+    answers 503 meanwhile; API and workers recover on their own."""
     c = cluster
     worker_pids = [w.pid for w in c.workers]
     out: dict[str, str] = {}
@@ -182,8 +188,8 @@ def test_redis_restart_during_activity(cluster: Cluster, sig: int) -> None:
 
     t = asyncio.run(drive())
     assert t["503s"] > 0, "no request saw the outage"
-    # everysec: a write is on disk within about a second; allow two
-    must = {jid for k, jid in out.items() if at[k] < t["killed"] - 2.0} if sig == signal.SIGKILL else None
+    # SIGTERM: every accepted job; SIGKILL: every job acknowledged before the fsync window
+    must = {jid for k, jid in out.items() if at[k] < t["killed"] - FSYNC_WINDOW} if sig == signal.SIGKILL else None
     ids = set(out.values())
     jobs_now = c.all_jobs()
     survivors = {j for j in ids if j in jobs_now}
@@ -194,8 +200,10 @@ def test_redis_restart_during_activity(cluster: Cluster, sig: int) -> None:
     a.report(**{"Redis down for": t["restarted"] - t["killed"], "API answering after Redis is back": t["api"],
                 "all finished after Redis is back": done - t["restarted"]})
     if gone:
-        DRILL_LINES.append(f"{name}: {gone} jobs accepted inside the last fsync window were not kept (allowed)")
-    a.check()
+        ages = sorted(t["killed"] - at[k] for k, jid in out.items() if jid not in survivors)
+        DRILL_LINES.append(f"{name}: {gone} jobs acknowledged {ages[0]:.2f}-{ages[-1]:.2f} s before the kill"
+                           f" were not kept (allowed: inside the {FSYNC_WINDOW:.0f} s fsync window)")
+    a.check()  # every job in ``must`` is kept, finished, once at one facility
     assert [w.pid for w in c.workers] == worker_pids and all(w.proc.poll() is None for w in c.workers)
     if sig == signal.SIGTERM:
         assert gone == 0

@@ -23,6 +23,7 @@ import redis
 from broker.config import Settings, validate
 from broker.intake import create_job_sync
 from broker.schemas import JobCreate
+from broker.store.jobs import Inflight
 from broker.store.keys import Keys
 from broker.tasks import cancel, health, poll, submit
 from broker.tasks.runtime import Runtime
@@ -137,7 +138,10 @@ def tasks_settings(redis_url: str, facilities: dict[str, Facility], token_file: 
 
 
 class Tasks:
-    """One worker's view: run a task to its end, create jobs as the API does, read Redis."""
+    """One worker's view: run a task to its end, create jobs as the API does, read Redis.
+
+    The tasks run on an event loop of their own in a thread (as a worker's loop), so the tests
+    stay synchronous and a task runs exactly as far as it would under a worker."""
 
     def __init__(self, settings: Settings, facilities: dict[str, Facility]):
         from broker.bootstrap import seed
@@ -147,17 +151,32 @@ class Tasks:
         self.keys = Keys(settings.namespace)
         self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.rq = redis.Redis.from_url(settings.redis_url)  # RQ wants bytes
-        self.rt = Runtime(settings)
-        self.rt.call(seed, self.rt.redis, settings)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="tasks-loop", daemon=True)
+        self._thread.start()
+
+        async def build() -> Runtime:
+            return Runtime(settings)
+
+        self.rt = self.call(build)
+        self.call(seed, self.rt.redis, settings)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``await fn(*args)`` on the tasks' loop; its exception, if any, is raised here."""
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result(60)
 
     def close(self) -> None:
-        self.rt.close()
-        self.r.close()
-        self.rq.close()
+        try:
+            self.call(self.rt.aclose)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.r.close()
+            self.rq.close()
 
     # -- the tasks, each run to its end (an exception is what RQ would see)
     def _run(self, fn: Callable[..., Any], *args: Any) -> str:
-        return str(self.rt.call(fn, self.rt, *args, timeout=60))
+        return str(self.call(fn, self.rt, *args))
 
     def submit(self, job_id: str) -> str:
         return self._run(submit.run, job_id)
@@ -172,9 +191,16 @@ class Tasks:
         return self._run(health.run, site)
 
     def sweep(self) -> None:
-        from broker.worker import Ticker
+        """One round of the sweeper, as the worker that holds its lease runs it."""
+        from broker.worker import Worker
 
-        Ticker(self.rt, self.rq, threading.Event()).sweep()
+        w = Worker(self.settings, "tests-sweeper")
+        w.rt = self.rt
+        try:
+            self.call(w._sweep)
+        finally:
+            w._waiter.shutdown(wait=False)
+            w.conn.close()
 
     # -- jobs, as the API accepts them
     def create(self, spec: dict[str, Any] | None = None, *, project: str = "m0001", **placement: Any) -> str:
@@ -188,7 +214,7 @@ class Tasks:
         async def go() -> int:
             return await self.rt.jobs.advance(job_id, state, fields=fields or None)
 
-        return int(self.rt.call(go, timeout=30))
+        return int(self.call(go))
 
     def age(self, job_id: str, seconds: float) -> None:
         """The job was accepted ``seconds`` ago (its record and its indexes say so)."""
@@ -208,22 +234,24 @@ class Tasks:
 
     def active(self, site: str) -> dict[str, str]:
         """job id -> native id of the broker's unfinished jobs at ``site`` (what a poll asks)."""
-        return {jid: v.partition("|")[2] for jid, v in self.r.hgetall(self.keys.active(site)).items()}
+        return {jid: a.native_id for jid, a in self.call(self.rt.jobs.active, site).items()}
 
     # -- the "a try may be under way" mark (where it went, and since when)
     def inflight(self, job_id: str) -> str | None:
         """The site of an unsettled try, or None."""
-        mark = self.r.hget(self.keys.job(job_id), "inflight")
-        return mark.partition("|")[0] if mark else None
+        rec = self.call(self.rt.jobs.record, job_id)
+        return rec.inflight.site if rec.inflight is not None else None
 
     def mark_inflight(self, job_id: str, site: str, *, age: float) -> None:
         """As a try sent ``age`` seconds ago (by a worker since killed) leaves it."""
-        mark = {"inflight": f"{site}|polaris", "inflight_at": repr(time.time() - age)}
-        self.r.hset(self.keys.job(job_id), mapping=mark)
+        mark = Inflight(site=site, system="polaris", at=time.time() - age)
+        self.r.hset(self.keys.job(job_id), "inflight", msgspec.json.encode(mark).decode())
 
     def age_inflight(self, job_id: str, age: float) -> None:
         """The unsettled try was sent ``age`` seconds ago (its timeouts have long passed)."""
-        self.r.hset(self.keys.job(job_id), "inflight_at", repr(time.time() - age))
+        site = self.inflight(job_id)
+        assert site is not None, f"{job_id} has no try under way"
+        self.mark_inflight(job_id, site, age=age)
 
     def unrecord_answer(self, job_id: str, site: str) -> None:
         """The job as it stood after its try at ``site`` was sent and before the answer was
