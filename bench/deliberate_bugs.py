@@ -47,7 +47,7 @@ BUGS = (
         "continue  # absence is not completion: the next poll asks again",
         "moved += await rt.jobs.advance(job_id, 'COMPLETED'); continue", TASKS),
     Bug("cancel-not-sent", "a cancel is never sent to the facility", "broker/tasks/cancel.py",
-        "await adapter.cancel(native, system or adapter.systems[0])", "pass", TASKS),
+        "await adapter.cancel(job.native_id, job.system or adapter.systems[0])", "pass", TASKS),
     Bug("timeout-fails-over", "a submission timeout fails over without asking the facility for the tag",
         "broker/tasks/submit.py",
         "        except SiteTimeout as exc:\n",
