@@ -361,6 +361,13 @@ def test_priority_follows_the_policy_then_score() -> None:
     )
 
 
+def test_priority_orders_the_rest_by_score_not_by_name() -> None:
+    # the sites outside the policy's list: zulu (idle) before alpha (busy), whatever their names
+    sites = [site("alpha", backlog=90), site("mike", backlog=40), site("zulu"), site("first", backlog=99)]
+    d = place(ask(), sites, Policy(strategy="priority", priority=["first"]), now=NOW)
+    assert [r.site for r in d.ranking] == ["first", "zulu", "mike", "alpha"]
+
+
 def test_the_request_strategy_overrides_the_policy() -> None:
     sites = [site("alpha", backlog=50), site("beta")]
     policy = Policy(strategy="priority", priority=["alpha"])
