@@ -67,12 +67,11 @@ from broker.store.connect import sync_client
 from broker.store.keys import Keys
 from broker.store.leases import Leases
 from broker.store.sitecache import site_cache
-from broker.tasks import entry, health, poll, submit
+from broker.tasks import entry, health, poll, submit, sweep
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.worker")
 
-SWEEP_GRACE = 30.0  # a NEW job older than this whose submission no queue, registry or worker holds is re-enqueued
 PROMOTE_EVERY = 0.5  # seconds between moves of due retries to their queue
 TAKEOVER_EVERY = 0.5  # seconds between looks for a dead worker's claimed jobs
 IDLE_WAIT = 1  # seconds one BLPOP waits for work (RQ takes whole seconds)
@@ -345,7 +344,7 @@ class Worker:
         out: dict[str, Periodic] = {
             k.lease("takeover", "all"): (TAKEOVER_EVERY, self._takeover),
             k.lease("promote", "all"): (PROMOTE_EVERY, self._promote),
-            k.lease("sweep", "all"): (float(self.cfg.maintenance_interval), self._sweep),
+            k.lease("sweep", "all"): (float(self.cfg.maintenance_interval), partial(sweep.run, self.rt, self.conn)),
         }
         for stored in await site_cache(self.rt.sites).all():
             s = stored.config
@@ -408,44 +407,6 @@ class Worker:
                 except NoSuchJobError:
                     continue
                 q.enqueue_job(job, at_front=job.should_enqueue_at_front())
-
-    async def _sweep(self) -> None:
-        """A 202 means the job will be worked on: re-enqueue NEW jobs whose submission nothing
-        holds (no queue, no retry registry, no worker's claim), seen so on two sweeps in a row
-        (a Redis crash can keep a job's hash but lose the move that queued it)."""
-        k = self.keys
-        cutoff_us = int((time.time() - SWEEP_GRACE) * 1_000_000)
-        ids = cast(
-            list[str], await self.rt.redis.zrangebyscore(k.jobs_by_state("NEW"), "-inf", cutoff_us, start=0, num=500)
-        )
-        if not ids:
-            return
-        rq_ids = [queues.submit_rq_id(j) for j in ids]
-        claimed = await self.rt.redis.hmget(k.claims, rq_ids)
-        q = self.by_name[queues.SUBMIT]
-        for job_id, rq_id, claim in zip(ids, rq_ids, claimed, strict=True):
-            held = claim is not None or self._held(q, rq_id)
-            if held:
-                await self.rt.redis.hdel(k.sweep_suspects, job_id)
-                continue
-            if await self.rt.redis.hsetnx(k.sweep_suspects, job_id, repr(time.time())):
-                continue  # the first sighting: look again next sweep
-            log.info("sweeper: re-enqueueing the submission of %s", job_id)
-            await self.rt.redis.hdel(k.sweep_suspects, job_id)
-            queues.enqueue_submit(self.conn, job_id, retries=self.cfg.submit_retries, timeout=self.cfg.job_timeout)
-
-    @staticmethod
-    def _held(q: Queue, rq_id: str) -> bool:
-        """Whether RQ holds the submission where its status says (queued or waiting to retry)."""
-        try:
-            status = RQJob.fetch(rq_id, connection=q.connection, serializer=queues.SERIALIZER).get_status()
-        except NoSuchJobError:
-            return False
-        if status == JobStatus.QUEUED:
-            return q.get_job_position(rq_id) is not None
-        if status == JobStatus.SCHEDULED:
-            return rq_id in q.scheduled_job_registry
-        return status == JobStatus.DEFERRED  # finished, failed, stopped, canceled, or started with no claim
 
 
 def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:

@@ -20,7 +20,7 @@ from broker.intake import create_job_sync
 from broker.schemas import JobCreate
 from broker.store.connect import sync_client
 from broker.store.keys import Keys
-from broker.tasks import entry, submit
+from broker.tasks import entry, submit, sweep
 from broker.tasks.runtime import Runtime
 from broker.worker import Worker
 
@@ -231,3 +231,26 @@ async def test_each_periodic_task_has_one_owner_and_moves_when_it_dies(clean_red
         w.request_stop()
         w.request_stop()
     await asyncio.wait_for(asyncio.gather(ta, tb), 30)
+
+
+async def test_the_sweeper_enqueues_a_lost_submission_again_and_leaves_held_ones(
+    settings: Settings, conn: redis.Redis
+) -> None:
+    lost, claimed, queued = _enqueue(conn, settings, 3)
+    q = queues.queue(conn, queues.SUBMIT)
+    q.fetch_job(queues.submit_rq_id(lost)).delete()  # type: ignore[union-attr]
+    q.remove(queues.submit_rq_id(claimed))  # a worker took it: out of the queue, claimed
+    conn.hset(KEYS.claims, queues.submit_rq_id(claimed), "w1/t")
+    old = time.time() - sweep.GRACE - 60
+    for jid in (lost, claimed, queued):  # accepted long ago
+        conn.zadd(KEYS.jobs_by_state("NEW"), {jid: int(old * 1_000_000)}, xx=True)
+    rt = Runtime(settings)
+    try:
+        await sweep.run(rt, conn)
+        assert q.get_job_ids() == [queues.submit_rq_id(queued)]  # one sighting is not enough
+        await sweep.run(rt, conn)
+        assert q.get_job_ids() == [queues.submit_rq_id(queued), queues.submit_rq_id(lost)]
+        await sweep.run(rt, conn)  # and never twice
+        assert q.get_job_ids() == [queues.submit_rq_id(queued), queues.submit_rq_id(lost)]
+    finally:
+        await rt.aclose()
