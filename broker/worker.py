@@ -377,6 +377,10 @@ class Worker:
         orphans = [rq_id for rq_id, w in claims.items() if w in dead]
         if not orphans:
             return
+        if time.time() - await submit.redis_started_at(self.rt) < self.lease_ms / 1000 + 2:
+            # Redis itself restarted moments ago: a lease that ran out while it was down says
+            # nothing of its owner, which renews it within a second of Redis being back
+            return
         async with self.rt.redis.pipeline(transaction=False) as p:
             for rq_id in orphans:
                 p.hdel(self.keys.claims, rq_id)

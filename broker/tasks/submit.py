@@ -49,7 +49,7 @@ async def run(rt: Runtime, job_id: str, runner: str = "") -> str:
         settled = await _settle(rt, job)
         if settled:
             return settled
-    elif job.created < await _redis_started_at(rt):
+    elif job.created < await redis_started_at(rt):
         # Redis restarted since the job was accepted: with AOF `everysec` its last second of
         # writes (an inflight mark, a QUEUED) may be gone. Ask every site for the tag first.
         settled = await _settle_everywhere(rt, job_id)
@@ -69,7 +69,7 @@ async def give_up(rt: Runtime, job_id: str, error: BaseException) -> None:
 _redis_start: tuple[float, float] = (0.0, 0.0)  # (when read, Redis's start time)
 
 
-async def _redis_started_at(rt: Runtime) -> float:
+async def redis_started_at(rt: Runtime) -> float:
     """When the Redis server last started (from INFO, read at most once a second)."""
     global _redis_start
     now = time.time()
