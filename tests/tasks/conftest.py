@@ -192,15 +192,9 @@ class Tasks:
 
     def sweep(self) -> None:
         """One round of the sweeper, as the worker that holds its lease runs it."""
-        from broker.worker import Worker
+        from broker.tasks import sweep
 
-        w = Worker(self.settings, "tests-sweeper")
-        w.rt = self.rt
-        try:
-            self.call(w._sweep)
-        finally:
-            w._waiter.shutdown(wait=False)
-            w.conn.close()
+        self.call(sweep.run, self.rt, self.rq)
 
     # -- jobs, as the API accepts them
     def create(self, spec: dict[str, Any] | None = None, *, project: str = "m0001", **placement: Any) -> str:
