@@ -23,6 +23,11 @@ class Node:
     mtime: float = field(default_factory=time.time)
     owner: str = "root"
     group: str = "root"
+    link_target: str | None = None  # a symbolic link: the path it points to, as given
+
+    @property
+    def is_link(self) -> bool:
+        return self.link_target is not None
 
     @property
     def size(self) -> int:
@@ -36,7 +41,8 @@ class Node:
     @property
     def mode_string(self) -> str:
         """``drwxr-xr-x`` style, with the type letter, as ``ls -l`` prints."""
-        return ("d" if self.is_dir else "-") + self.permissions
+        kind = "l" if self.is_link else "d" if self.is_dir else "-"
+        return kind + ("rwxrwxrwx" if self.is_link else self.permissions)
 
 
 def normalize(path: str) -> str:
@@ -48,6 +54,9 @@ def normalize(path: str) -> str:
     return "/" if norm in ("/", "//") else norm
 
 
+MAX_LINK_HOPS = 40  # Linux's MAXSYMLINKS
+
+
 class VirtualFS:
     def __init__(self, user: str = "superfed", group: str = "superfed"):
         self.user = user
@@ -55,25 +64,37 @@ class VirtualFS:
         self.root = Node("/", True, owner="root")
 
     # -- lookup ---------------------------------------------------------------------------
-    def _walk(self, path: str) -> Node:
+    def _walk(self, path: str, *, follow: bool = True, hops: int = 0) -> Node:
+        """The node at ``path``; symbolic links on the way are followed (the last one only
+        with ``follow``), at most MAX_LINK_HOPS of them, as the kernel's ELOOP."""
         node = self.root
-        for part in normalize(path).strip("/").split("/"):
-            if not part:
-                continue
+        parts = [p for p in normalize(path).strip("/").split("/") if p]
+        for i, part in enumerate(parts):
+            if node.is_link:
+                node, hops = self._resolve(node, "/" + "/".join(parts[: i - 1]), hops)
             if not node.is_dir:
                 raise NotADirectoryError(path)
             try:
                 node = node.children[part]
             except KeyError:
                 raise FileNotFoundError(path) from None
+        if node.is_link and follow:
+            node, hops = self._resolve(node, "/" + "/".join(parts[:-1]), hops)
         return node
+
+    def _resolve(self, link: Node, where: str, hops: int) -> tuple[Node, int]:
+        if hops >= MAX_LINK_HOPS:
+            raise OSError(40, "Too many levels of symbolic links")
+        target = link.link_target or ""
+        full = target if target.startswith("/") else posixpath.join(where, target)
+        return self._walk(full, follow=True, hops=hops + 1), hops + 1
 
     def _parent(self, path: str) -> tuple[Node, str]:
         norm = normalize(path)
         if norm == "/":
             raise PermissionError(path)
         head, name = posixpath.split(norm)
-        parent = self._walk(head)
+        parent = self._walk(head)  # links in the directory part are followed
         if not parent.is_dir:
             raise NotADirectoryError(head)
         return parent, name
@@ -81,12 +102,61 @@ class VirtualFS:
     def exists(self, path: str) -> bool:
         try:
             self._walk(path)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # missing, not a directory on the way, a link loop
             return False
         return True
 
     def stat(self, path: str) -> Node:
         return self._walk(path)
+
+    def lstat(self, path: str) -> Node:
+        """The node itself, a symbolic link not followed."""
+        return self._walk(path, follow=False)
+
+    def lexists(self, path: str) -> bool:
+        try:
+            self._walk(path, follow=False)
+        except OSError:
+            return False
+        return True
+
+    def symlink(self, target: str, path: str) -> Node:
+        """``ln -s target path``: the target is kept as given (it may dangle)."""
+        parent, name = self._parent(path)
+        if name in parent.children:
+            raise FileExistsError(path)
+        node = Node(name, False, mode=0o777, owner=self.user, group=self.group, link_target=target)
+        parent.children[name] = node
+        return node
+
+    def link(self, existing: str, path: str) -> Node:
+        """A hard link: a second name whose content is the same buffer."""
+        node = self._walk(existing)
+        if node.is_dir:
+            raise PermissionError(existing)  # hard links to directories are not allowed
+        parent, name = self._parent(path)
+        if name in parent.children:
+            raise FileExistsError(path)
+        twin = Node(name, False, data=node.data, mode=node.mode, owner=node.owner, group=node.group)
+        parent.children[name] = twin
+        return twin
+
+    def attach(self, path: str, node: Node) -> None:
+        """Put ``node`` (a copied or moved tree) at ``path``, replacing a file there."""
+        parent, name = self._parent(path)
+        old = parent.children.get(name)
+        if old is not None and old.is_dir and not old.is_link:
+            raise IsADirectoryError(path)
+        node.name = name
+        parent.children[name] = node
+
+    def detach(self, path: str) -> Node:
+        parent, name = self._parent(path)
+        node = parent.children.get(name)
+        if node is None:
+            raise FileNotFoundError(path)
+        del parent.children[name]
+        return node
 
     def ls(self, path: str, *, hidden: bool = True) -> list[Node]:
         node = self._walk(path)
@@ -123,13 +193,24 @@ class VirtualFS:
     def write(self, path: str, data: bytes, *, append: bool = False) -> Node:
         parent, name = self._parent(path)
         node = parent.children.get(name)
+        if node is not None and node.is_link:  # writing through a link writes its target
+            target = node.link_target or ""
+            where = posixpath.dirname(normalize(path))
+            hops = getattr(self, "_write_hops", 0)
+            if hops >= MAX_LINK_HOPS:
+                raise OSError(40, "Too many levels of symbolic links")
+            self._write_hops = hops + 1
+            try:
+                return self.write(posixpath.join(where, target), data, append=append)
+            finally:
+                self._write_hops = hops
         if node is not None and node.is_dir:
             raise IsADirectoryError(path)
         if node is None:
             node = Node(name, False, mode=0o644, owner=self.user, group=self.group)
             parent.children[name] = node
         if not append:
-            node.data = bytearray()
+            del node.data[:]  # in place: a hard link shares this buffer
         node.data.extend(data)
         node.mtime = time.time()
         return node

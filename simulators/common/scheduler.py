@@ -5,7 +5,9 @@ happened since the last call (jobs ending, queued jobs starting) in time order. 
 background task is needed, and a test can drive the clock by hand.
 
 A job's planned run time comes from its command: every ``sleep S`` adds S seconds (times
-``time_scale``); the last ``exit N`` sets its exit code.  States use Slurm's words; each
+``time_scale``); the last ``exit N`` sets its exit code.  With a ``runner`` (the facility's
+shell, ``simulators.common.jobrun``) the script itself runs when the job ends, and its exit
+code decides COMPLETED or FAILED; a script that sleeps past its walltime times out.  States use Slurm's words; each
 simulator translates them into its facility's vocabulary.
 """
 
@@ -145,6 +147,9 @@ class BatchSystem:
         self.clock = clock
         self.projects = {k: ProjectUsage(v) for k, v in (projects or {}).items()}
         self.on_finish = on_finish
+        # runs a job's script at its end: (job, seconds of script time it had or None for
+        # unbounded) -> exit code, or None when the script was still running at the budget
+        self.runner: Callable[[SimJob, float | None], int | None] | None = None
         self.jobs: dict[str, SimJob] = {}
         self._queue: deque[SimJob] = deque()  # FIFO of PENDING jobs
         self._running: list[tuple[float, int, str]] = []  # heap of (end time, seq, job id)
@@ -227,6 +232,7 @@ class BatchSystem:
             self.free_nodes += job.nodes
             self._running = [e for e in self._running if e[2] != job.id]
             heapq.heapify(self._running)
+            self._run(job, self._script_seconds(now - (job.start_time or now)))
         self._finish(job, CANCELLED, now, exit_code=0)
         job.cancelled_by = by
         self._schedule(now)
@@ -247,13 +253,35 @@ class BatchSystem:
         while self._running and self._running[0][0] <= now:
             end, _, jid = heapq.heappop(self._running)
             job = self.jobs[jid]
-            self.free_nodes += job.nodes
+            code: int | None = job.planned_exit
             if job.run_s > job.walltime_s:
+                self._run(job, self._script_seconds(job.walltime_s))
+                code = None
+            elif self.runner is not None and not job.extra.get("ran"):
+                code = self._run(job, self._script_seconds(job.walltime_s))
+                if code is None and job.start_time is not None and job.start_time + job.walltime_s > end:
+                    # the script outlived what its sleeps promised: it ends at its walltime
+                    job.run_s = job.walltime_s + 1.0
+                    heapq.heappush(self._running, (job.start_time + job.walltime_s, next(self._seq), job.id))
+                    continue
+            self.free_nodes += job.nodes
+            if code is None:
                 self._finish(job, TIMEOUT, end, exit_code=0)
             else:
-                self._finish(job, COMPLETED if job.planned_exit == 0 else FAILED, end, job.planned_exit)
+                self._finish(job, COMPLETED if code == 0 else FAILED, end, code)
             self._schedule(end)
         self._last = now
+
+    def _script_seconds(self, real_seconds: float) -> float | None:
+        """Real (scaled) seconds as script seconds: what ``sleep`` may add up to."""
+        return real_seconds / self.time_scale if self.time_scale > 0 else None
+
+    def _run(self, job: SimJob, budget: float | None) -> int | None:
+        """Run the job's script once (if there is a runner and the job started)."""
+        if self.runner is None or job.start_time is None or job.extra.get("ran"):
+            return job.planned_exit
+        job.extra["ran"] = True
+        return self.runner(job, budget)
 
     def _schedule(self, at: float) -> None:
         """Start queued jobs in FIFO order; a job that does not fit is skipped (first-fit

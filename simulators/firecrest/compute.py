@@ -116,7 +116,12 @@ def _submit(fac: Any, user: str, sysm: Any, desc: JobDescription) -> SimJob:
             stdout_path=desc.standard_output or d.output,
             stderr_path=desc.standard_error or d.error,
             environment=_environment(desc.env),
-            extra={"stdin": desc.standard_input, "reservation": desc.reservation or d.reservation},
+            extra={
+                "stdin": desc.standard_input,
+                "reservation": desc.reservation or d.reservation,
+                "ntasks": d.ntasks,
+                "ntasks_per_node": d.ntasks_per_node,
+            },
         )
     except SubmitError as exc:
         raise _slurm_error(f"sbatch: error: Batch job submission failed: {exc}", user) from None

@@ -20,6 +20,7 @@ _SHORT = {
     "D": "chdir",
     "q": "qos",
     "i": "input",
+    "n": "ntasks",
 }
 
 
@@ -39,6 +40,8 @@ class Directives:
     error: str | None = None
     chdir: str | None = None
     reservation: str | None = None
+    ntasks: int | None = None
+    ntasks_per_node: int | None = None
 
 
 def _walltime(text: str) -> int:
@@ -104,6 +107,10 @@ def parse_directives(script: str) -> Directives:
             found["walltime_s"] = _walltime(value)
         elif key in ("partition", "account", "comment", "output", "error", "chdir", "reservation"):
             found[key] = value
+        elif key in ("ntasks", "ntasks-per-node"):
+            if not value.isdigit() or int(value) < 1:
+                raise DirectiveError(f"sbatch: error: Invalid numeric value \"{value}\" for --{key}.")
+            found[key.replace("-", "_")] = int(value)
         elif key == "job-name":
             found["job_name"] = value
     return Directives(**found)  # type: ignore[arg-type]

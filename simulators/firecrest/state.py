@@ -9,12 +9,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from simulators.common import jobrun
 from simulators.common.facility import Facility, SimSettings
-from simulators.common.scheduler import CANCELLED, FINAL, PENDING, Partition, SimJob
+from simulators.common.scheduler import CANCELLED, FINAL, PENDING, TIMEOUT, Partition, SimJob
+from simulators.common.shell import Launch
 
 SLOW_CHECK_S = 7.5  # latency a degraded service reports (the check still succeeds, slowly)
 OPS_MAX_FILE_SIZE = 5 * 1024 * 1024  # dataOperation.maxOpsFileSize, FirecREST's default
 FILESYSTEMS = (("/home", "users", True), ("/scratch", "scratch", False))
+TASKS_PER_NODE = 288  # Alps GH200 nodes: 4 x 72 cores
 
 
 def default_partitions(nodes: int) -> list[Partition]:
@@ -45,17 +48,47 @@ class FirecrestFacility(Facility):
             self.fs.mkdir(f"{root}/{user}", parents=True)
         self.fs.write(f"/home/{user}/.bashrc", b"# simulated\n")
         for sysm in self.systems.values():
-            sysm.on_finish = self._write_output
+            sysm.runner = self._run_job  # lazily, when the job ends
+            sysm.on_finish = self._kill_note
 
-    def _write_output(self, job: SimJob) -> None:
-        """Slurm writes stdout to ``slurm-<id>.out`` in the working directory (or --output)."""
-        path = output_path(job)
-        text = (
-            f"superfed simulated job {job.id} ({job.name}) on {job.system}: "
-            f"{job.state}, exit {job.exit_code}\n"
+    def _run_job(self, job: SimJob, budget: float | None) -> int | None:
+        """The job's script, run by the shell when the job ends: its output is what it printed."""
+        code, _ = jobrun.run(self.fs, self.job_run(job), budget)
+        return code
+
+    def job_run(self, job: SimJob) -> jobrun.JobRun:
+        workdir = job.workdir or f"/home/{job.user}"
+        names = jobrun.node_names(job, int(job.id) % 1000)  # as _node_list shows them
+        ntasks = job.extra.get("ntasks") or job.nodes * (job.extra.get("ntasks_per_node") or 1)
+        meta = job_metadata(job)
+        env = {
+            **job.environment,
+            **jobrun.slurm_environment(job, cluster=job.system, submit_dir=workdir, ntasks=ntasks, names=names),
+        }
+        return jobrun.JobRun(
+            script=job.script,
+            user=job.user,
+            uid=self.settings.uid,
+            home=f"/home/{job.user}",
+            cwd=workdir,
+            host=names[0],
+            env=env,
+            launch=Launch(nodes=job.nodes, ntasks=ntasks, node_names=names, max_tasks_per_node=TASKS_PER_NODE),
+            stdout=meta["standardOutput"],
+            stderr=meta["standardError"],
+            name=f"/var/spool/slurmd/job{job.id}/slurm_script",
         )
+
+    def _kill_note(self, job: SimJob) -> None:
+        """slurmstepd's line in the error file when Slurm kills a running job."""
+        if job.start_time is None or job.state not in (CANCELLED, TIMEOUT):
+            return
+        why = " DUE TO TIME LIMIT" if job.state == TIMEOUT else ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(job.end_time or self.clock()))
+        host = jobrun.node_names(job, int(job.id) % 1000)[0]
+        line = f"slurmstepd: error: *** JOB {job.id} ON {host} CANCELLED AT {stamp}{why} ***\n"
         with contextlib.suppress(OSError):  # no such directory: Slurm would drop it too
-            self.fs.write(path, text.encode(), append=True)
+            self.fs.write(job_metadata(job)["standardError"], line.encode(), append=True)
 
     # -- health ---------------------------------------------------------------------------
     def services_health(self) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulators.common import jobrun
 from simulators.common.facility import Facility, SimSettings
-from simulators.iri import catalog
+from simulators.common.scheduler import SimJob
+from simulators.iri import catalog, pbs, running
 
 # which facility component drives which kind of resource
 COMPUTE_COMPONENTS = ("compute", "scheduler")
@@ -92,6 +94,19 @@ class IriFacility(Facility):
         self.tasks: dict[str, Task] = {}
         self.last_modified = now
         self._seed_files()
+        for sysm in self.systems.values():
+            sysm.runner = self._run_job  # the job's command runs (lazily) when it ends
+
+    def _run_job(self, job: SimJob, budget: float | None) -> int | None:
+        spec = running.job_run(
+            self.fs,
+            job,
+            home=f"/home/{job.user}",
+            uid=self.settings.uid,
+            jobid=pbs.job_id(job),
+            server=job.system,
+        )
+        return jobrun.run(self.fs, spec, budget)[0]
 
     def _seed_files(self) -> None:
         user = self.settings.user

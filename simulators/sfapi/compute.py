@@ -75,6 +75,7 @@ def submit_script(
             ("qos", qos),
             ("constraint", d.get("constraint")),
             ("ntasks", d.get("ntasks")),
+            ("ntasks-per-node", d.get("ntasks-per-node")),
             ("mem", d.get("mem")),
             ("reservation", d.get("reservation")),
         )
@@ -82,6 +83,7 @@ def submit_script(
     }
     extra["command"] = command
     extra["body"] = d.body
+    extra["args"] = list(args)  # the script's $1, $2, ...
     try:
         sim_job = sysm.submit(
             name=d.get("job-name") or (posixpath.basename(command) if is_path else "sbatch"),

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import posixpath
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulators.common.facility import Facility, SimSettings
 from simulators.common.scheduler import SimJob
-from simulators.sfapi.commands import job_output
+from simulators.sfapi.commands import run_batch_job, stepd_note
 
 PUBLIC_HOSTS = ("dtn01", "dtns", "perlmutter")  # sfapi_client's ``Machine`` enum
 MAX_TASKS = 200_000  # oldest task records are dropped (the real ones vanish too)
@@ -92,38 +91,12 @@ class SfapiFacility(Facility):
         self.transfers = {}
         self._seed_files()
         for sysm in self.systems.values():
-            sysm.on_finish = self._write_job_output
+            # the script runs when the job ends (lazily); Slurm notes a kill in the error file
+            sysm.runner = lambda job, budget: run_batch_job(self, job, budget)
+            sysm.on_finish = self._stepd_note
 
-    def _write_job_output(self, job: SimJob) -> None:
-        """Slurm's ``slurm-<id>.out`` (or ``--output``/``--error``), from the job's body."""
-        if job.start_time is None:
-            return  # cancelled while pending: it never ran
-        workdir = job.workdir or self.home
-        out, err = job_output(
-            self.fs,
-            job.extra.get("body", ""),
-            user=job.user,
-            uid=self.settings.uid,
-            home=self.home,
-            cwd=workdir if self.fs.exists(workdir) else self.home,
-            host="nid001000",
-            env=job.environment,
-        )
-        if job.state in ("CANCELLED", "TIMEOUT"):
-            why = " DUE TO TIME LIMIT" if job.state == "TIMEOUT" else ""
-            err += f"slurmstepd: error: *** JOB {job.id} ON nid001000 CANCELLED{why} ***\n"
-        stdout = self._output_path(job, job.stdout_path or "slurm-%j.out", workdir)
-        stderr = self._output_path(job, job.stderr_path, workdir) if job.stderr_path else stdout
-        try:
-            self.fs.write(stdout, out.encode())
-            self.fs.write(stderr, err.encode(), append=stderr == stdout)
-        except OSError:
-            pass  # Slurm cannot open the file either; the job's state stands
-
-    @staticmethod
-    def _output_path(job: SimJob, pattern: str, workdir: str) -> str:
-        path = pattern.replace("%j", job.id).replace("%x", job.name).replace("%u", job.user)
-        return path if path.startswith("/") else posixpath.join(workdir, path)
+    def _stepd_note(self, job: SimJob) -> None:
+        stepd_note(self, job)
 
     @property
     def home(self) -> str:

@@ -190,14 +190,7 @@ async def command(request: Request[Any, Any, Any]) -> Response[bytes]:
         }
         seconds = 0.0
     else:
-        result, seconds = run_command(
-            f.fs,
-            line,
-            user=f.settings.user,
-            uid=f.settings.uid,
-            home=f.home,
-            host=HOSTNAMES.get(name, name),
-        )
+        result, seconds = run_command(f, line, host=HOSTNAMES.get(name, name))
     task = f.add_task(result, delay=seconds * f.settings.time_scale)
     return ok({"task_id": task.id, "status": "OK", "error": None})
 

@@ -83,7 +83,7 @@ def test_partitions_nodes_userinfo(sim: Sim) -> None:
 def test_submit_info_wait_metadata(sim: Sim) -> None:
     c = sim.client()
     script = "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --time=00:10:00\n"
-    script += "#SBATCH --comment=superfed:t1\nsleep 5\n"
+    script += "#SBATCH --comment=superfed:t1\nsleep 5\necho A=$A on $SLURM_NNODES nodes, job $SLURM_JOB_ID\n"
     job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str=script, env_vars={"A": "1"})[
         "jobId"
     ]
@@ -95,8 +95,8 @@ def test_submit_info_wait_metadata(sim: Sim) -> None:
     meta = c.job_metadata(SYSTEM, job_id)[0]
     assert meta["script"] == script
     assert meta["standardOutput"] == f"/home/{USER}/slurm-{job_id}.out"
-    # the output file exists once the job ended
-    assert c.view(SYSTEM, meta["standardOutput"]).startswith("superfed simulated job")
+    # the output file holds what the script printed, with Slurm's variables and the job's env
+    assert c.view(SYSTEM, meta["standardOutput"]) == f"A=1 on 2 nodes, job {job_id}\n"
     assert any(j["jobId"] == job_id for j in c.job_info(SYSTEM))
 
 

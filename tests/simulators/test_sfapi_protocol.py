@@ -435,6 +435,7 @@ def test_jobs_write_their_output_files(api: httpx.Client) -> None:
     )["jobid"]
     time.sleep(0.05)
     read = lambda p: api.get(f"/utilities/download/perlmutter/{p}").json()["file"]  # noqa: E731
-    assert read(f"{HOME}/slurm-{plain}.out") == "hello world\nnid001000\n"
+    node = f"nid{1000 + int(plain) % 3000:06d}"  # the node sacct's NodeList names
+    assert read(f"{HOME}/slurm-{plain}.out") == f"hello world\n{node}\n{node}\n"  # srun -n 2: twice
     assert read(f"{HOME}/out-{named}.txt") == "inner\nafter\n"
     assert read(f"{HOME}/err.txt") == "cat: nope: No such file or directory\n"

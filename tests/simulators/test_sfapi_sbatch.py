@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.common.facility import SimSettings
-from simulators.common.files import VirtualFS
 from simulators.sfapi.commands import run_command
 from simulators.sfapi.compute import submit_script
 from simulators.sfapi.sbatch import (
@@ -93,32 +92,36 @@ def test_nodes_and_formats() -> None:
     assert format_squeue_time(90000) == "1-01:00:00"
 
 
-def run(fs: VirtualFS, line: str) -> tuple[dict[str, object], float]:
-    return run_command(fs, line, user="u", uid=1, home="/h", host="login01")
+def run(f: SfapiFacility, line: str) -> tuple[dict[str, object], float]:
+    return run_command(f, line, host="login01")
 
 
 def test_shell() -> None:
-    fs = VirtualFS(user="u", group="u")
-    fs.mkdir("/h", parents=True)
-    assert run(fs, "echo $USER $HOME")[0]["output"] == "u /h\n"
-    assert run(fs, "echo -n a; echo b")[0]["output"] == "ab\n"
-    assert run(fs, "echo x > f; echo y >> f; cat f")[0]["output"] == "x\ny\n"
-    assert run(fs, "false || echo rescued")[0]["output"] == "rescued\n"
-    assert run(fs, "false && echo never")[0] == {
+    f = SfapiFacility(SimSettings(systems=["perlmutter"], nodes=4, user="u", uid=1))
+    fs = f.fs
+    f.fs.mkdir("/h", parents=True)
+    f.fs.remove(f.home, recursive=True)
+    f.fs.mkdir(f.home)
+    assert run(f, "echo $USER $HOME")[0]["output"] == f"u {f.home}\n"
+    assert run(f, "echo -n a; echo b")[0]["output"] == "ab\n"
+    assert run(f, "echo x > f; echo y >> f; cat f")[0]["output"] == "x\ny\n"
+    assert run(f, "false || echo rescued")[0]["output"] == "rescued\n"
+    assert run(f, "false && echo never")[0] == {
         "status": "error",
         "output": "",
         "error": "",
         "exit_code": 1,
     }
-    assert run(fs, "touch t; ls -a")[0]["output"] == "f\nt\n"
-    result, slept = run(fs, "sleep 2; sleep 0.5; exit 4")
+    assert run(f, "touch t; ls -a")[0]["output"] == "f\nt\n"
+    result, slept = run(f, "sleep 2; sleep 0.5; exit 4")
     assert (result["exit_code"], slept) == (4, 2.5)
-    assert "pipelines" in str(run(fs, "ls | wc")[0]["error"])
-    assert run(fs, "rm nope")[0]["exit_code"] == 1 and run(fs, "rm -f nope")[0]["exit_code"] == 0
-    assert "syntax error" in str(run(fs, "echo 'unclosed")[0]["error"])
-    assert run(fs, "")[0]["exit_code"] == 0
-    assert run(fs, "/usr/bin/whoami")[0]["output"] == "u\n"
-    assert run(fs, "ls -l f")[0]["output"].startswith("-rw-r--r-- 1 u u        4 ")  # type: ignore[union-attr]
+    assert run(f, "ls | wc -l")[0]["output"] == "2\n"
+    assert run(f, "rm nope")[0]["exit_code"] == 1 and run(f, "rm -f nope")[0]["exit_code"] == 0
+    assert "syntax error" in str(run(f, "echo 'unclosed")[0]["error"])
+    assert run(f, "")[0]["exit_code"] == 0
+    assert run(f, "/usr/bin/whoami")[0]["output"] == "u\n"
+    assert run(f, "ls -l f")[0]["output"].startswith("-rw-r--r-- 1 u u        4 ")  # type: ignore[union-attr]
+    assert fs.read(f"{f.home}/f") == b"x\ny\n"
 
 
 _lines = st.sampled_from([
