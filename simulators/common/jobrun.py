@@ -7,11 +7,11 @@ cancelled or times out, with the time it had), so submitting stays as cheap as b
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simulators.common.files import VirtualFS
 from simulators.common.scheduler import SimJob
-from simulators.common.shell import IO, Killed, Launch, Shell, Sink
+from simulators.common.shell import IO, Handler, Killed, Launch, Shell, Sink
 
 log = logging.getLogger("superfed.sim.shell")
 
@@ -32,6 +32,7 @@ class JobRun:
     stderr: str
     args: tuple[str, ...] = ()
     name: str = "bash"  # $0 and the prefix of bash's messages
+    extra: dict[str, Handler] = field(default_factory=dict)  # facility commands for this job
 
 
 def run(fs: VirtualFS, spec: JobRun, budget: float | None) -> tuple[int | None, Shell]:
@@ -49,6 +50,7 @@ def run(fs: VirtualFS, spec: JobRun, budget: float | None) -> tuple[int | None, 
         name=spec.name,
         launch=spec.launch,
         budget=budget,
+        extra=dict(spec.extra),
     )
     out = _open(sh, spec.stdout)
     err = out if spec.stderr == spec.stdout else _open(sh, spec.stderr)

@@ -170,11 +170,14 @@ class BatchSystem:
         partition: str | None = None,
         account: str | None = None,
         command: str | None = None,
+        run_seconds: float | None = None,
         **kw: Any,
     ) -> SimJob:
         """Queue a job or raise ``SubmitError`` with a Slurm-like message.
 
-        ``command`` is the text scanned for ``sleep``/``exit`` (defaults to the script)."""
+        ``command`` is the text scanned for ``sleep``/``exit`` (defaults to the script);
+        ``run_seconds`` instead sets how long it runs in real seconds (a job that waits for
+        something outside, ended early by ``wake``)."""
         self.advance()
         part_name = partition or self.default_partition
         part = self.partitions.get(part_name)
@@ -201,7 +204,7 @@ class BatchSystem:
             nodes=nodes,
             walltime_s=walltime,
             submit_time=self.clock(),
-            run_s=seconds * self.time_scale,
+            run_s=seconds * self.time_scale if run_seconds is None else run_seconds,
             planned_exit=code,
             **kw,
         )
@@ -237,6 +240,20 @@ class BatchSystem:
         job.cancelled_by = by
         self._schedule(now)
         return job
+
+    def wake(self, job_id: str) -> None:
+        """A job waiting on something outside the cluster (a staged upload) may end now: a
+        running job ends at once, a pending one as soon as it starts."""
+        self.advance()
+        job = self.jobs.get(job_id)
+        if job is None or job.final:
+            return
+        job.run_s = 0.0
+        if job.state == RUNNING:
+            now = self.clock()
+            self._running = [(now if jid == job_id else end, seq, jid) for end, seq, jid in self._running]
+            heapq.heapify(self._running)
+            self.advance()
 
     def set_compute(self, state: str) -> None:
         """``down`` stops new starts and submissions; ``up``/``degraded`` resume them."""

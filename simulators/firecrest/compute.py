@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 import msgspec
-from litestar import Response, delete, get, post
+from litestar import Response, delete, get, post, put
 from litestar.params import FromPath
 
-from simulators.common.scheduler import SimJob, SubmitError
+from simulators.common.scheduler import PENDING, RUNNING, SimJob, SubmitError
 from simulators.firecrest.common import Req, compute_context, no_content, query_bool, respond
 from simulators.firecrest.errors import FirecrestError, field_error, validation_error
 from simulators.firecrest.sbatch import DirectiveError, parse_directives
@@ -101,6 +101,9 @@ def _submit(fac: Any, user: str, sysm: Any, desc: JobDescription) -> SimJob:
     except DirectiveError as exc:
         raise _slurm_error(str(exc), user) from None
     account = desc.account or d.account or next(iter(fac.settings.projects), None)
+    reservation = desc.reservation or d.reservation
+    if reservation is not None and reservation not in fac.reservations:
+        raise _slurm_error("sbatch: error: Batch job submission failed: Requested reservation is invalid", user)
     try:
         return sysm.submit(  # type: ignore[no-any-return]
             # options FirecREST passes on sbatch's command line win over #SBATCH lines
@@ -218,4 +221,25 @@ def delete_job(request: Req, system_name: FromPath[str], job_id: FromPath[str]) 
     return no_content(user)
 
 
-ROUTES = [post_job, get_jobs, get_job, get_job_metadata, delete_job]
+class AttachBody(msgspec.Struct):
+    command: str
+
+
+@put("/compute/{system_name:str}/jobs/{job_id:str}/attach", status_code=200)  # the Response sets 204
+async def put_attach(request: Req, system_name: FromPath[str], job_id: FromPath[str]) -> Response[bytes]:
+    fac, user, job = _job(request, system_name, job_id, "Job not found.")
+    try:
+        body = msgspec.json.decode(await request.body(), type=AttachBody)
+    except msgspec.DecodeError:
+        raise field_error("body", "", "JSON decode error") from None
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        raise field_error("body", "command", "Field required" if "missing" in text else text.split(" - ")[0]) from None
+    if job.state != RUNNING:
+        why = "Job is pending execution" if job.state == PENDING else "Job/step already completing or completed"
+        raise _slurm_error(f"srun: error: Unable to create step for job {job.id}: {why}", user)
+    fac.attach(job, body.command)
+    return no_content(user)
+
+
+ROUTES = [post_job, get_jobs, get_job, get_job_metadata, delete_job, put_attach]

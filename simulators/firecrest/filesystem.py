@@ -79,11 +79,11 @@ def file_wire(
     user, group = _owner(fs, node, numeric, uid)
     return {
         "name": name,
-        "type": "d" if node.is_dir else "-",
-        "linkTarget": None,
+        "type": "l" if node.is_link else "d" if node.is_dir else "-",
+        "linkTarget": node.link_target,
         "user": user,
         "group": group,
-        "permissions": node.permissions,
+        "permissions": "rwxrwxrwx" if node.is_link else node.permissions,
         "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(node.mtime)),
         "size": str(node.size),
     }
@@ -121,7 +121,7 @@ def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     q = request.query_params
     numeric = query_bool(q, "numericUid")
     hidden, recursive = query_bool(q, "showHidden"), query_bool(q, "recursive")
-    query_bool(q, "dereference")  # validated; the simulated tree has no links to follow
+    query_bool(q, "dereference")  # validated; listings show links as links
     try:
         node = fac.fs.stat(path)
         if not node.is_dir:  # `ls -l FILE` prints the path as given
@@ -143,12 +143,12 @@ def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
 @get("/filesystem/{system_name:str}/ops/stat", sync_to_thread=False)
 def get_stat(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     fac, user, path = _path(request, system_name)
-    query_bool(request.query_params, "dereference")  # validated; no links to follow
+    follow = query_bool(request.query_params, "dereference")
     try:
-        node = fac.fs.stat(path)
+        node = fac.fs.stat(path) if follow else fac.fs.lstat(path)
     except OSError as exc:
         raise fs_error(exc, "stat: cannot statx", path, user) from None
-    kind = statmod.S_IFDIR if node.is_dir else statmod.S_IFREG
+    kind = statmod.S_IFLNK if node.is_link else statmod.S_IFDIR if node.is_dir else statmod.S_IFREG
     t = int(node.mtime)
     uid = fac.settings.uid if node.owner != "root" else 0
     out = {
@@ -158,7 +158,7 @@ def get_stat(request: Req, system_name: FromPath[str]) -> Response[bytes]:
         "nlink": 2 if node.is_dir else 1,
         "uid": uid,
         "gid": uid,
-        "size": node.size,
+        "size": len(node.link_target or "") if node.is_link else node.size,
         "atime": t,
         "ctime": t,
         "mtime": t,

@@ -12,7 +12,8 @@ from typing import Any
 from simulators.common import jobrun
 from simulators.common.facility import Facility, SimSettings
 from simulators.common.scheduler import CANCELLED, FINAL, PENDING, TIMEOUT, Partition, SimJob
-from simulators.common.shell import Launch
+from simulators.common.shell import IO, Killed, Launch, Shell, Sink
+from simulators.firecrest.staging import StagingArea, stage_command
 
 SLOW_CHECK_S = 7.5  # latency a degraded service reports (the check still succeeds, slowly)
 OPS_MAX_FILE_SIZE = 5 * 1024 * 1024  # dataOperation.maxOpsFileSize, FirecREST's default
@@ -43,6 +44,8 @@ class FirecrestFacility(Facility):
 
     def reset(self) -> None:
         super().reset()
+        self.staging = StagingArea()
+        self.reservations: dict[str, dict[str, Any]] = {}  # name -> the /status reservations entry
         user = self.settings.user
         for root in ("/home", "/scratch"):
             self.fs.mkdir(f"{root}/{user}", parents=True)
@@ -77,7 +80,28 @@ class FirecrestFacility(Facility):
             stdout=meta["standardOutput"],
             stderr=meta["standardError"],
             name=f"/var/spool/slurmd/job{job.id}/slurm_script",
+            extra={"f7t-stage": stage_command(self.staging)} if job.extra.get("transfer") else {},
         )
+
+    def attach(self, job: SimJob, command: str) -> int:
+        """``srun --overlap --jobid=N bash -c COMMAND`` in a running job: the command runs
+        now in the job's environment; its output goes where the command sends it (the
+        attach answer carries none, as in FirecREST)."""
+        spec = self.job_run(job)
+        sh = Shell(
+            fs=self.fs,
+            user=spec.user,
+            uid=spec.uid,
+            home=spec.home,
+            host=spec.host,
+            env=dict(spec.env),
+            cwd=spec.cwd if self.fs.exists(spec.cwd) else spec.home,
+            launch=spec.launch,
+        )
+        try:
+            return sh.run_script(command, IO(Sink(sh, discard=True), Sink(sh, discard=True)))
+        except Killed:
+            return 1
 
     def _kill_note(self, job: SimJob) -> None:
         """slurmstepd's line in the error file when Slurm kills a running job."""

@@ -72,8 +72,8 @@ def get_partitions(request: Req, system_name: FromPath[str]) -> Response[bytes]:
 
 @get("/status/{system_name:str}/reservations", sync_to_thread=False)
 def get_reservations(request: Req, system_name: FromPath[str]) -> Response[bytes]:
-    _, user, _ = compute_context(request, system_name)
-    return respond({"reservations": []}, user)
+    fac, user, _ = compute_context(request, system_name)
+    return respond({"reservations": list(fac.reservations.values())}, user)
 
 
 @get("/status/{system_name:str}/userinfo", sync_to_thread=False)

@@ -198,3 +198,124 @@ def test_async_client(sim: Sim, tmp_path: Path) -> None:
         await c.close_session()
 
     anyio.run(main)
+
+
+def test_job_output_is_what_the_script_printed(sim: Sim) -> None:
+    c = sim.client()
+    home = f"/home/{USER}"
+    script = (
+        "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=2\n#SBATCH --error=job.err\n"
+        "echo job $SLURM_JOB_ID on $SLURM_NNODES nodes, $SLURM_NTASKS tasks, in $SLURM_SUBMIT_DIR\n"
+        "srun bash -c 'echo task $SLURM_PROCID'\n"
+        "mkdir -p results && echo 42 > results/answer.txt && cp results/answer.txt copy.txt\n"
+        "frobnicate --now\n"
+        "echo \"status $?\"\n"
+    )
+    job_id = c.submit(SYSTEM, working_dir=home, script_str=script)["jobId"]
+    done = c.wait_for_job(SYSTEM, job_id, timeout=30)[0]
+    assert done["status"]["state"] == "COMPLETED"  # the last command's code: echo's 0
+    meta = c.job_metadata(SYSTEM, job_id)[0]
+    assert meta["standardError"] == f"{home}/job.err"
+    out = c.view(SYSTEM, meta["standardOutput"])
+    assert out == (
+        f"job {job_id} on 2 nodes, 4 tasks, in {home}\n"
+        "task 0\ntask 1\ntask 2\ntask 3\nstatus 127\n"
+    )
+    assert c.view(SYSTEM, f"{home}/job.err") == (
+        f"/var/spool/slurmd/job{job_id}/slurm_script: line 8: frobnicate: command not found\n"
+    )
+    assert c.view(SYSTEM, f"{home}/copy.txt") == "42\n"  # what the job wrote, downloaded
+
+
+def test_unknown_command_fails_the_job(sim: Sim) -> None:
+    c = sim.client()
+    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\npython3 -c 'print(1)'\n")["jobId"]
+    done = c.wait_for_job(SYSTEM, job_id, timeout=30)[0]
+    assert done["status"]["state"] == "FAILED" and done["status"]["exitCode"] == 127
+
+
+def test_wait_with_a_timeout_cancels_the_job(sim: Sim) -> None:
+    from firecrest.FirecrestException import JobTimeoutException
+
+    c = sim.client()
+    job_id = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 100000\n")["jobId"]
+    with pytest.raises(JobTimeoutException):
+        c.wait_for_job(SYSTEM, job_id, timeout=1)
+    assert c.job_info(SYSTEM, job_id)[0]["status"]["state"].startswith("CANCELLED")
+
+
+def test_list_and_filter_jobs(sim: Sim) -> None:
+    c = sim.client()
+    a = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\n#SBATCH -J alpha\nsleep 1\n")["jobId"]
+    b = c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\nsleep 1\n", account="m0002")["jobId"]
+    assert {j["jobId"] for j in c.job_info(SYSTEM)} == {a, b}
+    assert [j["jobId"] for j in c.job_info(SYSTEM, account="m0002")] == [b]
+    assert {j["name"] for j in c.job_info(SYSTEM)} == {"alpha", "sbatch"}
+
+
+def test_unknown_reservation_is_refused_with_slurms_words(sim: Sim) -> None:
+    c = sim.client()
+    with pytest.raises(FirecrestException) as err:
+        c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\ntrue\n", reservation="nosuch")
+    assert "Requested reservation is invalid" in err.value.responses[-1].json()["message"]
+    with pytest.raises(FirecrestException):
+        c.submit(SYSTEM, working_dir=f"/home/{USER}", script_str="#!/bin/bash\n#SBATCH --reservation=r1\ntrue\n")
+    assert c.job_info(SYSTEM) == []  # nothing was queued
+
+
+def test_attach_runs_a_command_inside_the_running_job(sim: Sim) -> None:
+    c = sim.client()
+    home = f"/home/{USER}"
+    job_id = c.submit(SYSTEM, working_dir=home, script_str="#!/bin/bash\nsleep 100000\n")["jobId"]
+    c.attach_to_job(SYSTEM, job_id, "echo attached to $SLURM_JOB_ID > attach.out")
+    assert c.view(SYSTEM, f"{home}/attach.out") == f"attached to {job_id}\n"
+    c.cancel_job(SYSTEM, job_id)
+    with pytest.raises(FirecrestException) as err:
+        c.attach_to_job(SYSTEM, job_id, "true")
+    assert "already completing or completed" in err.value.responses[-1].json()["message"]
+
+
+def test_five_mib_upload_and_download_through_staging(sim: Sim, tmp_path: Path) -> None:
+    c = sim.client()
+    home = f"/home/{USER}"
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB: staged, in 2 MiB parts
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    upload = c.upload(SYSTEM, str(src), home, "big.bin")
+    assert upload is not None and len(upload.transfer_data["transferDirectives"]["partsUploadUrls"]) == 3
+    assert c.stat(SYSTEM, f"{home}/big.bin")["size"] == len(data)
+    import hashlib
+
+    assert c.checksum(SYSTEM, f"{home}/big.bin")["checksum"] == hashlib.sha256(data).hexdigest()
+    down = c.download(SYSTEM, f"{home}/big.bin", tmp_path / "back.bin")
+    assert down is not None and (tmp_path / "back.bin").read_bytes() == data
+    log = c.view(SYSTEM, upload.transfer_data["transferJob"]["logs"]["outputLog"])
+    assert "File was successfully downloaded" in log  # the transfer job's own log
+    with pytest.raises(FileNotFoundError):
+        c.download(SYSTEM, f"{home}/missing.bin", tmp_path / "x")
+
+
+def test_directory_trees_copy_move_link_compress_extract(sim: Sim) -> None:
+    c = sim.client()
+    home = f"/home/{USER}"
+    c.mkdir(SYSTEM, f"{home}/tree/sub", create_parents=True)
+    c.upload(SYSTEM, io.BytesIO(b"leaf\n"), f"{home}/tree/sub", "leaf.txt", file_size=5)
+    c.cp(SYSTEM, f"{home}/tree", f"{home}/copy")
+    c.mv(SYSTEM, f"{home}/copy", f"{home}/moved")
+    link = c.symlink(SYSTEM, f"{home}/moved/sub/leaf.txt", f"{home}/leaf-link")
+    assert link["output"]["type"] == "l"
+    assert c.view(SYSTEM, f"{home}/leaf-link") == "leaf\n"
+    names = [f["name"] for f in c.list_files(SYSTEM, f"{home}/moved", recursive=True)]
+    assert names == ["sub", "sub/leaf.txt"]
+    c.compress(SYSTEM, f"{home}/tree", f"{home}/tree.tar.gz")
+    c.mkdir(SYSTEM, f"{home}/unpacked")
+    c.extract(SYSTEM, f"{home}/tree.tar.gz", f"{home}/unpacked")
+    assert c.view(SYSTEM, f"{home}/unpacked/tree/sub/leaf.txt") == "leaf\n"
+    assert c.chown(SYSTEM, f"{home}/unpacked", USER, "m0001")["group"] == "m0001"
+    with pytest.raises(FirecrestException) as err:
+        c.chown(SYSTEM, f"{home}/unpacked", "root", "")
+    assert err.value.responses[-1].status_code == 403
+    from firecrest.FirecrestException import TransferJobFailedException
+
+    with pytest.raises(TransferJobFailedException):
+        c.cp(SYSTEM, f"{home}/nope", f"{home}/nope2")  # the job runs and its log says it failed
