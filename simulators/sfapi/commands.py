@@ -157,7 +157,7 @@ def _filtered(f: SfapiFacility, opts: dict[str, str], flags: set[str], *, live: 
         jobs.extend(sysm.all())
     ids = opts.get("-j") or opts.get("--jobs")
     users = opts.get("-u") or opts.get("--user") or (f.settings.user if "--me" in flags else None)
-    names = opts.get("-n") or opts.get("--name")
+    names = opts.get("-n") or opts.get("--name")  # sacct's -n is --noheader: not in its options
     states = opts.get("-t") or opts.get("--states") or opts.get("-s") or opts.get("--state")
     parts = opts.get("-p") or opts.get("--partition")
     if ids:
@@ -230,7 +230,6 @@ def sacct(f: SfapiFacility, args: list[str], io: IO) -> int:
             "--user",
             "-j",
             "--jobs",
-            "-n",
             "--name",
             "-s",
             "--state",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import uuid
@@ -10,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulators.common.facility import Facility, SimSettings
-from simulators.common.scheduler import SimJob
+from simulators.common.scheduler import Partition, SimJob
 from simulators.sfapi.commands import run_batch_job, stepd_note
 
 PUBLIC_HOSTS = ("dtn01", "dtns", "perlmutter")  # sfapi_client's ``Machine`` enum
 MAX_TASKS = 200_000  # oldest task records are dropped (the real ones vanish too)
 
 # Resources /status lists, by the Facility component that drives them.
-FILESYSTEMS = ("global_homes", "global_common", "community_filesystem", "dna")
+FILESYSTEMS = ("global_homes", "global_common", "community_filesystem", "dna", "dtns")
 LOGIN_SERVICES = ("ssh-proxy",)
 OTHER_SERVICES = ("iris", "globus", "jupyter", "nersc_center", "website", "spin", "ldap")
 STORAGE = ("archive", "regent")
@@ -75,8 +76,19 @@ class Transfer:
     bytes: int = field(default=0)
 
 
+def default_qos(nodes: int) -> list[Partition]:
+    """Perlmutter's QOS (the simulator's partitions): regular first (the default), and
+    debug, NERSC's short interactive-turnaround QOS (at most 8 nodes, 30 minutes)."""
+    return [
+        Partition("regular", max_nodes=nodes, max_walltime_s=48 * 3600, default_walltime_s=3600),
+        Partition("debug", max_nodes=min(8, nodes), max_walltime_s=30 * 60, default_walltime_s=30 * 60),
+    ]
+
+
 class SfapiFacility(Facility):
     def __init__(self, settings: SimSettings):
+        if not settings.partitions:
+            settings = dataclasses.replace(settings, partitions=default_qos(settings.nodes))
         self.tasks: dict[str, Task] = {}
         self._task_ids = itertools.count(1)
         self.outages: dict[str, list[OutageRecord]] = {}

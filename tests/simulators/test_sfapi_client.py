@@ -228,3 +228,104 @@ def test_revoked_credentials_are_refused(sim: SfapiSim) -> None:
     sim.control("credentials", {"valid": False})
     with client(sim) as c, pytest.raises(Exception, match="invalid_client"):
         c.user()
+
+
+def test_dtns_in_status_and_usable_for_files(sim: SfapiSim) -> None:
+    with Client(api_base_url=sim.api) as pub:
+        dtns = pub.resources.status("dtns")
+        assert dtns.name == "dtns" and dtns.status.value == "active"
+        assert "dtns" in pub.resources.status()
+    with client(sim) as c:
+        dtn = c.compute(Machine.dtns)
+        assert dtn.run("hostname") == "dtn03\n"
+        assert {p.name for p in dtn.ls(HOME)} >= {".bashrc", "hello.sh"}
+
+
+def test_debug_qos_and_its_limits(sim: SfapiSim) -> None:
+    with client(sim) as c:
+        pm = c.compute(Machine.perlmutter)
+        job = pm.submit_job("#!/bin/bash\n#SBATCH -q debug\n#SBATCH -N 2\n#SBATCH -t 10\necho quick\n")
+        assert job.complete() == JobState.COMPLETED
+        assert pm.job(job.jobid).qos == "debug"
+        with pytest.raises(SfApiError, match="time limit"):
+            pm.submit_job("#!/bin/bash\n#SBATCH -q debug\n#SBATCH -t 01:00:00\necho long\n")
+        with pytest.raises(SfApiError, match="Invalid qos"):
+            pm.submit_job("#!/bin/bash\n#SBATCH -q nosuch\necho x\n")
+
+
+def test_job_runs_its_script_with_slurm_environment(sim: SfapiSim) -> None:
+    script = (
+        "#!/bin/bash\n#SBATCH -N 2\n#SBATCH --ntasks-per-node=2\n#SBATCH -e err-%j.txt\n"
+        "echo $SLURM_JOB_ID $SLURM_NNODES $SLURM_NTASKS $SLURM_SUBMIT_DIR\n"
+        "srun -n 2 echo hi\n"
+        "mkdir -p run/in && echo data > run/in/a.txt && cp run/in/a.txt run/b.txt && mv run/b.txt run/c.txt\n"
+        "tar czf run.tgz run && ls run\n"
+        "cat missing.txt\n"
+        "echo \"cat said $?\"\n"
+        "python3 -c 'print(1)'\n"
+    )
+    with client(sim) as c:
+        pm = c.compute(Machine.perlmutter)
+        job = pm.submit_job(script)
+        assert job.complete() == JobState.FAILED  # python3 is not there: 127, as bash says
+        assert pm.job(job.jobid).exitcode == "127:0"
+        [out] = pm.ls(f"{HOME}/slurm-{job.jobid}.out")
+        assert out.download().read() == f"{job.jobid} 2 4 {HOME}\nhi\nhi\nc.txt\nin\ncat said 1\n"
+        [err] = pm.ls(f"{HOME}/err-{job.jobid}.txt")
+        assert err.download().read() == (
+            "cat: missing.txt: No such file or directory\n"
+            f"/var/spool/slurmd/job{job.jobid}/slurm_script: line 11: python3: command not found\n"
+        )
+        assert pm.run("tar tzf run.tgz") == "run/\nrun/c.txt\nrun/in/\nrun/in/a.txt\n"
+
+
+def test_wait_with_timeout_list_and_filter(sim: SfapiSim) -> None:
+    with client(sim) as c:
+        pm = c.compute(Machine.perlmutter)
+        slow = pm.submit_job("#!/bin/bash\n#SBATCH -J slow\n#SBATCH -t 60\nsleep 100000\n")
+        quick = pm.submit_job("#!/bin/bash\n#SBATCH -J quick\n#SBATCH -q debug\nsleep 1\n")
+        with pytest.raises(TimeoutError):
+            slow.complete(timeout=1)
+        assert quick.complete(timeout=60) == JobState.COMPLETED
+        live = pm.jobs(user=USER)  # squeue: only what the controller still holds
+        assert [j.jobid for j in live] == [slow.jobid]
+        assert [j.jobid for j in pm.jobs(user=USER, partition="regular")] == [slow.jobid]
+        both = pm.jobs(jobids=[slow.jobid, quick.jobid], command="sacct")
+        assert {j.jobname for j in both} == {"slow", "quick"}
+        slow.cancel(wait=True)
+
+
+def test_run_has_squeue_sacct_ln_and_file_commands(sim: SfapiSim) -> None:
+    with client(sim) as c:
+        pm = c.compute(Machine.perlmutter)
+        job = pm.submit_job("#!/bin/bash\n#SBATCH -J waiting\nsleep 100000\n")
+        job.running()
+        queue = pm.run("squeue --me -h")
+        assert queue.split()[:5] == [job.jobid, "regular", "waiting", USER, "R"]
+        job.cancel(wait=True)
+        assert pm.run("squeue --me -h") == ""
+        rows = pm.run(f"sacct -P -n -j {job.jobid}").strip().split("|")
+        assert rows[0] == job.jobid and rows[5] == f"CANCELLED by {sim.settings.uid}"
+        assert pm.run("sacct -n -j 1").strip() == ""
+        assert pm.run("mkdir -p t/u && echo x > t/u/f && ln -s t/u/f l && cat l && ls -l l").startswith("x\nlrwx")
+        assert pm.run("cp -r t t2 && mv t2 t3 && ls t3/u") == "f\n"
+
+
+def test_five_mib_upload_download_and_directory_trees(sim: SfapiSim) -> None:
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB, NERSC's limit for utilities/upload
+    with client(sim) as c:
+        pm = c.compute(Machine.perlmutter)
+        [home] = pm.ls(HOME, directory=True)
+        uploaded = (home / "big.bin").upload(io.BytesIO(data))
+        [big] = pm.ls(str(uploaded))
+        assert big.size == len(data)
+        assert big.download(binary=True).read() == data
+        with pytest.raises(SfApiError, match="File too large"):
+            (home / "bigger.bin").upload(io.BytesIO(data + b"x"))
+        pm.run("mkdir -p tree/a/b && echo leaf > tree/a/b/leaf.txt && touch tree/top.txt")
+        [tree] = pm.ls(f"{HOME}/tree", directory=True)
+        assert sorted(p.name for p in tree.ls()) == ["a", "top.txt"]
+        [a] = [p for p in tree.ls() if p.name == "a"]
+        [b] = a.ls()
+        [leaf] = b.ls()
+        assert leaf.download().read() == "leaf\n"
