@@ -225,8 +225,8 @@ class Shell:
                     return code
                 code = self.block(cmd.body, io)
         if isinstance(cmd, If):
-            for cond, body in cmd.branches:
-                if self.condition(cond, io) == 0:
+            for test, body in cmd.branches:
+                if self.condition(test, io) == 0:
                     return self.block(body, io)
             return self.block(cmd.otherwise, io) if cmd.otherwise else 0
         assert isinstance(cmd, Group)

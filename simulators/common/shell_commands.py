@@ -21,7 +21,7 @@ MAX_SEQ = 10_000
 
 def _split_flags(args: list[str]) -> tuple[str, list[str]]:
     """Short flags (``-rf``) and the rest; ``--`` ends the flags."""
-    flags, rest = "", []
+    flags, rest = "", list[str]()
     it = iter(args)
     for a in it:
         if a == "--":

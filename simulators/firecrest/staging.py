@@ -83,13 +83,13 @@ def _s3_error(status: int, code: str, message: str) -> Response[bytes]:
     return Response(body.encode(), status_code=status, media_type="application/xml")
 
 
-def _object(request: Request[object, object, object], token: str) -> StagedObject | None:
+def _object(request: Request[Any, Any, Any], token: str) -> StagedObject | None:
     staging: StagingArea = facility_of(request).staging  # type: ignore[attr-defined]
     return staging.objects.get(token)
 
 
 @put("/_sim/s3/{token:str}", status_code=200)
-async def put_part(request: Request[object, object, object], token: FromPath[str]) -> Response[bytes]:
+async def put_part(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     obj = _object(request, token)
     if obj is None or obj.data is not None:  # unknown, or already complete
         return _s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
@@ -113,17 +113,17 @@ async def put_part(request: Request[object, object, object], token: FromPath[str
 
 
 @post("/_sim/s3/{token:str}", status_code=200)
-async def complete(request: Request[object, object, object], token: FromPath[str]) -> Response[bytes]:
+async def complete(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     obj = _object(request, token)
     if obj is None or obj.data is not None:
         return _s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
     body = (await request.body())[:MAX_COMPLETE_BODY].decode("utf-8", "replace")
     listed = []
     for part in _PART.findall(body):  # S3's CompleteMultipartUpload; the order of fields varies
-        number, tag = _NUMBER.search(part), _ETAG.search(part)
-        if number is None or tag is None:
+        number, given = _NUMBER.search(part), _ETAG.search(part)
+        if number is None or given is None:
             return _s3_error(400, "MalformedXML", "The XML you provided was not well-formed.")
-        listed.append((int(number.group(1)), tag.group(1)))
+        listed.append((int(number.group(1)), given.group(1)))
     if not listed or [n for n, _ in listed] != sorted({n for n, _ in listed}):
         return _s3_error(400, "InvalidPartOrder", "The list of parts was not in ascending order.")
     for n, tag in listed:
@@ -146,7 +146,7 @@ async def complete(request: Request[object, object, object], token: FromPath[str
 
 
 @get("/_sim/s3/{token:str}", sync_to_thread=False)
-def get_object(request: Request[object, object, object], token: FromPath[str]) -> Response[bytes]:
+def get_object(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[bytes]:
     obj = _object(request, token)
     if obj is None or obj.data is None:
         return _s3_error(404, "NoSuchKey", "The specified key does not exist.")

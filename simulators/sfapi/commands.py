@@ -52,7 +52,7 @@ def run_command(f: SfapiFacility, line: str, *, host: str) -> tuple[dict[str, ob
             code = 1
         except Exit as exc:
             code = exc.code
-    result = {
+    result: dict[str, object] = {
         "status": "ok" if code == 0 else "error",
         "output": out.text(),
         "error": err.text(),

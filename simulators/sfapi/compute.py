@@ -69,7 +69,7 @@ def submit_script(
         if qos not in sysm.partitions:
             return _failed("sbatch: error: Batch job submission failed: Invalid qos specification")
         partition = qos
-    extra = {
+    extra: dict[str, Any] = {
         k: v
         for k, v in (
             ("qos", qos),

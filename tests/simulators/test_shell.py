@@ -178,3 +178,30 @@ def test_cancelled_job_ran_as_far_as_its_time(fs: VirtualFS) -> None:
     sysm.cancel(job.id)
     assert fs.read(f"/h/slurm-{job.id}.out") == b"a\n"  # killed in its sleep: "b" never printed
     assert not fs.exists(f"/h/slurm-{waiting.id}.out") and not fs.exists("/h/ran")
+
+
+def test_iri_job_runs_its_psij_spec_with_the_pbs_environment() -> None:
+    from simulators.common.facility import SimSettings
+    from simulators.iri import pbs
+    from simulators.iri.state import IriFacility
+
+    f = IriFacility(SimSettings(systems=["polaris"], nodes=4, time_scale=0.0, user="u"))
+    spec = {
+        "executable": "/bin/bash",
+        "arguments": ["-c", "echo $PBS_JOBID in $PBS_O_WORKDIR; wc -l < $PBS_NODEFILE; mpiexec hostname; ls nope"],
+        "directory": "/home/u",
+        "stdout_path": "out.txt",
+        "resources": {"node_count": 2},
+    }
+    sysm = f.systems["polaris"]
+    job = sysm.submit(
+        name="j", user="u", script="qsub ...", nodes=2, workdir="/home/u", stdout_path="out.txt",
+        extra={"spec": spec},
+    )
+    sysm.advance()
+    assert job.state == FAILED and job.exit_code == 2  # ls's code, the last command's
+    nodes = [n.split(".")[0] for n in f.fs.read(f"/var/spool/pbs/aux/{pbs.job_id(job)}").decode().split()]
+    assert f.fs.read("/home/u/out.txt").decode() == f"{pbs.job_id(job)} in /home/u\n2\n" + "".join(
+        f"{n}\n" for n in nodes
+    )
+    assert f.fs.read(f"/home/u/j.e{job.id}") == b"ls: cannot access 'nope': No such file or directory\n"
