@@ -140,6 +140,9 @@ class Shell:
         """Run ``text`` as bash would run a script; ``exit`` ends it with its code."""
         try:
             block = parse(text)
+        except RecursionError:  # thousands of nested groups: refused, as a syntax error
+            io.err.write(f"{self.name}: syntax error: nesting too deep\n")
+            return 2
         except ShellSyntaxError as exc:
             io.err.write(f"{self.name}: line {exc.line}: {exc}\n")
             if str(exc).startswith("unexpected EOF"):

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from simulators.common import archive
-from simulators.common.shell import IO, Exit, Shell, why
+from simulators.common.shell import IO, MAX_DEPTH, Exit, Killed, Shell, why
 
 Handler = Callable[[Shell, list[str], IO], int]
 MAX_TASKS = 1024  # tasks one launcher call may start (each runs the command once)
@@ -628,11 +628,16 @@ def source(sh: Shell, args: list[str], io: IO) -> int:
         return 1
     from simulators.common.shell_parse import ShellSyntaxError, parse
 
+    if sh.depth >= MAX_DEPTH:
+        raise Killed("maximum nesting depth exceeded")
+    sh.depth += 1  # a file sourcing itself must end, as bash's does at its own limit
     try:
         return sh.block(parse(text), io)
     except ShellSyntaxError as exc:
         io.err.write(f"{args[0]}: line {exc.line}: {exc}\n")
         return 2
+    finally:
+        sh.depth -= 1
 
 
 def export(sh: Shell, args: list[str], io: IO) -> int:

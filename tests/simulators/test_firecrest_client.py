@@ -319,3 +319,18 @@ def test_directory_trees_copy_move_link_compress_extract(sim: Sim) -> None:
 
     with pytest.raises(TransferJobFailedException):
         c.cp(SYSTEM, f"{home}/nope", f"{home}/nope2")  # the job runs and its log says it failed
+
+
+def test_async_client_staged_transfers(sim: Sim, tmp_path: Path) -> None:
+    data = b"0123456789abcdef" * (3 << 16)  # 3 MiB: past the 1 MiB direct limit, two parts
+
+    async def main() -> None:
+        c = firecrest.v2.AsyncFirecrest(firecrest_url=sim.url, authorization=sim.auth())
+        (tmp_path / "a.bin").write_bytes(data)
+        await c.upload(SYSTEM, str(tmp_path / "a.bin"), f"/home/{USER}", "a.bin")
+        assert (await c.stat(SYSTEM, f"/home/{USER}/a.bin"))["size"] == len(data)
+        await c.download(SYSTEM, f"/home/{USER}/a.bin", str(tmp_path / "b.bin"))
+        assert (tmp_path / "b.bin").read_bytes() == data
+        await c.close_session()
+
+    anyio.run(main)

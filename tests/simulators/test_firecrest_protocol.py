@@ -332,3 +332,99 @@ def test_unknown_route_and_many_jobs_unvalidated() -> None:
         # all of them, every time (how fast is bench/simulators.py's "status of 1,000 jobs")
         for _ in range(2):
             assert len(http.get("/compute/daint/jobs").json()["jobs"]) == 1000
+
+
+# -- transfers, staging, tree operations -----------------------------------------------------
+def test_transfer_errors_and_shapes(http: httpx.Client) -> None:
+    home = f"/home/{USER}"
+    assert_error(
+        http.post("/filesystem/daint/transfer/cp", json={"sourcePath": f"{home}/.bashrc"}), 400, etype="validation"
+    )
+    assert_error(
+        http.post("/filesystem/daint/transfer/mv", json={"sourcePath": "rel", "targetPath": f"{home}/x"}),
+        400,
+        "not an absolute path",
+    )
+    assert_error(
+        http.post(
+            "/filesystem/daint/transfer/upload",
+            json={"path": f"{home}/big", "transfer_directives": {"transfer_method": "streamer", "file_size": 5}},
+        ),
+        400,
+        "s3 only",
+    )
+    assert_error(
+        http.post(
+            "/filesystem/daint/transfer/compress",
+            json={"sourcePath": f"{home}/a", "targetPath": f"{home}/b", "compression": "zip"},
+        ),
+        400,
+        etype="validation",
+    )
+    # a path with quotes and a command substitution reaches the job's script quoted: it is a name
+    weird = f"{home}/it's $(touch pwned) `x`"
+    http.post("/filesystem/daint/ops/upload", params={"path": home}, files={"file": ("plain", b"1")})
+    r = http.post("/filesystem/daint/transfer/cp", json={"sourcePath": f"{home}/plain", "targetPath": weird})
+    assert r.status_code == 201
+    job = r.json()["transferJob"]
+    assert set(job) == {"jobId", "system", "workingDirectory", "logs"}
+    for _ in range(200):
+        if http.get(f"/compute/daint/jobs/{job['jobId']}").json()["jobs"][0]["status"]["state"] == "COMPLETED":
+            break
+    names = {f["name"] for f in http.get("/filesystem/daint/ops/ls", params={"path": home}).json()["output"]}
+    assert "it's $(touch pwned) `x`" in names and "pwned" not in names
+    log = http.get("/filesystem/daint/ops/view", params={"path": job["logs"]["outputLog"]}).json()["output"]
+    assert "Files were successfully copied." in log
+
+
+def test_staging_urls_refuse_what_s3_refuses(http: httpx.Client) -> None:
+    home = f"/home/{USER}"
+    r = http.post(
+        "/filesystem/daint/transfer/upload",
+        json={"sourcePath": f"{home}/up.bin", "transferDirectives": {"transferMethod": "s3", "fileSize": 3}},
+    )
+    assert r.status_code == 201
+    d = r.json()["transferDirectives"]
+    assert d["maxPartSize"] == 2 << 20 and len(d["partsUploadUrls"]) == 1
+    part = d["partsUploadUrls"][0]
+    assert httpx.put(part.replace("partNumber=1", "partNumber=2"), content=b"abc").status_code == 400
+    tag = httpx.put(part, content=b"abc").headers["ETag"]
+    bad = (
+        '<CompleteMultipartUpload><Part><ETag>"nope"</ETag><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>'
+    )
+    assert httpx.post(d["completeUploadUrl"], content=bad).status_code == 400
+    good = (
+        f"<CompleteMultipartUpload><Part><ETag>{tag}</ETag><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>"
+    )
+    assert httpx.post(d["completeUploadUrl"], content=good).status_code == 200
+    assert httpx.put(part, content=b"abc").status_code == 404  # complete: no more parts
+    assert httpx.get(d["completeUploadUrl"].split("?")[0] + "x").status_code == 404
+    job = r.json()["transferJob"]["jobId"]
+    for _ in range(200):
+        if http.get(f"/compute/daint/jobs/{job}").json()["jobs"][0]["status"]["state"] == "COMPLETED":
+            break
+    assert http.get("/filesystem/daint/ops/download", params={"path": f"{home}/up.bin"}).content == b"abc"
+
+
+def test_tree_ops_errors(http: httpx.Client) -> None:
+    home = f"/home/{USER}"
+    assert_error(
+        http.post("/filesystem/daint/ops/symlink", json={"sourcePath": f"{home}/.bashrc"}), 400, etype="validation"
+    )
+    r = http.post("/filesystem/daint/ops/symlink", json={"sourcePath": f"{home}/.bashrc", "linkPath": f"{home}/rc"})
+    assert r.status_code == 201 and r.json()["output"]["linkTarget"] == f"{home}/.bashrc"
+    assert_error(
+        http.post("/filesystem/daint/ops/symlink", json={"sourcePath": "/x", "linkPath": f"{home}/rc"}),
+        400,
+        "File exists",
+    )
+    assert_error(
+        http.put("/filesystem/daint/ops/chown", json={"path": f"{home}/rc", "owner": "bad name;"}), 400, "invalid user"
+    )
+    assert_error(http.put("/filesystem/daint/ops/chown", json={"path": f"{home}/nope", "owner": USER}), 404)
+    assert_error(
+        http.post("/filesystem/daint/ops/extract", json={"sourcePath": f"{home}/.bashrc", "targetPath": home}),
+        400,
+        "does not look like a tar archive",
+    )
+    assert_error(http.put("/compute/daint/jobs/99999/attach", json={"command": "true"}), 404, "Job not found")

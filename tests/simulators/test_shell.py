@@ -107,6 +107,10 @@ def test_bounds(fs: VirtualFS) -> None:
     assert len(out.data()) == MAX_OUTPUT
     assert run(fs, "echo $((9**9**9))")[0] == 1  # no huge arithmetic
     assert run(fs, "seq 1 100000000")[0] == 1
+    assert run(fs, "(" * 5000 + "true" + ")" * 5000)[0] == 2  # deep nesting: refused, no crash
+    fs.write("/h/self.sh", b"source self.sh\n")
+    with pytest.raises(Killed, match="nesting"):
+        run(fs, "source self.sh")
     sh = Shell(fs=fs, user="u", uid=7, home="/h", host="h", budget=30)
     with pytest.raises(Killed, match="time limit"):
         sh.run_script("sleep 20; echo half; sleep 20; echo never", IO(out, Sink(sh)))
