@@ -51,6 +51,7 @@ MODULES = {
 # mutant name -> why it survives (equivalent, or not worth a test: say which)
 REASONS: dict[str, str] = {}
 
+BUGS_MARK = "\n## Deliberate one-line bugs"
 _LINE = re.compile(r"^\s+(?P<name>\S+): (?P<status>.+)$")
 
 
@@ -153,7 +154,9 @@ def main() -> int:
     finally:
         if link is not None:
             link.unlink()
-    REPORT.write_text(text)
+    # the deliberate-bug results (bench/deliberate_bugs.py) are kept as they were written
+    kept = REPORT.read_text().partition(BUGS_MARK)[2] if REPORT.exists() else ""
+    REPORT.write_text(text + (BUGS_MARK + kept if kept else ""))
     print(text.split("## Survivors")[0])
     return 0
 
