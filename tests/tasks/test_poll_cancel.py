@@ -4,6 +4,10 @@ state stays final; a cancel reaches the facility and the poll confirms it."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.tasks.conftest import LONG, SPEC, Tasks
 
 FINAL = {"COMPLETED", "FAILED", "CANCELED"}
@@ -130,3 +134,16 @@ def test_a_cancel_of_a_job_the_facility_forgot_ends_it(healthy: Tasks) -> None:
     h = t.job(jid)
     assert h["state"] == "CANCELED" and "no longer knows" in h["message"]
     assert t.active("alpha") == {}
+
+
+def test_a_failed_poll_changes_nothing_and_says_where(healthy: Tasks, caplog: pytest.LogCaptureFixture) -> None:
+    t = healthy
+    jid = t.create(LONG)
+    t.submit(jid)
+    t.sim["alpha"].control("chaos", {"error_rate": 1.0, "status": 503})
+    with caplog.at_level(logging.WARNING, logger="superfed.poll"):
+        assert t.poll("alpha") == "1 polled, 0 moved"
+    assert t.job(jid)["state"] == "QUEUED" and jid in t.active("alpha")
+    (warning,) = [r for r in caplog.records if r.name == "superfed.poll"]
+    assert warning.getMessage().startswith("poll alpha/polaris failed: ") and "503" in warning.getMessage()
+

@@ -199,6 +199,11 @@ def test_pinning_to_an_ineligible_site_chooses_nothing_and_says_why() -> None:
     )
 
 
+def test_the_summary_joins_every_reason_of_every_site() -> None:
+    d = place(ask(nodes=64), [site("alpha", health="down", max_nodes=8)], BEST, now=NOW)
+    assert d.summary() == "no eligible site: alpha: compute is down, asks 64 nodes; this site allows at most 8"
+
+
 def test_pinning_to_an_unknown_site_chooses_nothing() -> None:
     d = place(ask(site="nowhere"), [site("alpha")], BEST, now=NOW)
     assert d.chosen is None
