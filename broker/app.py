@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth
+from broker.api.authfail import AuthFailures
 from broker.api.events import EventHub
 from broker.api.files import FileController, ProjectController
 from broker.api.headers import SecurityHeaders, SwaggerWithCsp
@@ -53,6 +54,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.health = HealthStore(st.redis, st.rkeys)
         st.tokens = TokenStore(st.redis, st.rkeys)
         st.adapters = AdapterPool(st.sites)
+        st.auth_failures = AuthFailures(st.redis, st.rkeys, settings.api.auth_failures_per_minute)
         st.events = EventHub(st.redis, st.rkeys, settings.api.max_streams_per_token)
         # Redis may come later: requests answer 503 until it does, and workers seed too
         with suppress(Exception):

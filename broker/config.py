@@ -50,9 +50,10 @@ class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     circuit_threshold: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     auth: dict[str, Any] = {}
     http: HttpSettings = HttpSettings()
-    # absolute directories under which the files API may list, read and write at this site;
-    # empty (the default) = no file access through the broker at all (fail closed)
-    file_roots: list[str] = []
+    # broker project -> the absolute directories under which the files API may list, read and
+    # write at this site for that project ("*": for every project; use it only for areas all
+    # projects may share); empty (the default) = no file access through the broker (fail closed)
+    file_roots: dict[str, list[str]] = {}
 
     @property
     def staleness(self) -> float:
@@ -98,6 +99,10 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     header_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     keep_alive_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2048
+    # failed authentications one client address may make per minute before it gets 429s (0 = off)
+    auth_failures_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 30
+    # when set, GET /metrics needs "Authorization: Bearer <token>" with this SHA-256 (hex)
+    metrics_token_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")] | None = None
     # Server-Sent Events streams one token may hold open on one API process (429 beyond)
     max_streams_per_token: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 8
 
@@ -193,6 +198,10 @@ def _auth_problems(kind: str, auth: Any, place: str) -> list[str]:
 def validate_site(raw: Any, place: str = "site") -> SiteConfig:
     """Decode and check one site (as TOML or JSON gives it); raises ConfigError."""
     problems: list[str] = []
+    if isinstance(raw, dict) and isinstance(raw.get("file_roots"), list):
+        # the old form (one list for every project) let any project read and write any other's
+        raise ConfigError([f"{place}.file_roots: give the roots per project, as "
+                           "{ project = [\"/dir\", ...] } (\"*\" for directories every project may share)"])
     try:
         site = msgspec.convert(raw, SiteConfig, strict=False)
     except msgspec.ValidationError as exc:
@@ -206,12 +215,13 @@ def validate_site(raw: Any, place: str = "site") -> SiteConfig:
     if len(set(site.systems)) != len(site.systems):
         problems.append(f"{place}.systems: a system is listed twice")
     problems += _url_problems(site.url, place)
-    for i, root in enumerate(site.file_roots):
-        if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
-            problems.append(f"{place}.file_roots[{i}]: must be an absolute path without '..'")
+    for project, dirs in site.file_roots.items():
+        for i, root in enumerate(dirs):
+            if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
+                problems.append(f"{place}.file_roots.{project}[{i}]: must be an absolute path without '..'")
     if problems:
         raise ConfigError(problems)
-    roots = [posixpath.normpath(r) for r in site.file_roots]
+    roots = {p: [posixpath.normpath(r) for r in dirs] for p, dirs in site.file_roots.items()}
     return msgspec.structs.replace(site, file_roots=roots) if roots != site.file_roots else site
 
 

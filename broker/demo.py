@@ -28,6 +28,7 @@ import httpx
 from broker import toml_out
 
 SFAPI_CLIENT_ID = "superfeddemo1"  # 13 characters, as NERSC's client ids are
+DEMO_PROJECT = "m0001"  # the project whose file roots the demo sets (they are per project)
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -197,7 +198,7 @@ class Demo:
                 "url": f"{sims['sfapi']}/api/v1.2",
                 "systems": ["perlmutter"],
                 **every,
-                "file_roots": ["/global/homes/s/superfed", "/pscratch/sd/s/superfed"],
+                "file_roots": {DEMO_PROJECT: ["/global/homes/s/superfed", "/pscratch/sd/s/superfed"]},
                 "auth": {
                     "client_id": SFAPI_CLIENT_ID,
                     "token_url": f"{sims['sfapi']}/c2id/token",
@@ -210,7 +211,7 @@ class Demo:
                 "url": sims["firecrest"],
                 "systems": ["daint"],
                 **every,
-                "file_roots": ["/home/superfed", "/scratch/superfed"],
+                "file_roots": {DEMO_PROJECT: ["/home/superfed", "/scratch/superfed"]},
                 "auth": {
                     "client_id": "superfed-demo",
                     "token_url": f"{sims['firecrest']}/auth/token",
@@ -223,7 +224,7 @@ class Demo:
                 "url": sims["iri"],
                 "systems": ["polaris"],
                 **every,
-                "file_roots": ["/home/superfed", "/eagle"],
+                "file_roots": {DEMO_PROJECT: ["/home/superfed", "/eagle"]},
                 "auth": {"token_file": str(creds["iri_token"])},
             },
         ]

@@ -15,6 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import Receive, Scope, Send
 
+from broker.api.authfail import AuthFailures
 from broker.api.problems import ApiError
 from broker.store.tokens import ROLE_RANK, TokenRecord, TokenStore
 
@@ -54,7 +55,7 @@ class BearerAuth(AbstractAuthenticationMiddleware):
         # else (OPTIONS, docs, operations routes) takes the general path.
         path = scope["path"]
         if path.startswith("/api/") and scope.get("method") != "OPTIONS" and not _opted_out(scope):
-            rec = await self._authenticate(scope["litestar_app"].state, _authorization(scope))
+            rec = await self._authenticate(scope["litestar_app"].state, _authorization(scope), _client(scope))
             role_check(scope["route_handler"], rec)
             scope["user"] = rec
             scope["auth"] = rec.id
@@ -63,21 +64,28 @@ class BearerAuth(AbstractAuthenticationMiddleware):
         await super().__call__(scope, receive, send)
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        rec = await self._authenticate(connection.app.state, connection.headers.get("authorization", ""))
+        rec = await self._authenticate(connection.app.state, connection.headers.get("authorization", ""),
+                                       _client(connection.scope))
         if connection.scope["path"].startswith("/api/"):
             role_check(connection.scope["route_handler"], rec)
         return AuthenticationResult(user=rec, auth=rec.id)
 
     @staticmethod
-    async def _authenticate(state: Any, header: str) -> TokenRecord:
+    async def _authenticate(state: Any, header: str, client: str) -> TokenRecord:
+        failures: AuthFailures = state.auth_failures
+        wait = failures.blocked_for(client)
+        if wait:
+            raise _throttled(wait)
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            await _failed(failures, client, "no bearer token")
             raise NotAuthorizedException("send Authorization: Bearer <token>")
         store: TokenStore = state.tokens
         limit = state.settings.api.rate_limit_per_minute
         # one round trip: the lookup, the rate-limit count and the last-used note together
         rec, verdict = await store.authenticate(token.strip(), limit)
         if rec is None:
+            await _failed(failures, client, "unknown, revoked or expired token")
             raise NotAuthorizedException("the token is unknown, revoked or expired")
         if verdict.limited:
             raise ApiError(
@@ -88,6 +96,23 @@ class BearerAuth(AbstractAuthenticationMiddleware):
             )
         # the secret itself is not kept on the connection: nothing downstream needs it
         return rec
+
+
+def _throttled(wait: int) -> ApiError:
+    return ApiError(429, "Too many requests",
+                    f"too many failed authentications from this address; try again in {wait} s",
+                    headers={"Retry-After": str(wait)})
+
+
+async def _failed(failures: AuthFailures, client: str, why: str) -> None:
+    wait = await failures.failed(client, why)  # logged and counted there, never with the token
+    if wait:
+        raise _throttled(wait)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _authorization(scope: Scope) -> str:

@@ -11,11 +11,19 @@ from litestar.params import FromPath, QueryParameter
 
 from adapters.errors import AdapterError, AuthFailed, NotFound
 from adapters.types import FileEntry
+from broker.api.auth import require_project
 from broker.api.problems import ApiError
 from broker.config import SiteConfig
+from broker.store.audit import AuditLog
+from broker.store.tokens import TokenRecord
 
 PathParam = Annotated[
     str, QueryParameter(name="path", min_length=1, max_length=4096, description="absolute path at the site")
+]
+ProjectParam = Annotated[
+    str,
+    QueryParameter(name="project", pattern=r"^[A-Za-z0-9_.-]{1,64}$(?!\n)",
+                   description="the broker project the request acts for: only its file roots are reachable"),
 ]
 
 
@@ -43,9 +51,14 @@ def adapter_problem(site: str, exc: AdapterError) -> ApiError:
     return ApiError(400, "Bad request", f"{site} refused: {exc.message}")
 
 
-def _check_path(path: str, site: SiteConfig) -> str:
-    """An absolute path without '..', normalised, under one of the site's ``file_roots``
-    (none configured = no file access at this site)."""
+def roots_for(site: SiteConfig, project: str) -> list[str]:
+    """The directories ``project`` may reach at ``site``: its own and those shared by all ("*")."""
+    return [*site.file_roots.get(project, ()), *site.file_roots.get("*", ())]
+
+
+def _check_path(path: str, site: SiteConfig, project: str) -> str:
+    """An absolute path without '..', normalised, under one of the project's ``file_roots`` at
+    the site (none configured = no file access for that project there)."""
     if not path.startswith("/"):
         raise ApiError(400, "Invalid request", "path must be absolute (start with /)")
     if any(part == ".." for part in path.split("/")) or "\x00" in path:
@@ -53,11 +66,19 @@ def _check_path(path: str, site: SiteConfig) -> str:
     path = posixpath.normpath(path)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")  # POSIX keeps a leading '//'; the facility would not
-    if not site.file_roots:
-        raise ApiError(403, "Forbidden", f"the site {site.name!r} allows no file access (its file_roots are empty)")
-    if not any(root == "/" or path == root or path.startswith(root + "/") for root in site.file_roots):
-        raise ApiError(403, "Forbidden", f"the path is outside the site's file roots: {', '.join(site.file_roots)}")
+    roots = roots_for(site, project)
+    if not roots:
+        raise ApiError(403, "Forbidden", f"the site {site.name!r} allows project {project!r} no file access "
+                       "(no file_roots for it)")
+    if not any(root == "/" or path == root or path.startswith(root + "/") for root in roots):
+        raise ApiError(403, "Forbidden", f"the path is outside project {project!r}'s file roots at "
+                       f"{site.name}: {', '.join(roots)}")
     return path
+
+
+async def _scoped(request: Request[TokenRecord, Any, Any], name: str, project: str) -> Any:
+    require_project(request.user, project)  # 403 before anything about the site is revealed
+    return await _adapter(request, name)
 
 
 async def _adapter(request: Request[Any, Any, Any], name: str) -> Any:
@@ -72,19 +93,23 @@ class FileController(Controller):
     tags = ["files"]
 
     @get("/", operation_id="listFiles", summary="A directory listing at a site")
-    async def ls(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> list[FileEntry]:
-        site, adapter = await _adapter(request, name)
+    async def ls(
+        self, request: Request[TokenRecord, Any, Any], name: FromPath[str], path: PathParam, project: ProjectParam
+    ) -> list[FileEntry]:
+        site, adapter = await _scoped(request, name, project)
         try:
-            return await adapter.list_dir(_check_path(path, site), site.systems[0])
+            return await adapter.list_dir(_check_path(path, site, project), site.systems[0])
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
 
     @get("/content", operation_id="readFile", summary="A small file's bytes", media_type="application/octet-stream")
-    async def read(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> Response[bytes]:
-        site, adapter = await _adapter(request, name)
+    async def read(
+        self, request: Request[TokenRecord, Any, Any], name: FromPath[str], path: PathParam, project: ProjectParam
+    ) -> Response[bytes]:
+        site, adapter = await _scoped(request, name, project)
         limit = request.app.state.settings.api.max_file_bytes
         try:
-            data = await adapter.read_file(_check_path(path, site), site.systems[0], limit)
+            data = await adapter.read_file(_check_path(path, site, project), site.systems[0], limit)
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
         if len(data) > limit:
@@ -92,16 +117,24 @@ class FileController(Controller):
         return Response(data, media_type="application/octet-stream")
 
     @put("/content", operation_id="writeFile", status_code=204, summary="Upload a small file")
-    async def write(self, request: Request[Any, Any, Any], name: FromPath[str], path: PathParam) -> None:
-        site, adapter = await _adapter(request, name)
+    async def write(
+        self, request: Request[TokenRecord, Any, Any], name: FromPath[str], path: PathParam, project: ProjectParam
+    ) -> None:
+        site, adapter = await _scoped(request, name, project)
         limit = request.app.state.settings.api.max_file_bytes
         body = await request.body()
         if len(body) > limit:
             raise ApiError(413, "Payload too large", f"files up to {limit} bytes only")
+        checked = _check_path(path, site, project)
         try:
-            await adapter.write_file(_check_path(path, site), body, site.systems[0])
+            await adapter.write_file(checked, body, site.systems[0])
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
+        st = request.app.state
+        user = request.user
+        await AuditLog(st.redis, st.rkeys, st.settings.api.audit_max_entries).record(
+            user.name, user.id, "file.write", f"{name}:{checked}", None,
+            {"site": name, "path": checked, "project": project, "bytes": len(body)})
 
 
 class ProjectController(Controller):

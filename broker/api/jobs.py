@@ -17,6 +17,7 @@ from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, place
 from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
+from broker.store.audit import AuditLog
 from broker.store.jobs import FINAL, now_iso
 from broker.store.sitecache import site_cache
 from broker.store.tokens import TokenRecord
@@ -144,6 +145,9 @@ class JobController(Controller):
         if h["state"] in FINAL:
             return CancelResult(id=job_id, state=h["state"], detail=f"the job is already {h['state']}; nothing changed")
         await st.jobs.set_fields(job_id, cancel_requested="1")
+        user = request.user
+        await AuditLog(st.redis, st.rkeys, st.settings.api.audit_max_entries).record(
+            user.name, user.id, "job.cancel", job_id, {"state": h["state"]}, {"cancel_requested": True})
         await anyio.to_thread.run_sync(_enqueue_cancel, st.sync_redis, job_id)
         return CancelResult(
             id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms"

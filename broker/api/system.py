@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from litestar.exceptions import NotAuthorizedException
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from broker.health import effective
@@ -31,9 +34,11 @@ class SystemController(Controller):
             return Response({"status": "not ready", "reason": f"redis: {type(exc).__name__}"}, status_code=503)
         return Response({"status": "ready"})
 
-    @get("/metrics", exclude_from_auth=True, summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
+    @get("/metrics", exclude_from_auth=True, media_type=CONTENT_TYPE_LATEST,
+         summary="Prometheus metrics (a bearer token when [api] metrics_token_sha256 is set)")
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         st = request.app.state
+        _metrics_allowed(st.settings.api.metrics_token_sha256, request.headers.get("authorization", ""))
         reg = CollectorRegistry()
         jobs = Gauge("superfed_jobs", "Jobs known to the broker, by state", ["state"], registry=reg)
         async with st.redis.pipeline(transaction=False) as p:
@@ -52,4 +57,18 @@ class SystemController(Controller):
         for s in stored:
             health.labels(s.config.name).set(_HEALTH[effective(recs.get(s.config.name), s.config, now)])
             backlog.labels(s.config.name).set(backlogs.get(s.config.name, 0))
+        failures = Counter("superfed_auth_failures", "Failed authentications (no token, or an unknown, revoked "
+                           "or expired one), every replica together", registry=reg)
+        failures.inc(await st.auth_failures.total())
         return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
+
+
+def _metrics_allowed(want: str | None, header: str) -> None:
+    """No setting: /metrics is open (keep it inside, as deploy/nginx does). Else the bearer
+    token whose SHA-256 the setting names, compared in constant time."""
+    if want is None:
+        return
+    scheme, _, token = header.partition(" ")
+    got = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+    if not hmac.compare_digest(got, want):
+        raise NotAuthorizedException("/metrics needs Authorization: Bearer <the metrics token>")

@@ -42,8 +42,8 @@ class AuditEntry(msgspec.Struct, omit_defaults=True):
     at: float
     actor: str  # the token's name
     actor_id: str  # the token's id
-    action: str  # site.create|replace|delete|drain|enable, token.create|revoke
-    target: str  # the site's name or the token's id
+    action: str  # site.create|replace|delete|drain|enable, token.create|revoke, file.write, job.cancel
+    target: str  # the site's name, the token's id, site:path, or the job's id
     before: Any = None
     after: Any = None
 

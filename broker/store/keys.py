@@ -57,6 +57,15 @@ class Keys:
         """pub/sub channel of health changes"""
         return f"{self.ns}:events"
 
+    def auth_failures(self, address: str) -> str:
+        """failed authentications from one client address in the current minute"""
+        return f"{self.ns}:authfail:{address}"
+
+    @property
+    def auth_failures_total(self) -> str:
+        """every failed authentication ever (a counter for /metrics)"""
+        return f"{self.ns}:metrics:auth_failures"
+
     @property
     def token_events(self) -> str:
         """pub/sub channel: the id of each revoked token (open event streams of it end)"""

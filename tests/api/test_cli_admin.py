@@ -36,7 +36,7 @@ name = "alcf"
 kind = "iri"
 url = "http://127.0.0.1:9/api/v1"
 systems = ["polaris"]
-file_roots = ["/home"]
+file_roots = {{ m1 = ["/home"] }}
 accounts = {{ m1 = "ALCF_M1" }}
 auth = {{ token_file = "secrets/iri-token" }}
 limits = {{ max_nodes = 8 }}
@@ -89,7 +89,8 @@ def test_config_export_writes_the_live_config(api, tmp_path: Path, clean_redis: 
     again = load(out)
     assert [s.name for s in again.sites] == ["alcf", "cscs"]
     alcf = again.sites[0]
-    assert alcf.weight == 4.5 and alcf.draining and alcf.accounts == {"m1": "ALCF_M1"} and alcf.file_roots == ["/home"]
+    assert alcf.weight == 4.5 and alcf.draining and alcf.accounts == {"m1": "ALCF_M1"} and alcf.file_roots == {
+        "m1": ["/home"]}
     assert alcf.limits.max_nodes == 8 and alcf.auth["token_file"].endswith("secrets/iri-token")
     assert again.sites[1].auth["client_secret_env"] == "CSCS_SECRET"
     assert again.api.rate_limit_per_minute == 100 and again.redis_url == clean_redis

@@ -40,26 +40,28 @@ def files_client(clean_redis: str, tmp_path: Path) -> Iterator[TestClient]:
                 {"name": "b", "role": "submitter", "projects": ["m-b"], "token": TOKENS["b"]},
             ],
             "sites": [{"name": "alcf", "kind": "iri", "url": sim.url, "systems": ["polaris"],
-                       "file_roots": ["/home"], "http": {"retries": 0},
+                       "file_roots": {"m-a": ["/home/superfed/m-a"], "m-b": ["/home/superfed/m-b"]},
+                       "http": {"retries": 0},
                        "auth": {"token_file": str(token_file)}}],
         })
         with TestClient(create_app(settings)) as c:
             yield c
 
 
-def _put(c: TestClient, who: str, path: str, data: bytes) -> int:
-    r = c.put("/api/v1/sites/alcf/files/content", params={"path": path}, content=data, headers=bearer(who))
+def _put(c: TestClient, who: str, path: str, data: bytes, project: str = "m-a") -> int:
+    r = c.put("/api/v1/sites/alcf/files/content", params={"path": path, "project": project}, content=data,
+              headers=bearer(who))
     return r.status_code
 
 
 def test_project_a_reaches_its_own_files(files_client: TestClient) -> None:
     c = files_client
     assert _put(c, "a", f"{A_DIR}/out.txt", b"A's results") == 204
-    r = c.get("/api/v1/sites/alcf/files/content", params={"path": f"{A_DIR}/out.txt"}, headers=bearer("a"))
+    r = c.get("/api/v1/sites/alcf/files/content", params={"path": f"{A_DIR}/out.txt", "project": "m-a"},
+              headers=bearer("a"))
     assert r.status_code == 200 and r.content == b"A's results"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the files API ignores project scopes (security helper's slice)")
 def test_a_token_of_project_b_cannot_read_or_write_an_a_jobs_files(files_client: TestClient) -> None:
     c = files_client
     assert _put(c, "a", f"{A_DIR}/out.txt", b"A's results") == 204
@@ -69,12 +71,15 @@ def test_a_token_of_project_b_cannot_read_or_write_an_a_jobs_files(files_client:
                  "resources": {"node_count": 1}},
     })
     assert job.status_code == 202, job.text
-    read = c.get("/api/v1/sites/alcf/files/content", params={"path": f"{A_DIR}/out.txt"}, headers=bearer("b"))
-    listed = c.get("/api/v1/sites/alcf/files", params={"path": A_DIR}, headers=bearer("b"))
-    wrote = _put(c, "b", f"{A_DIR}/out.txt", b"B was here")
-    assert read.status_code in (403, 404), read.text
-    assert listed.status_code in (403, 404), listed.text
-    assert wrote in (403, 404)
+    for project in ("m-a", "m-b"):  # naming A's project, or its own
+        q = {"path": f"{A_DIR}/out.txt", "project": project}
+        read = c.get("/api/v1/sites/alcf/files/content", params=q, headers=bearer("b"))
+        listed = c.get("/api/v1/sites/alcf/files", params={**q, "path": A_DIR}, headers=bearer("b"))
+        wrote = _put(c, "b", f"{A_DIR}/out.txt", b"B was here", project)
+        assert read.status_code in (403, 404), read.text
+        assert listed.status_code in (403, 404), listed.text
+        assert wrote in (403, 404)
     # and nothing B tried changed A's file
-    again = c.get("/api/v1/sites/alcf/files/content", params={"path": f"{A_DIR}/out.txt"}, headers=bearer("a"))
+    again = c.get("/api/v1/sites/alcf/files/content", params={"path": f"{A_DIR}/out.txt", "project": "m-a"},
+                  headers=bearer("all"))
     assert again.content == b"A's results"

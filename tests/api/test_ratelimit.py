@@ -21,7 +21,7 @@ def _settings(redis_url: str, per_minute: int, max_body: int = 1 << 20, max_file
             {"name": "a", "role": "admin", "token": TOKENS["admin"]},
         ],
         "sites": [{"name": "alpha", "kind": "iri", "url": "http://127.0.0.1:9/api/v1", "systems": ["p"],
-                   "file_roots": ["/home"], "auth": {"token_env": "SUPERFED_TEST_UNSET"}}],
+                   "file_roots": {"m1": ["/home"]}, "auth": {"token_env": "SUPERFED_TEST_UNSET"}}],
     })
 
 
@@ -84,7 +84,7 @@ def test_413_is_a_problem_document(clean_redis: str) -> None:
         assert r.status_code == 413
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["status"] == 413
-        r = c.put("/api/v1/sites/alpha/files/content", params={"path": "/home/x"}, content=b"y" * 1500,
+        r = c.put("/api/v1/sites/alpha/files/content", params={"path": "/home/x", "project": "m1"}, content=b"y" * 1500,
                   headers=auth("submitter"))
         assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
         r = c.post("/api/v1/sites", content=b"{" + b" " * 3000 + b"}",

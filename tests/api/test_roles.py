@@ -63,9 +63,10 @@ SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "createJob": ("POST", "/api/v1/jobs", {"json": {"project": "m1", "spec": SPEC}}),
     "cancelJob": ("DELETE", "/api/v1/jobs/{job}", {}),
     "previewPlacement": ("POST", "/api/v1/placement", {"json": {"project": "m1", "spec": SPEC}}),
-    "listFiles": ("GET", "/api/v1/sites/alpha/files", {"params": {"path": "/home/u"}}),
-    "readFile": ("GET", "/api/v1/sites/alpha/files/content", {"params": {"path": "/home/u/x"}}),
-    "writeFile": ("PUT", "/api/v1/sites/alpha/files/content", {"params": {"path": "/home/u/x"}, "content": b"hi"}),
+    "listFiles": ("GET", "/api/v1/sites/alpha/files", {"params": {"path": "/home/u", "project": "m1"}}),
+    "readFile": ("GET", "/api/v1/sites/alpha/files/content", {"params": {"path": "/home/u/x", "project": "m1"}}),
+    "writeFile": ("PUT", "/api/v1/sites/alpha/files/content",
+                  {"params": {"path": "/home/u/x", "project": "m1"}, "content": b"hi"}),
     "listProjects": ("GET", "/api/v1/projects", {}),
     "createSite": ("POST", "/api/v1/sites", {"json": {"name": "Bad Name"}}),
     "getSiteConfig": ("GET", "/api/v1/sites/alpha/config", {}),
@@ -82,10 +83,13 @@ CALLERS = ("none", "bad", "viewer", "submitter", "admin")
 
 
 def _settings(redis_url: str):  # type: ignore[no-untyped-def]
-    site = {"kind": "sfapi", "url": f"{CLOSED}/api/v1.2", "systems": ["perlmutter"], "file_roots": ["/home"],
+    site = {"kind": "sfapi", "url": f"{CLOSED}/api/v1.2", "systems": ["perlmutter"], "file_roots": {"m1": ["/home"]},
             "auth": {"client_id": "abcdefghijklm", "private_key_env": "SUPERFED_TEST_UNSET"}}
     return validate({
         "redis_url": redis_url,
+        # the table makes ~50 unauthenticated calls from one address within a minute; the
+        # per-address throttle of failed authentications has its own test (test_auth_failures)
+        "api": {"auth_failures_per_minute": 0},
         "tokens": [
             {"name": "v", "role": "viewer", "token": TOKENS["viewer"]},
             {"name": "s", "role": "submitter", "token": TOKENS["submitter"]},

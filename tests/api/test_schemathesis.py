@@ -40,7 +40,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 def _settings(redis_url: str):  # type: ignore[no-untyped-def]
-    site = {"kind": "iri", "url": f"{CLOSED}/api/v1", "systems": ["polaris"], "file_roots": ["/"],
+    site = {"kind": "iri", "url": f"{CLOSED}/api/v1", "systems": ["polaris"], "file_roots": {"*": ["/"]},
             "auth": {"token_env": "SUPERFED_TEST_UNSET"},
             "http": {"connect_timeout": 0.5, "read_timeout": 0.5, "retries": 0}}
     return validate({

@@ -68,7 +68,7 @@ class Seen:
 
 def _settings(redis_url: str, sim_url: str) -> Any:
     def site(name: str, env: str) -> dict[str, Any]:
-        return {"name": name, "kind": "firecrest", "url": sim_url, "systems": ["daint"], "file_roots": ["/"],
+        return {"name": name, "kind": "firecrest", "url": sim_url, "systems": ["daint"], "file_roots": {"*": ["/"]},
                 "health_interval": 1.0, "http": {"retries": 0},
                 "auth": {"client_id": "superfed", "token_url": f"{sim_url}/auth/token", "client_secret_env": env}}
 
@@ -124,7 +124,8 @@ def test_no_secret_in_any_response_header_audit_entry_or_log(
 
         # fail: the facility refuses one site's secret; a token that is a secret; bad input
         for site in ("refused", "cscs"):
-            seen.response(c.get(f"/api/v1/sites/{site}/files", params={"path": "/home"}, headers=admin))
+            seen.response(c.get(f"/api/v1/sites/{site}/files", params={"path": "/home", "project": "m1"},
+                                headers=admin))
         seen.response(c.get("/api/v1/projects", headers=admin))
         seen.response(c.get("/api/v1/status", headers=admin))
         seen.response(c.get("/api/v1/sites", headers={"Authorization": f"Bearer {SECRET}"}))

@@ -55,8 +55,9 @@ def test_create_names_each_bad_field(client: TestClient) -> None:
         ({**GAMMA, "url": "http://user:pw@example.org"}, "url"),  # credentials never in a URL
         ({**GAMMA, "url": "javascript:alert(1)"}, "url"),
         ({**GAMMA, "auth": {"token": "the-secret-itself"}}, "auth"),  # secrets only by file/env name
-        ({**GAMMA, "file_roots": ["relative/path"]}, "file_roots"),
-        ({**GAMMA, "file_roots": ["/home/../etc"]}, "file_roots"),
+        ({**GAMMA, "file_roots": {"m1": ["relative/path"]}}, "file_roots"),
+        ({**GAMMA, "file_roots": {"m1": ["/home/../etc"]}}, "file_roots"),
+        ({**GAMMA, "file_roots": ["/home"]}, "file_roots"),  # the old form: every project everywhere
         ({**GAMMA, "systems": ["a", "a"]}, "systems"),
     ]:
         r = _create(client, case)
@@ -176,21 +177,21 @@ def test_redaction() -> None:
 
 def test_file_paths_stay_under_the_roots(client: TestClient) -> None:
     # alpha has no file_roots: no file access at all
-    r = client.get("/api/v1/sites/alpha/files", params={"path": "/home"}, headers=auth("viewer"))
+    r = client.get("/api/v1/sites/alpha/files", params={"path": "/home", "project": "m1"}, headers=auth("viewer"))
     assert r.status_code == 403 and "file_roots" in r.text
-    _create(client, {**GAMMA, "file_roots": ["/home/users/", "/scratch"]})
+    _create(client, {**GAMMA, "file_roots": {"m1": ["/home/users/", "/scratch"]}})
     for path, status in [("/etc/passwd", 403), ("/home/users/../../etc/passwd", 400), ("relative", 400),
                          ("/home/usersx/a", 403), ("/scratch/../etc", 400), ("/home", 403)]:
         for op in ("files", "files/content"):
-            r = client.get(f"/api/v1/sites/gamma/{op}", params={"path": path}, headers=auth("viewer"))
+            r = client.get(f"/api/v1/sites/gamma/{op}", params={"path": path, "project": "m1"}, headers=auth("viewer"))
             assert r.status_code == status, (path, op, r.status_code, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
-        w = client.put("/api/v1/sites/gamma/files/content", params={"path": path}, content=b"x",
+        w = client.put("/api/v1/sites/gamma/files/content", params={"path": path, "project": "m1"}, content=b"x",
                        headers=auth("submitter"))
         assert w.status_code == status, (path, w.text)
     # inside a root the request goes to the facility (here: nothing listens, so 503, never 500)
     for path in ("/home/users/me", "//scratch//a/./b", "/scratch"):
-        r = client.get("/api/v1/sites/gamma/files", params={"path": path}, headers=auth("viewer"))
+        r = client.get("/api/v1/sites/gamma/files", params={"path": path, "project": "m1"}, headers=auth("viewer"))
         assert r.status_code in (502, 503), (path, r.text)
 
 

@@ -101,17 +101,19 @@ def test_files_and_projects_through_the_adapters(broker: Broker) -> None:
     with broker.client() as c:
         for site, home in HOMES.items():
             path = f"{home}/superfed-e2e-{site}.txt"
-            put = c.put(f"/api/v1/sites/{site}/files/content", params={"path": path}, content=b"hello " + site.encode())
+            put = c.put(f"/api/v1/sites/{site}/files/content", params={"path": path, "project": "m0001"},
+                        content=b"hello " + site.encode())
             assert put.status_code == 204, (site, put.text)
-            got = c.get(f"/api/v1/sites/{site}/files/content", params={"path": path})
+            got = c.get(f"/api/v1/sites/{site}/files/content", params={"path": path, "project": "m0001"})
             assert got.status_code == 200 and got.content == b"hello " + site.encode(), (site, got.text)
-            listing = c.get(f"/api/v1/sites/{site}/files", params={"path": home})
+            listing = c.get(f"/api/v1/sites/{site}/files", params={"path": home, "project": "m0001"})
             assert listing.status_code == 200, (site, listing.text)
             entry = {e["name"]: e for e in listing.json()}[f"superfed-e2e-{site}.txt"]
             assert entry["type"] == "file" and entry["size"] == len(b"hello ") + len(site)
-            missing = c.get(f"/api/v1/sites/{site}/files", params={"path": f"{home}/no/such/dir"})
+            missing = c.get(f"/api/v1/sites/{site}/files", params={"path": f"{home}/no/such/dir", "project": "m0001"})
             assert missing.status_code == 404, (site, missing.status_code, missing.text)
-            assert c.get(f"/api/v1/sites/{site}/files", params={"path": f"{home}/../../etc"}).status_code == 400
+            up = c.get(f"/api/v1/sites/{site}/files", params={"path": f"{home}/../../etc", "project": "m0001"})
+            assert up.status_code == 400
         projects = c.get("/api/v1/projects").json()
     by_name = {p["project"]: {s["site"] for s in p["sites"]} for p in projects}
     # FirecREST v2 has no accounting endpoint; the other two report node-hours
