@@ -77,14 +77,16 @@ def redis_server_args(
 ) -> list[str]:
     """A private redis-server on loopback; AOF with fsync every second when asked (drills).
 
-    With ``password``, the server's default user is switched off and the only way in is the
-    ACL user ``REDIS_USER`` with that password (``redis_url_for`` makes its URL). The users go
+    With ``password``, nobody gets in without it: the ACL user ``REDIS_USER`` (``redis_url_for``
+    makes its URL) and the default user both need it. The users go
     in a 0600 file in ``workdir`` named as the server's config file, so the password is
     never on a command line (which any local user can read in ``ps``)."""
     args = [exe]
     if password is not None:
         users = workdir / "redis-users.conf"
-        write_private(users, f"user default off\nuser {REDIS_USER} on >{password} ~* &* +@all\n")
+        # the default user needs a password and every permission rather than being off: Redis 7.0
+        # replays the AOF's MULTI/EXEC blocks as the default user, and refuses them when it is off
+        write_private(users, f"user default on >{password} ~* &* +@all\nuser {REDIS_USER} on >{password} ~* &* +@all\n")
         args.append(str(users))
     args += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
     return args + (["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"])

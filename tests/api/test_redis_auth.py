@@ -100,7 +100,7 @@ def test_the_demo_redis_has_a_password_kept_out_of_sight(tmp_path: Path) -> None
         url, note = demo.start_redis()
         password = redis.connection.parse_url(url)["password"]
         assert password and len(password) >= 24 and "ACL user" in note and password not in note
-        assert open_to_anyone(url) is False  # the default user is off
+        assert open_to_anyone(url) is False  # no way in without the password
         with pytest.raises(redis.AuthenticationError):
             redis.Redis.from_url(url.replace(password, "wrong")).ping()
         assert redis.Redis.from_url(url).ping()
@@ -146,11 +146,13 @@ def test_the_deploy_acl_user_is_enough_for_the_api_and_a_worker(tmp_path: Path) 
     from tests.support.servers import Proc
 
     root = Path(__file__).resolve().parents[2]
-    line = next(x for x in (root / "deploy" / "redis.conf").read_text().splitlines() if x.startswith("user superfed "))
-    password = "deploy-acl-test-" + "x" * 16
-    line = re.sub(r"#[0-9a-f]{64}", "#" + hashlib.sha256(password.encode()).hexdigest(), line)
+    lines = [x for x in (root / "deploy" / "redis.conf").read_text().splitlines() if x.startswith("user ")]
+    assert {x.split()[1] for x in lines} == {"default", "superfed"}
+    password, ops_password = "deploy-acl-test-" + "x" * 16, "ops-password-0000"
+    lines = [re.sub(r"#[0-9a-f]{64}", "#" + hashlib.sha256((ops_password if x.split()[1] == "default" else password)
+                                                            .encode()).hexdigest(), x) for x in lines]
     users = tmp_path / "users.conf"
-    users.write_text(f"user default off\n{line}\nuser ops on >ops-password-0000 ~* &* +@all\n")
+    users.write_text("\n".join(lines) + "\n")
     port = free_port()
     exe = shutil.which("redis-server")
     assert exe
@@ -158,7 +160,8 @@ def test_the_deploy_acl_user_is_enough_for_the_api_and_a_worker(tmp_path: Path) 
                  "--appendonly", "no"], port=port, log=tmp_path / "redis.log").wait_ready()
     try:
         url = f"redis://superfed:{password}@127.0.0.1:{port}/0"
-        ops = redis.Redis(host="127.0.0.1", port=port, username="ops", password="ops-password-0000")
+        ops = redis.Redis(host="127.0.0.1", port=port, password=ops_password)  # the default user
+        assert open_to_anyone(f"redis://127.0.0.1:{port}/0") is False
         with TestClient(create_app(settings_for(url))) as c:
             spec = {"executable": "/bin/true", "resources": {"node_count": 1}}
             made = c.post("/api/v1/jobs", json={"project": "m1", "spec": spec}, headers=auth("submitter"))

@@ -9,7 +9,6 @@ import signal
 from pathlib import Path
 
 import msgspec
-import pytest
 import redis
 
 from broker.config import validate
@@ -23,12 +22,6 @@ from tests.support.servers import free_port, start_redis
 BODY = msgspec.convert({"project": "m1", "spec": {"executable": "/bin/true"}}, JobCreate)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: with `user default off` (the private and deploy/ Redis ACLs) Redis 7.0 replays "
-    "the AOF's MULTI/EXEC blocks as the default user and refuses them (NOPERM in redis.log): "
-    "every job intake wrote is gone after a restart",
-)
 def test_a_clean_redis_restart_keeps_every_accepted_job(tmp_path: Path) -> None:
     port, password = free_port(), new_redis_password()
     proc, url = start_redis(tmp_path, port=port, aof=True, password=password)
