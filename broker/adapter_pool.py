@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 from adapters import registry
 from adapters.base import SiteAdapter
+from adapters.errors import AuthFailed
 from broker.config import SiteConfig
+from broker.site_hosts import resolved_problem
 from broker.store.sites import SiteStore
 
 
+class Refusing:
+    """Stands in for the adapter of a site the broker must not talk to: every call fails with
+    AuthFailed (the site is unusable until its config is fixed)."""
+
+    def __init__(self, name: str, why: str):
+        self.name = name
+        self.why = why
+
+    async def aclose(self) -> None:
+        return None
+
+    def __getattr__(self, attr: str) -> Any:
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AuthFailed(self.why)
+
+        return refuse
+
+
 class AdapterPool:
-    def __init__(self, sites: SiteStore):
+    def __init__(self, sites: SiteStore, allowed_hosts: list[str] | None = None):
         self.sites = sites
+        self.allowed_hosts = allowed_hosts or []
         self._adapters: dict[str, tuple[int, SiteAdapter]] = {}
 
     async def get(self, site: SiteConfig, revision: int) -> SiteAdapter:
         cached = self._adapters.get(site.name)
         if cached and cached[0] == revision:
             return cached[1]
-        adapter = registry.build(
-            site.kind, name=site.name, url=site.url, systems=site.systems, auth=site.auth, http=site.http
-        )
+        adapter = await self._build(site)
         self._adapters[site.name] = (revision, adapter)
         if cached:
             await cached[1].aclose()
         return adapter
+
+    async def _build(self, site: SiteConfig) -> SiteAdapter:
+        # never build a client (and so never send a credential) for a forbidden host, also one
+        # a host name resolves to now: the stand-in refuses every call, so health checks mark
+        # the site down with the reason and submissions go elsewhere
+        for field, url in (("url", site.url), ("token_url", site.auth.get("token_url"))):
+            if isinstance(url, str) and (why := await asyncio.to_thread(resolved_problem, url, self.allowed_hosts)):
+                return cast(SiteAdapter, Refusing(site.name, f"the site's {field} {why}; nothing is sent there"))
+        return registry.build(
+            site.kind, name=site.name, url=site.url, systems=site.systems, auth=site.auth, http=site.http
+        )
 
     async def by_name(self, name: str) -> tuple[SiteConfig, SiteAdapter] | None:
         stored = await self.sites.get(name)

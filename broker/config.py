@@ -19,6 +19,7 @@ import msgspec
 
 from adapters import registry
 from adapters.http import HttpSettings
+from broker import site_hosts
 
 SiteName = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$(?!\n)", description="lower-case letters, digits, '-'")
@@ -124,6 +125,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # the broker refuses to start when its Redis answers clients that did not log in, unless
     # this says that is wanted (the demo's embedded fallback only; see deploy/redis.conf)
     allow_unauthenticated_redis: bool = False
+    # hosts a site's url and token_url may name ("api.nersc.gov", "*.cscs.ch", "127.0.0.1");
+    # empty: any host. Link-local and cloud-metadata addresses are refused whatever this says.
+    allowed_site_hosts: list[str] = []
     namespace: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$(?!\n)")] = "superfed"
     sites: list[SiteConfig] = []
     tokens: list[TokenConfig] = []
@@ -195,8 +199,10 @@ def _auth_problems(kind: str, auth: Any, place: str) -> list[str]:
     return []
 
 
-def validate_site(raw: Any, place: str = "site") -> SiteConfig:
-    """Decode and check one site (as TOML or JSON gives it); raises ConfigError."""
+def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None = None) -> SiteConfig:
+    """Decode and check one site (as TOML or JSON gives it); raises ConfigError. Its URL and
+    token URL must name a host in ``allowed_hosts`` (the operator's ``allowed_site_hosts``;
+    empty: any) and never a link-local or metadata address."""
     problems: list[str] = []
     if isinstance(raw, dict) and isinstance(raw.get("file_roots"), list):
         # the old form (one list for every project) let any project read and write any other's
@@ -215,6 +221,9 @@ def validate_site(raw: Any, place: str = "site") -> SiteConfig:
     if len(set(site.systems)) != len(site.systems):
         problems.append(f"{place}.systems: a system is listed twice")
     problems += _url_problems(site.url, place)
+    for field, url in (("url", site.url), ("auth.token_url", site.auth.get("token_url"))):
+        if isinstance(url, str) and (why := site_hosts.url_problem(url, allowed_hosts or [])):
+            problems.append(f"{place}.{field}: {why}")
     for project, dirs in site.file_roots.items():
         for i, root in enumerate(dirs):
             if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
@@ -255,7 +264,7 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
         sites_raw = []
     for i, item in enumerate(sites_raw):
         try:
-            sites.append(validate_site(item, f"sites[{i}]"))
+            sites.append(validate_site(item, f"sites[{i}]", settings.allowed_site_hosts))
         except ConfigError as exc:
             problems.extend(exc.problems)
     names = [s.name for s in sites]

@@ -234,6 +234,8 @@ class Demo:
             "redis_url": redis_url,
             # only the embedded fallback (fakeredis) has no password; it listens on loopback
             "allow_unauthenticated_redis": "@" not in redis_url,
+            # the simulators listen on loopback: no site (nor its credentials) may go elsewhere
+            "allowed_site_hosts": ["127.0.0.1"],
             "placement": {"strategy": "best", "max_attempts": 3},
             "worker": {"abandoned_after": 3},
             "tokens": [

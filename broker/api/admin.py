@@ -83,9 +83,9 @@ def _site_problem(exc: ConfigError) -> ApiError:
     return ApiError(422, "Validation failed", detail, errors=errors)
 
 
-def _validate(raw: dict[str, Any]) -> SiteConfig:
+def _validate(raw: dict[str, Any], allowed: list[str]) -> SiteConfig:
     try:
-        return validate_site(raw)
+        return validate_site(raw, allowed_hosts=allowed)
     except ConfigError as exc:
         raise _site_problem(exc) from None
 
@@ -122,7 +122,7 @@ class SiteAdminController(SiteController):
           summary="Add a site (validated; 422 names each bad field; 409 if the name is taken)")
     async def create(self, request: Request[TokenRecord, Any, Any],
                      data: JSONBody[dict[str, Any]]) -> Response[SiteView]:
-        site = _validate(data)
+        site = _validate(data, request.app.state.settings.allowed_site_hosts)
         stored = await request.app.state.sites.create(site)
         if stored is None:
             raise ApiError(409, "Conflict", f"a site named {site.name!r} exists; PUT to replace it")
@@ -150,7 +150,7 @@ class SiteAdminController(SiteController):
                            "create the new name and delete the old one",
                            errors=[FieldError(field="name", message="must be the name in the path",
                                               source="body")])
-        site = _validate({**data, "name": name})
+        site = _validate({**data, "name": name}, request.app.state.settings.allowed_site_hosts)
         status, rev = await request.app.state.sites.replace(site, stored.revision)
         if status == "missing":
             raise ApiError(404, "Not found", f"no site {name!r}")
