@@ -14,6 +14,7 @@ from adapters.types import FileEntry
 from broker.api.auth import require_project
 from broker.api.problems import ApiError
 from broker.config import SiteConfig
+from broker.sanitise import sanitise
 from broker.store.audit import AuditLog
 from broker.store.tokens import TokenRecord
 
@@ -40,15 +41,16 @@ class ProjectUsage(msgspec.Struct):
 
 
 def adapter_problem(site: str, exc: AdapterError) -> ApiError:
+    """The facility's error as its category and a short sanitised text (never verbatim)."""
+    text = sanitise(exc.message)
     if isinstance(exc, NotFound):
-        return ApiError(404, "Not found", f"{site}: {exc.message}")
+        return ApiError(404, "Not found", f"{site}: not found: {text}")
     if isinstance(exc, AuthFailed):
-        return ApiError(502, "Bad gateway", f"{site} refused the broker's credentials: {exc.message}")
+        return ApiError(502, "Bad gateway", f"{site} refused the broker's credentials (authentication): {text}")
     if exc.retriable:
-        return ApiError(
-            503, "Service unavailable", f"{site} is not answering properly: {exc.message}", headers={"Retry-After": "5"}
-        )
-    return ApiError(400, "Bad request", f"{site} refused: {exc.message}")
+        return ApiError(503, "Service unavailable", f"{site} is not answering properly (retriable): {text}",
+                        headers={"Retry-After": "5"})
+    return ApiError(400, "Bad request", f"{site} refused (permanent): {text}")
 
 
 def roots_for(site: SiteConfig, project: str) -> list[str]:

@@ -15,6 +15,7 @@ from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, place
+from broker.sanitise import sanitise
 from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
 from broker.store.audit import AuditLog
@@ -106,7 +107,7 @@ class JobController(Controller):
         job = await request.app.state.jobs.get(job_id)
         if job is None or not request.user.may_see(job.project):
             raise _not_found(job_id)  # same answer whether it exists or not: no hint
-        return job
+        return job if request.user.role == "admin" else for_non_admins(job)
 
     @get("/", operation_id="listJobs", summary="Jobs, newest first, with cursor pagination")
     async def list_jobs(
@@ -134,6 +135,8 @@ class JobController(Controller):
             )
         except ValueError:
             raise ApiError(400, "Invalid request", "cursor: not a cursor this API gave out") from None
+        if token.role != "admin":
+            items = [for_non_admins(j) for j in items]
         return JobPage(items=items, next_cursor=nxt)
 
     @delete("/{job_id:str}", operation_id="cancelJob", status_code=202, summary="Cancel a job")
@@ -152,6 +155,15 @@ class JobController(Controller):
         return CancelResult(
             id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms"
         )
+
+
+def for_non_admins(job: Job) -> Job:
+    """The job as a non-admin sees it: facility errors short and sanitised (broker/sanitise.py);
+    the attempt's outcome is the error's category."""
+    if job.message is None and not any(a.error for a in job.attempts):
+        return job
+    attempts = [msgspec.structs.replace(a, error=sanitise(a.error)) if a.error else a for a in job.attempts]
+    return msgspec.structs.replace(job, message=sanitise(job.message), attempts=attempts)
 
 
 def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:

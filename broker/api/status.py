@@ -17,6 +17,7 @@ from broker.api.events import EventHub, TooManyStreams
 from broker.api.problems import ApiError
 from broker.config import SiteConfig, SiteLimits
 from broker.health import HealthRecord, effective, visible_components
+from broker.sanitise import sanitise
 from broker.store.coalesce import SharedCall
 from broker.store.jobs import now_iso
 from broker.store.sitecache import site_cache
@@ -77,7 +78,7 @@ def site_status(site: SiteConfig, rec: HealthRecord | None, now: float) -> SiteS
         components=components,
         incidents=rec.incidents,
         consecutive_failures=rec.failures,
-        error=rec.error,
+        error=sanitise(rec.error),  # every token reads it: never the facility's verbatim text
     )
 
 
