@@ -101,8 +101,9 @@ def report(found: dict[str, str], modules: list[str]) -> str:
     for short in modules:
         statuses = by_module.get(MODULES[short], {})
         killed = len(statuses.get("killed", [])) + len(statuses.get("timeout", []))
-        n = sum(len(v) for k, v in statuses.items() if k not in ("not checked", "skipped"))
-        unchecked = len(statuses.get("not checked", []))
+        unrun = ("not checked", "skipped", "check was interrupted by user")
+        n = sum(len(v) for k, v in statuses.items() if k not in unrun)
+        unchecked = sum(len(statuses.get(k, [])) for k in unrun)
         total_killed += killed
         total += n
         survivors += sorted(statuses.get("survived", []) + statuses.get("no tests", []))
