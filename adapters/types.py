@@ -25,6 +25,13 @@ class SubmitRequest(msgspec.Struct, frozen=True):
     spec: JobSpec
     system: str
     project: str
+    # the facility account charged: the site's mapping of ``project`` (the broker decides;
+    # None = the project's own name).  A spec naming another account is refused, not used.
+    account: str | None = None
+
+    @property
+    def charged(self) -> str | None:
+        return self.account or self.project or None
 
 
 class SubmitReceipt(msgspec.Struct, frozen=True):

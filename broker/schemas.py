@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 import msgspec
 
 from adapters.psij import JobSpec
+from adapters.validation import DESCRIPTIONS, PROJECT
 
 Strategy = Literal["best", "round-robin", "priority"]
-ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$(?!\n)")]
+ProjectName = Annotated[str, msgspec.Meta(pattern=PROJECT, description=DESCRIPTIONS[PROJECT])]
 
 
 class PlacementHints(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

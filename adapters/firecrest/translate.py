@@ -103,12 +103,14 @@ def build_submit_body(req: SubmitRequest) -> dict[str, Any]:
     ``#SBATCH`` option; the JSON fields FirecREST turns into sbatch flags repeat the ones it
     knows (they win over the script's), and the job name carries the tag."""
     spec, a = req.spec, req.spec.attributes
-    account = req.project or a.account
+    # the script is rendered (and every field checked) first; the JSON repeats checked values
+    script = render_sbatch(spec, req.tag, account=req.charged)
+    account = req.charged
     job: dict[str, Any] = {
         "name": name_with_tag(spec.name, req.tag, default="superfed"),
         # FirecREST runs sbatch over SSH from the user's home: "." is the home directory
         "workingDirectory": spec.directory or ".",
-        "script": render_sbatch(spec, req.tag, account=account),
+        "script": script,
     }
     if account:
         job["account"] = account

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from adapters import validation as v
 from adapters.errors import (
     AdapterError,
     NotFound,
@@ -80,9 +81,13 @@ def job_name(spec: JobSpec, tag: str) -> str:
 
 
 def build_job(req: SubmitRequest) -> dict[str, Any]:
-    """The PSI/J JobSpec body for ``POST /compute/job/{resource}``.  ``account`` falls back
-    to the broker's project; ``custom_attributes`` (ALCF's ``filesystems``) pass through."""
+    """The PSI/J JobSpec body for ``POST /compute/job/{resource}``.  Every field is checked
+    first (``validation.ensure_safe``); ``account`` is the broker's (the project's mapping),
+    a spec naming another is refused; ``custom_attributes`` (ALCF's ``filesystems``) pass
+    through once the broker's own rules allow them."""
     spec = req.spec
+    v.ensure_safe(spec)
+    account = v.charged_account(spec, req.charged)
     r, a = spec.resources, spec.attributes
     body: dict[str, Any] = {
         "executable": spec.executable,
@@ -108,12 +113,12 @@ def build_job(req: SubmitRequest) -> dict[str, Any]:
     if r.gpu_cores_per_process:  # the spec wants >= 1; PSI/J's 0 means "none"
         resources["gpu_cores_per_process"] = r.gpu_cores_per_process
     body["resources"] = resources
-    attributes: dict[str, Any] = {"account": a.account or req.project}
+    attributes: dict[str, Any] = {"account": account} if account else {}
     for key in ("duration", "queue_name", "reservation_id"):
         if getattr(a, key):
             attributes[key] = getattr(a, key)
-    if a.custom_attributes:
-        attributes["custom_attributes"] = dict(a.custom_attributes)
+    if custom := {k: val for k, val in a.custom_attributes.items() if k not in v.BROKER_FLAGS}:
+        attributes["custom_attributes"] = custom
     body["attributes"] = attributes
     return body
 

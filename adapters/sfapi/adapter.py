@@ -183,7 +183,7 @@ class SfapiAdapter(AdapterBase):
     # -- jobs ---------------------------------------------------------------------------------
     async def submit(self, req: SubmitRequest) -> SubmitReceipt:
         system = self.system_or_default(req.system)
-        script = render_sbatch(req.spec, req.tag, account=req.project or None)
+        script = render_sbatch(req.spec, req.tag, account=req.charged)
         # Never retried: a POST that timed out may have run (find_by_tag settles it).
         resp = await self.http.request(
             "POST",

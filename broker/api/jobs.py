@@ -10,9 +10,11 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
+from adapters.validation import spec_problems
 from broker import queues
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
+from broker.config import SiteConfig
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, place
 from broker.sanitise import sanitise
@@ -30,8 +32,41 @@ def _not_found(job_id: str) -> ApiError:
     return ApiError(404, "Not found", f"no job {job_id!r}")
 
 
+def _spec_errors(body: JobCreate) -> list[FieldError]:
+    """What the JobSpec's constraints cannot say (adapters.validation): the custom attributes
+    the broker owns, exact environment names, the spec's total size.  Checked again by every
+    renderer; here so that a job that could never be rendered is a 422, not a FAILED job."""
+    return [FieldError(field=f, message=m, source="body") for f, m in spec_problems(body.spec)]
+
+
+def _account_errors(body: JobCreate, candidates: list[SiteConfig]) -> list[FieldError]:
+    """A spec's account must be what the project is charged to at some candidate site (the
+    site's mapping, default the project's name); anything else would charge someone else."""
+    wanted = body.spec.attributes.account
+    if not wanted or not candidates:
+        return []
+    allowed = sorted({c.account_for(body.project) for c in candidates})
+    if wanted in allowed:
+        return []
+    return [
+        FieldError(
+            field="spec.attributes.account",
+            message=f"project {body.project!r} is charged to {', '.join(allowed)}; leave account out "
+            "or give one of those",
+            source="body",
+        )
+    ]
+
+
+def _refuse(errors: list[FieldError]) -> None:
+    if errors:
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        raise ApiError(422, "Validation failed", detail, errors=errors)
+
+
 async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate) -> None:
     """Errors the client can fix now, rather than a job that fails later."""
+    _refuse(_spec_errors(body))
     sites = {s.config.name: s.config for s in await site_cache(request.app.state.sites).all()}
     hints = body.placement
     errors: list[FieldError] = []
@@ -46,6 +81,7 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
     candidates = [sites[n] for n in named if n in sites] or list(sites.values())
     if hints and hints.exclude:
         candidates = [c for c in candidates if c.name not in hints.exclude]
+    _refuse(_account_errors(body, candidates))
     nodes, walltime = body.spec.nodes, body.spec.attributes.duration
     if candidates and all(nodes > c.limits.max_nodes for c in candidates):
         most = max(c.limits.max_nodes for c in candidates)

@@ -9,6 +9,7 @@ schema tells clients (and Schemathesis) the truth:
   parameter also 404; plus ``EXTRA`` per operation (409, 412, 428, 502 ...).
 - bodies Litestar sees only as bytes or a dict: the job a submission returns, the site config
   an admin sends, the event stream.
+- the JobSpec as msgspec describes it, with every limit and pattern of adapters/validation.py.
 
 It runs once, on the schema object Litestar caches, when the app is created."""
 
@@ -29,6 +30,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIType
 
+from adapters.psij import JobSpec
 from broker.config import SiteConfig
 
 PROBLEM_MEDIA = "application/problem+json"
@@ -140,6 +142,14 @@ def _site_config_schema(components: dict[str, Any]) -> Reference:
     return Reference(ref=f"#/components/schemas/{rename['SiteConfig']}")
 
 
+def _job_spec_schemas(components: dict[str, Any]) -> None:
+    """The JobSpec's schemas as msgspec writes them: Litestar's drop the constraints on list
+    items and dict keys and values (argument sizes, environment names, attribute limits)."""
+    _, defs = msgspec.json.schema_components([JobSpec], ref_template="#/components/schemas/{name}")
+    for name in ("JobSpec", "JobAttributes", "ResourceSpec"):
+        components[name] = defs[name]
+
+
 def document(openapi: OpenAPI) -> OpenAPI:
     """Declare problem responses and fix the bodies Litestar cannot infer (in place)."""
     assert openapi.components is not None and not isinstance(openapi.components, list)
@@ -147,6 +157,7 @@ def document(openapi: OpenAPI) -> OpenAPI:
     openapi.components.schemas = schemas
     schemas.update(_problem_schemas())
     site_ref = _site_config_schema(schemas)  # type: ignore[arg-type]
+    _job_spec_schemas(schemas)  # type: ignore[arg-type]
     for path, item in (openapi.paths or {}).items():
         for method in _METHODS:
             op: Operation | None = getattr(item, method, None)

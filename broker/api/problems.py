@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -10,6 +11,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from adapters.validation import DESCRIPTIONS
 
 log = logging.getLogger("superfed.api")
 PROBLEM = "application/problem+json"
@@ -92,6 +95,21 @@ def problem_response(
     return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
+_REGEX_MESSAGE = re.compile(r"Expected `str` matching regex '(.*)'", re.S)
+
+
+def _readable(message: str) -> str:
+    """msgspec names a failed pattern by its regex; say what the pattern means instead."""
+    m = _REGEX_MESSAGE.fullmatch(message)
+    if m is None:
+        return message
+    raw = m.group(1)
+    for pattern, words in DESCRIPTIONS.items():
+        if raw in (pattern, pattern.replace("\\", "\\\\")):
+            return f"must be {words}"
+    return message
+
+
 def _field_errors(extra: Any) -> list[FieldError] | None:
     if not isinstance(extra, list):
         return None
@@ -99,7 +117,8 @@ def _field_errors(extra: Any) -> list[FieldError] | None:
     for item in extra:
         if isinstance(item, dict):
             key = str(item.get("key") or "body")
-            out.append(FieldError(field=key, message=str(item.get("message", "")), source=item.get("source")))
+            message = _readable(str(item.get("message", "")))
+            out.append(FieldError(field=key, message=message, source=item.get("source")))
     return out or None
 
 

@@ -175,12 +175,10 @@ async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
         site = stored_site.config
         adapter = await rt.adapters.get(site, stored_site.revision)
         system = (hints.system if hints and hints.system in site.systems else None) or site.systems[0]
-        account = spec.attributes.account or site.account_for(job.project)
+        # the account is always the site's mapping of the project; a spec naming another
+        # is refused by the adapter (adapters.validation.charged_account), never charged
         req = SubmitRequest(
-            tag=job_id,
-            spec=msgspec.structs.replace(spec, attributes=msgspec.structs.replace(spec.attributes, account=account)),
-            system=system,
-            project=job.project,
+            tag=job_id, spec=spec, system=system, project=job.project, account=site.account_for(job.project)
         )
         if not await rt.jobs.begin_try(
             job_id, name, system, placement=placement, rq_id=queues.submit_rq_id(job_id), runner=runner

@@ -167,8 +167,10 @@ def test_build_submit_body_minimal() -> None:
         and job["workingDirectory"] == "."
         and job["account"] == "m0001"
     )
-    assert job["script"].startswith(
-        "#!/bin/bash\n#SBATCH --job-name=J1\n#SBATCH --comment=superfed:J1\n"
+    # the broker's own directives close the block: sbatch keeps the last of a repeated option
+    assert job["script"] == (
+        "#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --exclusive\n#SBATCH --job-name=J1\n"
+        "#SBATCH --comment=superfed:J1\n#SBATCH --account=m0001\n/bin/hostname\n"
     )
     assert job["script"].rstrip().endswith("/bin/hostname")
     assert "partition" not in job and "env" not in job

@@ -192,7 +192,8 @@ def alcf_request(**spec_kw: Any) -> SubmitRequest:
         ),
         **spec_kw,
     )
-    return SubmitRequest(tag="t-1", spec=spec, system="polaris", project="m0001")
+    # the site maps project m0001 to ALCF's project "proj"; the spec may name that one only
+    return SubmitRequest(tag="t-1", spec=spec, system="polaris", project="m0001", account="proj")
 
 
 def test_build_job_matches_alcfs_user_guide_example() -> None:
