@@ -87,6 +87,7 @@ def build_job(req: SubmitRequest) -> dict[str, Any]:
     through once the broker's own rules allow them."""
     spec = req.spec
     v.ensure_safe(spec)
+    v.ensure_matches("tag", req.tag, v.TAG)
     account = v.charged_account(spec, req.charged)
     r, a = spec.resources, spec.attributes
     body: dict[str, Any] = {
