@@ -94,6 +94,23 @@ def test_sfapi_components_and_their_details() -> None:
     ]
 
 
+def test_sfapi_each_bad_member_is_named_and_a_missing_group_is_skipped() -> None:
+    comps = sf.components_of(
+        [
+            _status("dna", "unavailable", system_type="filesystem"),
+            _status("perlmutter", "active"),
+            _status("cfs", "degraded", system_type="filesystem", description="slow metadata"),
+            _status("ssh-proxy", "unavailable", system_type="service"),
+        ],
+        ["perlmutter"],
+    )
+    assert [(c.name, c.state, c.detail) for c in comps] == [
+        ("compute", "up", "active"),
+        ("filesystem", "down", "dna: unavailable; cfs: slow metadata"),
+        ("login", "down", "ssh-proxy: unavailable"),  # no storage resource: no storage component
+    ]
+
+
 def _entry(perms: str | None, name: str | None, size: float | None = 3, date: str | None = "d") -> sf.DirEntryWire:
     return sf.DirEntryWire(perms=perms, size=size, date=date, name=name)
 
