@@ -6,6 +6,7 @@ Failures read like the remote command's stderr, with the status FirecREST v2 der
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import stat as statmod
@@ -98,11 +99,16 @@ def _listing(
     numeric: bool,
     uid: int,
     prefix: str = "",
+    follow: bool = False,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for child in fs.ls(path, hidden=hidden):
-        out.append(file_wire(child, prefix + child.name, fs, numeric=numeric, uid=uid))
-        if recursive and child.is_dir:
+        shown = child
+        if follow and child.is_link:  # ls -L: the target's attributes (a dangling link stays)
+            with contextlib.suppress(OSError):
+                shown = fs.stat(posixpath.join(path, child.name))
+        out.append(file_wire(shown, prefix + child.name, fs, numeric=numeric, uid=uid))
+        if recursive and child.is_dir:  # never through a link: no loops
             out += _listing(
                 fs,
                 posixpath.join(path, child.name),
@@ -111,6 +117,7 @@ def _listing(
                 numeric=numeric,
                 uid=uid,
                 prefix=f"{prefix}{child.name}/",
+                follow=follow,
             )
     return out
 
@@ -121,7 +128,7 @@ def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
     q = request.query_params
     numeric = query_bool(q, "numericUid")
     hidden, recursive = query_bool(q, "showHidden"), query_bool(q, "recursive")
-    query_bool(q, "dereference")  # validated; listings show links as links
+    follow = query_bool(q, "dereference")
     try:
         node = fac.fs.stat(path)
         if not node.is_dir:  # `ls -l FILE` prints the path as given
@@ -134,6 +141,7 @@ def get_ls(request: Req, system_name: FromPath[str]) -> Response[bytes]:
                 recursive=recursive,
                 numeric=numeric,
                 uid=fac.settings.uid,
+                follow=follow,
             )
     except OSError as exc:
         raise fs_error(exc, "ls: cannot access", path, user) from None

@@ -25,6 +25,7 @@ from simulators.common.shell import IO, Shell, why
 MAX_PART_SIZE = 2 << 20  # maxPartSize told to clients (small, so a few MiB take several parts)
 MAX_OBJECT = 64 << 20
 MAX_STAGED = 256 << 20
+MAX_OBJECTS = 256  # staged objects kept (downloads stay until pushed out)
 MAX_COMPLETE_BODY = 64 << 10
 _PART = re.compile(r"<Part>(.*?)</Part>", re.S)
 _NUMBER = re.compile(r"<PartNumber>\s*(\d{1,5})\s*</PartNumber>")
@@ -50,6 +51,8 @@ class StagingArea:
     def new(self, size: int) -> StagedObject:
         if size > MAX_OBJECT:
             raise ValueError(f"file too large for the staging area ({size} > {MAX_OBJECT} bytes)")
+        while len(self.objects) >= MAX_OBJECTS:  # the oldest URLs expire first, as presigned ones do
+            del self.objects[next(iter(self.objects))]
         obj = StagedObject(secrets.token_urlsafe(24), size)
         self.objects[obj.token] = obj
         return obj
@@ -58,8 +61,13 @@ class StagingArea:
         return max(1, -(-obj.size // MAX_PART_SIZE))
 
     def put(self, obj: StagedObject, data: bytes) -> None:
-        if self.used() + len(data) > MAX_STAGED:
-            raise ValueError("staging area full")
+        for token in list(self.objects):  # make room: the oldest objects go first
+            if self.used() + len(data) <= MAX_STAGED or len(data) > MAX_OBJECT:
+                break
+            if token != obj.token:
+                del self.objects[token]
+        if len(data) > MAX_OBJECT or self.used() + len(data) > MAX_STAGED:
+            raise ValueError(f"file too large for the staging area ({len(data)} bytes)")
         obj.data = data
         obj.size = len(data)
 

@@ -305,6 +305,11 @@ def test_directory_trees_copy_move_link_compress_extract(sim: Sim) -> None:
     link = c.symlink(SYSTEM, f"{home}/moved/sub/leaf.txt", f"{home}/leaf-link")
     assert link["output"]["type"] == "l"
     assert c.view(SYSTEM, f"{home}/leaf-link") == "leaf\n"
+    listed = {f["name"]: f for f in c.list_files(SYSTEM, home)}
+    assert listed["leaf-link"]["type"] == "l" and listed["leaf-link"]["linkTarget"] == f"{home}/moved/sub/leaf.txt"
+    followed = {f["name"]: f for f in c.list_files(SYSTEM, home, dereference=True)}
+    assert followed["leaf-link"]["type"] == "-" and followed["leaf-link"]["size"] == "5"
+    assert c.stat(SYSTEM, f"{home}/leaf-link")["size"] != c.stat(SYSTEM, f"{home}/leaf-link", dereference=True)["size"]
     names = [f["name"] for f in c.list_files(SYSTEM, f"{home}/moved", recursive=True)]
     assert names == ["sub", "sub/leaf.txt"]
     c.compress(SYSTEM, f"{home}/tree", f"{home}/tree.tar.gz")

@@ -209,3 +209,23 @@ def test_iri_job_runs_its_psij_spec_with_the_pbs_environment() -> None:
         f"{n}\n" for n in nodes
     )
     assert f.fs.read(f"/home/u/j.e{job.id}") == b"ls: cannot access 'nope': No such file or directory\n"
+
+
+def test_staging_area_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulators.firecrest import staging
+
+    monkeypatch.setattr(staging, "MAX_OBJECT", 1000)  # small bounds: the same code, less memory
+    monkeypatch.setattr(staging, "MAX_STAGED", 4000)
+    area = staging.StagingArea()
+    first = area.new(1)
+    for _ in range(staging.MAX_OBJECTS):
+        area.new(1)
+    assert first.token not in area.objects and len(area.objects) == staging.MAX_OBJECTS
+    with pytest.raises(ValueError, match="too large"):
+        area.new(staging.MAX_OBJECT + 1)
+    big = area.new(0)
+    with pytest.raises(ValueError, match="too large"):
+        area.put(big, b"x" * (staging.MAX_OBJECT + 1))
+    for _ in range(staging.MAX_STAGED // staging.MAX_OBJECT + 1):  # old objects make room for new
+        area.put(area.new(0), b"x" * staging.MAX_OBJECT)
+    assert area.used() <= staging.MAX_STAGED
