@@ -229,3 +229,15 @@ def test_staging_area_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(staging.MAX_STAGED // staging.MAX_OBJECT + 1):  # old objects make room for new
         area.put(area.new(0), b"x" * staging.MAX_OBJECT)
     assert area.used() <= staging.MAX_STAGED
+
+
+def test_merged_streams_keep_their_order(fs: VirtualFS) -> None:
+    spec = jobrun.JobRun(
+        script="echo a\nls nope\necho b >&2\necho c\n",
+        user="u", uid=7, home="/h", cwd="/h", host="n", env={}, launch=Launch(),
+        stdout="/h/job.out", stderr="/h/job.out",
+    )  # fmt: skip
+    assert jobrun.run(fs, spec, None)[0] == 0
+    assert fs.read("/h/job.out") == b"a\nls: cannot access 'nope': No such file or directory\nb\nc\n"
+    spec.stdout = "/nowhere/x.out"  # a directory that does not exist: that stream is lost, the job runs
+    assert jobrun.run(fs, spec, None)[0] == 0 and fs.read("/h/job.out").endswith(b"b\n")
