@@ -707,6 +707,29 @@ def bracket(sh: Shell, args: list[str], io: IO) -> int:
     return _test(sh, args[:-1], io)
 
 
+def double_bracket(sh: Shell, args: list[str], io: IO) -> int:
+    """``[[ ... ]]`` as a command: test's operators plus ``==``/``!=`` glob patterns and
+    ``=~`` regular expressions (words are expanded before it sees them)."""
+    if not args or args[-1] != "]]":
+        io.err.write(f"{sh.name}: syntax error: expected `]]'\n")
+        return 2
+    a = args[:-1]
+    negate = bool(a) and a[0] == "!"
+    if negate:
+        a = a[1:]
+    if len(a) == 3 and a[1] in ("==", "=", "!="):
+        hit = fnmatch.fnmatchcase(a[0], a[2])
+        code = 0 if hit == (a[1] != "!=") else 1
+    elif len(a) == 3 and a[1] == "=~":
+        try:
+            code = 0 if re.search(a[2], a[0]) else 1
+        except re.error:
+            return 2
+    else:
+        code = _test(sh, a, io)
+    return (1 - code if code in (0, 1) else code) if negate else code
+
+
 def _test(sh: Shell, a: list[str], io: IO) -> int:
     if not a:
         return 1
@@ -913,6 +936,7 @@ COMMANDS: dict[str, Handler] = {
     "printenv": printenv,
     "test": test,
     "[": bracket,
+    "[[": double_bracket,
     "srun": srun,
     "mpiexec": mpiexec,
     "mpirun": mpiexec,

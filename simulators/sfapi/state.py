@@ -127,9 +127,6 @@ class SfapiFacility(Facility):
         fs.mkdir(self.scratch, parents=True)
         for project in self.settings.projects:
             fs.mkdir(f"/global/cfs/cdirs/{project}", parents=True)
-        fs.mkdir("/etc", exist_ok=True)
-        fs.write("/etc/bashrc", b"# system-wide functions and aliases\n")  # KBase sources it on dtns
-        fs.write("/etc/profile", b"# system-wide environment\n")
         fs.write(f"{self.home}/.bashrc", b"# NERSC default .bashrc\nexport PS1='\\u@\\h:\\w$ '\n")
         fs.write(
             f"{self.home}/hello.sh",

@@ -62,6 +62,10 @@ def test_control_flow(fs: VirtualFS) -> None:
     assert run(fs, "exit 300; echo never") == (44, "", "")
     assert run(fs, "(exit 3); echo $?; bash -c 'exit 4'; echo $?")[1] == "3\n4\n"
     assert run(fs, "if true; then echo x")[0] == 2  # fi missing: a syntax error, nothing run
+    assert run(fs, "[[ ab =~ ^a ]] && echo re; [[ ab != a* ]] || echo glob")[1] == "re\nglob\n"
+    assert run(fs, 'f=run.log; if [[ $f == *.log ]]; then echo glob; fi; [[ ! -d $f ]] && echo notdir')[1] == (
+        "glob\nnotdir\n"
+    )
 
 
 def test_file_commands(fs: VirtualFS) -> None:
