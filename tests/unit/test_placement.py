@@ -470,3 +470,16 @@ def test_decision_invariants(
     if d.strategy == "best":
         scores = [r.score for r in d.ranking if r.eligible]
         assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
+
+
+def test_out_of_range_inputs_score_as_their_floor() -> None:
+    # a view assembled from odd counters (a negative backlog, a zero capacity) scores as the
+    # nearest sensible value, never raises and never outranks a healthy idle site
+    assert score(site(capacity=0, backlog=1)) == score(site(capacity=1, backlog=1))
+    assert score(site(backlog=-5)) == score(site(backlog=0))
+    assert score(site(throughput=-3.0)) == score(site(throughput=0.0))
+    assert score(site(weight=-1.0)) == 0.0
+    assert score(site(consecutive_failures=-2)) == score(site(consecutive_failures=0))
+    # and the smallest real amounts count
+    assert score(site(backlog=1)) < score(site(backlog=0))
+    assert score(site(throughput=1.0)) > score(site(throughput=0.0))

@@ -170,3 +170,18 @@ async def test_backlog_throughput_and_config_fields(stores: Stores) -> None:
     assert (a.kind, a.capacity, a.max_nodes) == ("iri", 10, 1_000_000)
     await stores.health.put(record("beta", state="degraded"), [])
     assert (await stores.views())["beta"].health == "degraded"
+
+
+def test_placement_request_carries_the_job_and_its_hints() -> None:
+    from adapters.psij import JobAttributes, JobSpec, ResourceSpec
+    from broker.schemas import PlacementHints
+    from broker.snapshot import placement_request
+
+    spec = JobSpec(executable="/bin/true", resources=ResourceSpec(node_count=3), attributes=JobAttributes(duration=900))
+    hints = PlacementHints(site="alpha", sites=["alpha", "beta"], exclude=["gamma"], strategy="priority")
+    req = placement_request("m7", spec, hints)
+    assert (req.project, req.nodes, req.walltime) == ("m7", 3, 900)
+    assert (req.site, req.sites, req.exclude, req.strategy) == ("alpha", ["alpha", "beta"], ["gamma"], "priority")
+    assert placement_request("m7", spec, hints, walltime=60).walltime == 60
+    bare = placement_request("m7", spec, None)
+    assert (bare.site, bare.sites, bare.exclude, bare.strategy, bare.walltime) == (None, None, [], None, 900)
