@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from broker.states import JobState
+from broker.states import STATES
 
 
 class ClientError(Exception):
@@ -159,7 +159,7 @@ def add_commands(sub: Any, run: Callable[[argparse.Namespace, Callable[..., int]
     p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
     p = add("jobs", jobs, "list jobs, newest first")
     p.add_argument("--project")
-    p.add_argument("--state", type=str.upper, choices=[s.value for s in JobState], help="any case")
+    p.add_argument("--state", type=str.upper, choices=STATES, help="any case")
     p.add_argument("--site")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor", help="where the previous page ended (printed after a full page)")

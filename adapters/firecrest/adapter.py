@@ -47,6 +47,7 @@ from adapters.http import SiteHTTP, decode_json, error_for
 from adapters.secrets import Secret, load_secret
 from adapters.tokens import TokenCache
 from adapters.types import (
+    FINAL_STATES,
     Allocation,
     FileEntry,
     JobStatus,
@@ -163,7 +164,7 @@ class FirecrestAdapter(AdapterBase):
             # scancel on a finished job fails (500 or 400 on some versions): final is fine
             current = await self.statuses([native_id], system)
             status = current.get(native_id)
-            if status is None or status.state not in ("COMPLETED", "FAILED", "CANCELED"):
+            if status is None or status.state not in FINAL_STATES:
                 raise
 
     # -- files ----------------------------------------------------------------------------

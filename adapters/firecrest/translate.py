@@ -21,6 +21,7 @@ from adapters.slurm import STATE_MAP as SLURM_STATES
 from adapters.slurm import base_state, render_sbatch
 from adapters.tags import name_with_tag, tag_from_comment, tag_from_name
 from adapters.types import (
+    FINAL_STATES,
     ComponentHealth,
     FileEntry,
     HealthState,
@@ -140,7 +141,7 @@ def job_status(job: WireJob) -> JobStatus | None:
         native_id=job.jobId,
         state=state,
         native_state=native,
-        exit_code=code if state in ("COMPLETED", "FAILED", "CANCELED") else None,
+        exit_code=code if state in FINAL_STATES else None,
         message=reason if reason and reason != "None" else None,
         tag=tag_of(job),
     )

@@ -20,12 +20,11 @@ from broker.placement import Policy, place
 from broker.sanitise import sanitise
 from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
+from broker.states import FINAL, STATES
 from broker.store.audit import AuditLog
-from broker.store.jobs import FINAL, now_iso
+from broker.store.jobs import now_iso
 from broker.store.sitecache import site_cache
 from broker.store.tokens import TokenRecord
-
-_JOB_STATES = ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
 
 
 def _not_found(job_id: str) -> ApiError:
@@ -157,8 +156,8 @@ class JobController(Controller):
     ) -> JobPage:
         token = request.user
         state = state_filter
-        if state is not None and state not in _JOB_STATES:
-            raise ApiError(400, "Invalid request", f"state must be one of {', '.join(_JOB_STATES)}")
+        if state is not None and state not in STATES:
+            raise ApiError(400, "Invalid request", f"state must be one of {', '.join(STATES)}")
         if project is not None:
             projects: list[str] | None = [project] if token.may_see(project) else []
         else:

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from broker.health import effective
+from broker.states import STATES
 
-_STATES = ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
 _HEALTH = {"up": 1, "degraded": 0.5, "down": 0, "unknown": -1}
 
 
@@ -42,10 +42,10 @@ class SystemController(Controller):
         reg = CollectorRegistry()
         jobs = Gauge("superfed_jobs", "Jobs known to the broker, by state", ["state"], registry=reg)
         async with st.redis.pipeline(transaction=False) as p:
-            for s in _STATES:
+            for s in STATES:
                 p.zcard(st.rkeys.jobs_by_state(s))
             counts = await p.execute()
-        for s, n in zip(_STATES, counts, strict=True):
+        for s, n in zip(STATES, counts, strict=True):
             jobs.labels(s).set(n)
         health = Gauge("superfed_site_health", "1 up, 0.5 degraded, 0 down, -1 unknown", ["site"], registry=reg)
         backlog = Gauge("superfed_site_backlog", "Unfinished broker jobs placed at the site", ["site"], registry=reg)

@@ -2,14 +2,16 @@
 
 A job is a hash (``Keys.job``) whose list-valued fields (history, attempts, placement, spec)
 are JSON.  Indexes are sorted sets scored by creation time in microseconds: all jobs, by
-project, by state, by site.  Every state change goes through one Lua script that refuses
-backward moves and moves out of a final state, and keeps the indexes, the site's active set
-and its backlog counter in step with the record.
+project, by state, by site.  Every state change goes through one Lua script that makes only
+the moves ``broker.states.ALLOWED`` allows (the table is rendered into the script when this
+module loads: one state machine, not two), and keeps the indexes, the site's active set and
+its backlog in step with the record.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -21,9 +23,22 @@ import redis.asyncio as aioredis
 
 from adapters.psij import JobSpec
 from broker.schemas import Attempt, HistoryEntry, Job, JobCreate, PlacementHints, PlacementRecord
+from broker.states import ALLOWED, FINAL, JobState
 from broker.store.keys import Keys
 
-FINAL = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+
+def _lua_set(states: Iterable[str]) -> str:
+    """A Lua table used as a set: ``{ACTIVE=true, HELD=true}`` (sorted: the script's SHA is stable)."""
+    names = sorted(states)
+    bad = [n for n in names if not re.fullmatch(r"[A-Z][A-Z_]*", n)]
+    if bad:  # a state name is written into Lua source: only plain identifiers may go there
+        raise ValueError(f"not a state name for Lua: {bad}")
+    return "{" + ", ".join(f"{n}=true" for n in names) + "}"
+
+
+# states.ALLOWED as Lua: from -> set of the states it may move to
+_LUA_MOVES = "{" + ", ".join(f"{cur.value}={_lua_set(nxt)}" for cur, nxt in ALLOWED.items()) + "}"
+_LUA_FINAL = _lua_set(FINAL)
 
 _ADVANCE = """
 local job = KEYS[1]
@@ -31,8 +46,9 @@ local ns, id, new, now, fields, attempt, detail, now_iso =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local cur = redis.call('HGET', job, 'state')
 if not cur then return -1 end
-local rank = {NEW=0, QUEUED=1, HELD=1, ACTIVE=2, COMPLETED=3, FAILED=3, CANCELED=3}
-if rank[cur] == 3 then return 0 end
+local moves = $MOVES
+local final = $FINAL
+if final[cur] then return 0 end
 local created = tonumber(redis.call('HGET', job, 'created_us'))
 if fields ~= '' then
   local f = cjson.decode(fields)
@@ -50,8 +66,7 @@ if attempt ~= '' then
   redis.call('HSET', job, 'attempts', cjson.encode(a))
 end
 local changed = 0
-local nr = rank[new]
-if new ~= '' and new ~= cur and nr ~= nil and (nr > rank[cur] or (nr == 1 and rank[cur] == 1)) then
+if moves[cur] and moves[cur][new] then
   redis.call('HSET', job, 'state', new)
   local h = cjson.decode(redis.call('HGET', job, 'history') or '[]')
   local e = {state = new, at = now_iso}
@@ -61,7 +76,7 @@ if new ~= '' and new ~= cur and nr ~= nil and (nr > rank[cur] or (nr == 1 and ra
   redis.call('ZREM', ns .. ':jobs:state:' .. cur, id)
   redis.call('ZADD', ns .. ':jobs:state:' .. new, created, id)
   changed = 1
-  if nr == 3 then
+  if final[new] then
     local site = redis.call('HGET', job, 'site')
     if site then
       redis.call('HDEL', ns .. ':active:' .. site, id)
@@ -76,7 +91,7 @@ if ARGV[9] == '1' then
   return {changed, redis.call('HGET', job, 'cancel_requested') or ''}
 end
 return changed
-"""
+""".replace("$MOVES", _LUA_MOVES).replace("$FINAL", _LUA_FINAL)
 
 # A try at a site begins: the placement record (if given; refused for a final job, as by
 # _ADVANCE), the site's claim on the job (its backlog) and the inflight mark, in one step; but
@@ -89,14 +104,15 @@ local job = KEYS[1]
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
 if ARGV[4] ~= '' then
   local cur = redis.call('HGET', job, 'state')
-  if cur and cur ~= 'COMPLETED' and cur ~= 'FAILED' and cur ~= 'CANCELED' then
+  local final = $FINAL
+  if cur and not final[cur] then
     redis.call('HSET', job, 'placement', ARGV[4], 'updated', ARGV[2])
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', job, 'inflight', ARGV[3])
 return 1
-"""
+""".replace("$FINAL", _LUA_FINAL)
 
 
 def now_iso(ts: float | None = None) -> str:
@@ -118,13 +134,13 @@ def initial_fields(job_id: str, project: str, spec: JobSpec, hints: Any, owner: 
         "id": job_id,
         "project": project,
         "name": spec.name or "",
-        "state": "NEW",
+        "state": JobState.NEW.value,
         "created": repr(now),
         "created_us": str(int(now * 1_000_000)),
         "updated": repr(now),
         "spec": _enc.encode(spec).decode(),
         "hints": _enc.encode(hints).decode() if hints is not None else "",
-        "history": _enc.encode([HistoryEntry(state="NEW", at=at)]).decode(),
+        "history": _enc.encode([HistoryEntry(state=JobState.NEW.value, at=at)]).decode(),
         "attempts": "[]",
         "owner": owner,
     }
@@ -135,9 +151,9 @@ def initial_job(job_id: str, body: JobCreate, owner: str, fields: dict[str, str]
     (``body``: the JobCreate), without decoding that record again."""
     at = now_iso(float(fields["created"]))
     return Job(
-        id=job_id, project=body.project, name=body.spec.name or None, state="NEW", site=None, system=None,
+        id=job_id, project=body.project, name=body.spec.name or None, state=JobState.NEW.value, site=None, system=None,
         native_id=None, native_state=None, exit_code=None, message=None, created_at=at, updated_at=at,
-        placement=None, attempts=[], history=[HistoryEntry(state="NEW", at=at)], spec=body.spec,
+        placement=None, attempts=[], history=[HistoryEntry(state=JobState.NEW.value, at=at)], spec=body.spec,
     )
 
 
@@ -147,7 +163,7 @@ def index_writes(keys: Keys, fields: dict[str, str]) -> list[tuple[str, float, s
     return [
         (keys.jobs_all, score, jid),
         (keys.jobs_by_project(fields["project"]), score, jid),
-        (keys.jobs_by_state("NEW"), score, jid),
+        (keys.jobs_by_state(JobState.NEW.value), score, jid),
     ]
 
 
@@ -294,8 +310,9 @@ class JobStore:
         attempt: Attempt | None = None,
         detail: str | None = None,
     ) -> int:
-        """Atomically update fields, append an attempt, and move the state forward.
-        Returns 1 if the state changed, 0 if not (or the job is final), -1 if no such job."""
+        """Atomically update fields, append an attempt, and move the state if ``states.ALLOWED``
+        allows it. Returns 1 if the state changed, 0 if not (a refused move, or the job is final:
+        then nothing is written), -1 if no such job."""
         return int(await self._run_advance(job_id, state, fields, attempt, detail, False))
 
     async def advance_and_cancel_flag(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.errors import AdapterError, NotFound
+from broker.states import FINAL
 from broker.tasks.runtime import Runtime
 
 
@@ -11,7 +12,7 @@ async def run(rt: Runtime, job_id: str, runner: str = "") -> str:
     job = await rt.jobs.record(job_id)
     if job is None:
         return "no such job"
-    if job.state in ("COMPLETED", "FAILED", "CANCELED"):
+    if job.state in FINAL:
         return f"already {job.state}"
     if not job.native_id or not job.site:
         if job.inflight is not None:

@@ -1,69 +1,190 @@
-"""The job state machine: the whole transition table, entry by entry."""
+"""The job state machine: ``broker.states.ALLOWED`` is the rule, and the Lua script that makes
+every state change (``broker.store.jobs``) follows it cell by cell on a real Redis, with the
+indexes, the site's active set and its backlog moving with the state."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import get_args
 
 import pytest
+import redis.asyncio as aioredis
 
+from adapters.psij import JobSpec
 from adapters.types import FINAL_STATES
-from broker.states import ALLOWED, FINAL, JobState, advance, can_move
+from adapters.types import JobState as AdapterJobState
+from broker.states import ALLOWED, FINAL, STATES, JobState
+from broker.store import jobs as jobstore
+from broker.store.connect import async_client
+from broker.store.jobs import ActiveJob, JobStore, index_writes, initial_fields
+from broker.store.keys import Keys
 
-N, Q, H, A, C, F, X = "NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED"
-STATES = [N, Q, H, A, C, F, X]
+N, Q, H, A, C, F, X = STATES
+CELLS = list(itertools.product(STATES, STATES))
+SITE, SYSTEM, NATIVE = "alpha", "cpu", "4242"
 
-# Every (from, to) pair that may happen; all other 49 - len(MOVES) pairs are refused.
-MOVES = {
-    (N, Q), (N, H), (N, A), (N, C), (N, F), (N, X),
-    (Q, H), (Q, A), (Q, C), (Q, F), (Q, X),
-    (H, Q), (H, A), (H, C), (H, F), (H, X),
-    (A, Q), (A, H), (A, C), (A, F), (A, X),
-}  # fmt: skip
+pytestmark = pytest.mark.anyio
 
 
-def test_states_are_the_psij_states() -> None:
-    assert [s.value for s in JobState] == STATES
-    assert {s.value for s in FINAL} == FINAL_STATES == {C, F, X}
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- the rule (pure) ---------------------------------------------------------------------
+
+
+def test_states_are_the_psij_states_and_the_adapters_vocabulary() -> None:
+    assert STATES == ("NEW", "QUEUED", "HELD", "ACTIVE", "COMPLETED", "FAILED", "CANCELED")
+    assert get_args(AdapterJobState) == STATES  # adapters may not import broker: kept equal here
+    assert FINAL == FINAL_STATES == {C, F, X}
     assert set(ALLOWED) == set(JobState)
 
 
-@pytest.mark.parametrize(("current", "new"), list(itertools.product(STATES, STATES)))
-def test_transition_table(current: str, new: str) -> None:
-    allowed = (current, new) in MOVES
-    assert can_move(current, new) is allowed
-    assert advance(current, new) == (new if allowed else None)
-    assert can_move(JobState(current), JobState(new)) is allowed
+def test_the_table_is_the_documented_rule() -> None:
+    """Forward by rank; QUEUED/HELD/ACTIVE may move among themselves (hold, release,
+    requeue); nothing leaves a final state; staying put is not a move."""
+    for current, new in CELLS:
+        cur, nxt = JobState(current), JobState(new)
+        at_facility = {Q, H, A}
+        rule = (
+            not cur.final
+            and cur is not nxt
+            and (nxt.rank > cur.rank or (current in at_facility and new in at_facility))
+        )
+        assert (nxt in ALLOWED[cur]) is rule, (current, new)
+    assert JobState.QUEUED in ALLOWED[JobState.ACTIVE]  # a Slurm requeue shows as QUEUED again
 
 
-@pytest.mark.parametrize(("current", "new"), list(itertools.product(STATES, STATES)))
-def test_table_follows_the_rule(current: str, new: str) -> None:
-    """Forward by rank; QUEUED/HELD/ACTIVE may move among themselves; nothing leaves a final
-    state; staying put is not a move."""
-    cur, nxt = JobState(current), JobState(new)
-    at_facility = {Q, H, A}
-    expected = (
-        not cur.final
-        and cur is not nxt
-        and (nxt.rank > cur.rank or (current in at_facility and new in at_facility))
-    )
-    assert can_move(cur, nxt) is expected
+def test_only_plain_names_are_rendered_into_lua() -> None:
+    assert jobstore._lua_set(["HELD", "ACTIVE"]) == "{ACTIVE=true, HELD=true}"
+    with pytest.raises(ValueError, match="not a state name"):
+        jobstore._lua_set(["A}; redis.call('FLUSHALL') --"])
 
 
-def test_order_and_final_flags() -> None:
-    ranks = {s.value: s.rank for s in JobState}
-    assert ranks == {N: 0, Q: 1, H: 1, A: 2, C: 3, F: 3, X: 3}
-    assert [s.value for s in JobState if s.final] == [C, F, X]
+# -- the Lua, on a real Redis ------------------------------------------------------------
 
 
-def test_advance_returns_the_enum_member() -> None:
-    moved = advance("QUEUED", "ACTIVE")
-    assert moved is JobState.ACTIVE
-    assert moved == "ACTIVE" and str(moved) == "ACTIVE"
+@pytest.fixture
+async def store(clean_redis: str) -> AsyncIterator[JobStore]:
+    r = async_client(clean_redis)
+    try:
+        yield JobStore(r, Keys("t"))
+    finally:
+        await r.aclose()
 
 
-@pytest.mark.parametrize(
-    ("current", "new"), [(N, "UNKNOWN"), ("bogus", A), (A, "active"), ("", "")]
-)
-def test_unknown_words_never_move_a_job(current: str, new: str) -> None:
-    assert can_move(current, new) is False
-    assert advance(current, new) is None
+async def _job_in(store: JobStore, state: str) -> str:
+    """A job as the broker leaves it in ``state``, written directly (not through the script
+    under test): at the facility it has a site, a native id, an active-set entry and a backlog
+    claim; a finished one has left them for the site's done set."""
+    r, k = store.r, store.keys
+    jid = f"j-{state.lower()}"
+    f = initial_fields(jid, "p1", JobSpec(executable="/bin/true"), None, "tester", time.time())
+    await r.hset(k.job(jid), mapping={**f, "state": state})
+    for key, score, member in index_writes(k, f):
+        if key != k.jobs_by_state(N):
+            await r.zadd(key, {member: score})
+    await r.zadd(k.jobs_by_state(state), {jid: float(f["created_us"])})
+    if state != N:
+        await r.hset(k.job(jid), mapping={"site": SITE, "system": SYSTEM, "native_id": NATIVE})
+        await r.zadd(k.jobs_by_site(SITE), {jid: float(f["created_us"])})
+        if state in FINAL:
+            await r.zadd(k.done(SITE), {jid: time.time()})
+        else:
+            await r.hset(k.active(SITE), jid, json.dumps({"system": SYSTEM, "native_id": NATIVE}))
+            await r.hset(k.assigned(SITE), jid, str(time.time()))
+    return jid
+
+
+async def _where(r: aioredis.Redis, k: Keys, jid: str) -> dict[str, object]:
+    states = [s for s in STATES if await r.zscore(k.jobs_by_state(s), jid) is not None]
+    return {
+        "state": await r.hget(k.job(jid), "state"),
+        "indexed_as": states,
+        "active": await r.hexists(k.active(SITE), jid),
+        "assigned": await r.hexists(k.assigned(SITE), jid),
+        "done": await r.zscore(k.done(SITE), jid) is not None,
+        "native_state": await r.hget(k.job(jid), "native_state"),
+        "history": len(await _history(r, k, jid)),
+    }
+
+
+async def _history(r: aioredis.Redis, k: Keys, jid: str) -> list[object]:
+    raw = await r.hget(k.job(jid), "history")
+    return list(json.loads(raw)) if raw and raw != "{}" else []
+
+
+@pytest.mark.parametrize(("current", "new"), CELLS)
+async def test_the_lua_makes_exactly_the_allowed_moves(store: JobStore, current: str, new: str) -> None:
+    r, k = store.r, store.keys
+    jid = await _job_in(store, current)
+    before = await _where(r, k, jid)
+    moved = await store.advance(jid, new, fields={"native_state": "REPORTED"})
+    after = await _where(r, k, jid)
+
+    allowed = JobState(new) in ALLOWED[JobState(current)]
+    assert moved == (1 if allowed else 0)
+    assert after["state"] == (new if allowed else current)
+    assert after["indexed_as"] == [after["state"]]  # in exactly one state index: its own
+    assert after["history"] == before["history"] + (1 if allowed else 0)
+    if current in FINAL:  # final is final: not even the fields change
+        assert after == before
+        return
+    assert after["native_state"] == "REPORTED"  # a report's fields land whether or not it moves
+    at_site = current != N
+    finished = allowed and new in FINAL
+    # a finished job leaves its site's active set (no more polls) and backlog, and counts as done
+    assert after["active"] == (at_site and not finished)
+    assert after["assigned"] == (at_site and not finished)
+    assert after["done"] == (at_site and finished)
+
+
+async def test_a_life_with_a_requeue(store: JobStore) -> None:
+    r, k = store.r, store.keys
+    jid = await _job_in(store, N)
+    assert await r.hexists(k.active(SITE), jid) is False
+    at = {"site": SITE, "system": SYSTEM, "native_id": NATIVE}
+    assert await store.advance(jid, Q, fields=at) == 1
+    # the facility's job id puts it in the site's active set (what polls read) and site index
+    assert await store.active(SITE) == {jid: ActiveJob(system=SYSTEM, native_id=NATIVE)}
+    assert await r.zscore(k.jobs_by_site(SITE), jid) is not None
+    assert await store.advance(jid, A) == 1
+    assert await store.advance(jid, Q, detail="requeued: node failure") == 1  # Slurm requeue
+    assert await store.advance(jid, Q) == 0  # staying put is not a move
+    assert await store.active(SITE) == {jid: ActiveJob(system=SYSTEM, native_id=NATIVE)}  # still the facility's job
+    assert await store.advance(jid, A) == 1
+    assert await store.advance(jid, C, fields={"exit_code": 0}) == 1
+    assert await store.active(SITE) == {}
+    assert await store.advance(jid, A) == 0  # a late report changes nothing
+    job = await store.get(jid)
+    assert job is not None and job.state == C and job.exit_code == 0
+    assert [(e.state, e.detail) for e in job.history] == [
+        (N, None), (Q, None), (A, None), (Q, "requeued: node failure"), (A, None), (C, None)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("word", ["active", "UNKNOWN", "", "__index"])
+async def test_unknown_words_never_move_a_job(store: JobStore, word: str) -> None:
+    jid = await _job_in(store, Q)
+    assert await store.advance(jid, word) == 0
+    assert await store.r.hget(store.keys.job(jid), "state") == Q
+
+
+async def test_a_job_with_a_garbled_state_is_left_alone(store: JobStore) -> None:
+    jid = await _job_in(store, Q)
+    await store.r.hset(store.keys.job(jid), "state", "garbled")
+    assert await store.advance(jid, A) == 0  # no script error, no move
+    assert await store.r.hget(store.keys.job(jid), "state") == "garbled"
+    assert await store.advance("no-such-job", A) == -1
+
+
+@pytest.mark.parametrize("state", STATES)
+async def test_a_try_records_its_placement_only_on_an_unfinished_job(store: JobStore, state: str) -> None:
+    jid = await _job_in(store, state)
+    await store.begin_try(jid, SITE, SYSTEM, placement='{"site": "alpha"}')
+    placed = await store.r.hget(store.keys.job(jid), "placement")
+    assert (placed is not None) is (state not in FINAL)
