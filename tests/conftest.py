@@ -1,4 +1,5 @@
-"""Shared fixtures: a private redis-server per session (never the machine's shared one)."""
+"""Shared fixtures: a private redis-server per session (never the machine's shared one); the
+facilities' specs (``tests/support/specs.py``) required under ``SUPERFED_REQUIRE_SPECS``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
+from tests.support import specs
 from tests.support.servers import start_redis
 
 # No wall-clock limits in property tests either: on a loaded machine (two cores shared by several
@@ -16,6 +18,21 @@ from tests.support.servers import start_redis
 # correct code. What a test asserts is the property, never how fast it was checked.
 settings.register_profile("superfed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("superfed")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if specs.REQUIRED and not specs.SPECS.is_dir():
+        pytest.exit(f"{specs.MISSING}, and SUPERFED_REQUIRE_SPECS is set", returncode=3)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Every skip for want of the specs is reported at one place, so the summary folds them
+    into one line (a skip raised in a fixture is otherwise reported at each test)."""
+    report: pytest.TestReport = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and specs.MISSING in str(report.longrepr[2]):
+        report.longrepr = (specs.HERE, specs.SKIP_LINE, report.longrepr[2])
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any
 
 import jsonschema
@@ -15,18 +15,22 @@ from adapters import firecrest as fc
 from adapters.psij import JobAttributes, JobSpec, ResourceSpec
 from adapters.slurm import STATE_MAP
 from adapters.types import FileEntry, SubmitRequest
-from tests.support.openapi import SPECS
+from tests.support.specs import spec_path
 from tests.support.strategies import job_specs
 
-SPEC: dict[str, Any] = yaml.safe_load((SPECS / "firecrest-v2" / "openapi-latest.yaml").read_text())
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    return yaml.safe_load(spec_path("firecrest-v2/openapi-latest.yaml").read_text())  # type: ignore[no-any-return]
 
 
 def schema_validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec()["components"]}
     return jsonschema.Draft202012Validator(schema)
 
 
-SUBMIT = schema_validator("PostJobSubmitRequest")
+def submit_validator() -> jsonschema.Draft202012Validator:
+    return schema_validator("PostJobSubmitRequest")
 
 
 # -- health ----------------------------------------------------------------------------------
@@ -54,7 +58,7 @@ def test_health_word_entry_by_entry(
 
 def test_service_components_cover_the_specs_service_types() -> None:
     assert set(fc.SERVICE_COMPONENT) == set(
-        SPEC["components"]["schemas"]["BackendServiceType"]["enum"]
+        spec()["components"]["schemas"]["BackendServiceType"]["enum"]
     )
     assert fc.SERVICE_COMPONENT["scheduler"] == "compute"
 
@@ -174,7 +178,7 @@ def test_build_submit_body_minimal() -> None:
     )
     assert job["script"].rstrip().endswith("/bin/hostname")
     assert "partition" not in job and "env" not in job
-    SUBMIT.validate(body)
+    submit_validator().validate(body)
 
 
 def test_build_submit_body_full() -> None:
@@ -221,7 +225,7 @@ def test_qos_is_not_a_partition() -> None:
 @given(job_specs())
 def test_every_spec_renders_to_a_valid_body(spec: JobSpec) -> None:
     body = fc.build_submit_body(_req(spec))
-    SUBMIT.validate(body)
+    submit_validator().validate(body)
     assert body["job"]["name"].endswith(".sf-J1")
     assert msgspec.json.decode(msgspec.json.encode(body)) == body  # plain JSON all the way
 
@@ -265,11 +269,11 @@ def test_registry_path() -> None:
 
 
 def test_spec_file_is_where_we_think() -> None:
-    assert isinstance(SPECS, Path) and "PostJobSubmitRequest" in SPEC["components"]["schemas"]
+    assert "PostJobSubmitRequest" in spec()["components"]["schemas"]
 
 
 def test_the_schema_check_has_teeth() -> None:
     with pytest.raises(jsonschema.ValidationError):
-        SUBMIT.validate({"job": {"script": "#!/bin/bash\n"}})  # no workingDirectory
+        submit_validator().validate({"job": {"script": "#!/bin/bash\n"}})  # no workingDirectory
     with pytest.raises(jsonschema.ValidationError):
-        SUBMIT.validate({"job": {"workingDirectory": "/", "name": 5}})
+        submit_validator().validate({"job": {"workingDirectory": "/", "name": 5}})

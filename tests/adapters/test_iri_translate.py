@@ -38,13 +38,13 @@ from adapters.iri import (
 )
 from adapters.psij import JobAttributes, JobSpec, ResourceSpec
 from adapters.types import SubmitRequest
-from tests.support.openapi import SPECS
+from tests.support.specs import spec_path
 from tests.support.strategies import job_specs
 
 
 @functools.cache
 def spec() -> dict[str, Any]:
-    return yaml.safe_load((SPECS / "iri" / "all_spec_v1.yaml").read_text())
+    return yaml.safe_load(spec_path("iri/all_spec_v1.yaml").read_text())
 
 
 def enum(name: str) -> set[str]:

@@ -45,10 +45,11 @@ from simulators.common.facility import SimSettings
 from simulators.firecrest import create_app as firecrest_app
 from simulators.iri import catalog
 from simulators.iri import create_app as iri_app
-from tests.support.openapi import SPECS, ValidatingASGI, excepted, load_spec
+from tests.support.openapi import ValidatingASGI, excepted, load_spec
 from tests.support.servers import ThreadedServer
 from tests.support.sfapi import HOME as SF_HOME
 from tests.support.sfapi import SfapiSim, running_sim
+from tests.support.specs import spec_path
 
 EXAMPLES = 10  # per operation and generation mode
 # the file path a case gets: as generated (""), or an existing file or directory, or a new name
@@ -66,7 +67,7 @@ Known = dict[str, str]  # parameter name (or "name:operation path") -> a value t
 
 @functools.cache
 def _schema(relpath: str) -> Any:
-    raw = yaml.safe_load((SPECS / relpath).read_text())
+    raw = yaml.safe_load(spec_path(relpath).read_text())
     raw["servers"] = [{"url": "/"}]  # the base URL is the simulator's, given at call time
     return schemathesis.openapi.from_dict(raw)
 

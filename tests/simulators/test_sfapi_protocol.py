@@ -13,10 +13,10 @@ import httpx
 import jwt
 import pytest
 
-from tests.support.openapi import SPECS
 from tests.support.sfapi import CLIENT_ID, HOME, USER, SfapiSim, running_sim
+from tests.support.specs import spec_path
 
-SAMPLES = SPECS / "nersc-sfapi" / "sfapi_client-job-status-samples"
+SAMPLES = "nersc-sfapi/sfapi_client-job-status-samples"
 TOKEN = "static-test-token"
 
 
@@ -61,8 +61,8 @@ SLEEPY = "#!/bin/bash\n#SBATCH -N 1\n#SBATCH -t 60\n#SBATCH --comment=superfed:t
 
 def test_rows_have_nersc_columns(api: httpx.Client) -> None:
     jobid = submit(api, SLEEPY)["jobid"]
-    sacct_cols = json.loads((SAMPLES / "Sacct.json").read_text())["output"][0].keys()
-    squeue_cols = json.loads((SAMPLES / "Squeue.json").read_text())["output"][0].keys()
+    sacct_cols = json.loads(spec_path(f"{SAMPLES}/Sacct.json").read_text())["output"][0].keys()
+    squeue_cols = json.loads(spec_path(f"{SAMPLES}/Squeue.json").read_text())["output"][0].keys()
     [srow] = jobs(api, f"jobid={jobid}")
     [qrow] = jobs(api, f"jobid={jobid}", sacct=False)
     assert list(srow) == list(sacct_cols) and list(qrow) == list(squeue_cols)

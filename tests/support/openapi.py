@@ -1,5 +1,8 @@
 """Validate simulator responses against the facilities' saved OpenAPI specs (openapi-core).
 
+The specs are found through ``tests.support.specs`` (``SUPERFED_SPECS``); a test whose spec is
+absent is skipped there.
+
 ``ValidatingASGI`` wraps a simulator app: every request/response pair on a path the spec
 knows is validated, and failures are collected in ``errors`` for the test to assert empty.
 Known spec defects are listed in ``SPEC_EXCEPTIONS`` (one place), each with why.
@@ -18,9 +21,7 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
-if not SPECS.exists():  # CI lays shared/ beside the clone
-    SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+from tests.support.specs import spec_path
 
 # (spec file name, METHOD, path template, status) -> why the real server differs from its spec.
 SPEC_EXCEPTIONS: dict[tuple[str, str, str, int], str] = {
@@ -33,7 +34,7 @@ SPEC_EXCEPTIONS: dict[tuple[str, str, str, int], str] = {
 
 @functools.cache
 def load_spec(relpath: str, server: str = "/") -> OpenAPI:
-    raw = yaml.safe_load((SPECS / relpath).read_text())
+    raw = yaml.safe_load(spec_path(relpath).read_text())
     raw["servers"] = [{"url": server}]
     spec = OpenAPI.from_dict(raw)
     _SPEC_NAMES[id(spec)] = relpath
