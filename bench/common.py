@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker import toml_out
-from broker.demo import free_port as free_port  # re-exported for the benchmarks
+from broker.config_export import dumps as toml_dumps
 from broker.demo import new_redis_password, redis_server_args, redis_url_for
-from broker.demo import wait_port as wait_port
+from broker.procs import Procs
+from broker.procs import free_port as free_port  # re-exported for the benchmarks
+from broker.procs import wait_port as wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -66,10 +67,9 @@ class Stack:
     def __init__(self, name: str, deadline: float = 300):
         self.name = name
         self.dir = Path(tempfile.mkdtemp(prefix=f"superfed-bench-{name}-"))
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.procs = Procs(self.dir)
         self._deadline = deadline
         self._done = threading.Event()
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Stack:
         threading.Thread(target=self._watchdog, daemon=True).start()
@@ -105,47 +105,19 @@ class Stack:
         port: int | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            pinned(args, cpu),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        log.close()
-        with self._lock:
-            self.procs.append((name, proc))
-        if port is not None:
-            try:
-                wait_port(port, proc, name)
-            except RuntimeError as exc:
-                raise RuntimeError(f"{exc}; log: {self.tail(name)}") from None
-        return proc
+        return self.procs.spawn(name, pinned(args, cpu), port=port, env=env, cwd=ROOT).proc
 
     def tail(self, name: str, n: int = 1500) -> str:
-        p = self.dir / f"{name}.log"
-        return p.read_bytes()[-n:].decode(errors="replace") if p.exists() else ""
+        return self.procs.get(name).tail(n)
 
     def kill(self, name: str) -> None:
-        with self._lock:
-            found = [(n, p) for n, p in self.procs if n == name]
-            self.procs = [(n, p) for n, p in self.procs if n != name]
-        for _, p in found:
-            _stop(p)
+        self.procs.remove(name)
 
     def stop(self) -> None:
-        with self._lock:
-            procs, self.procs = self.procs, []
-        for _name, p in reversed(procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for _name, p in reversed(procs):
-            _stop(p)
+        self.procs.stop(5)
 
     def pid(self, name: str) -> int:
-        return next(p.pid for n, p in self.procs if n == name)
+        return self.procs.get(name).pid
 
     def profile(self, name: str, seconds: float) -> subprocess.Popen[bytes] | None:
         """With BENCH_PROFILE=DIR and py-spy installed, sample ``name`` (and its children) for
@@ -210,18 +182,6 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
 
-def _stop(p: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(p.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        p.wait(5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(p.pid, signal.SIGKILL)  # and whatever it left in its group
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        p.wait(5)
-
-
-# -- config ---------------------------------------------------------------------------------
 def write_config(
     path: Path,
     *,
@@ -242,7 +202,7 @@ def write_config(
     }
     data["tokens"] = [{"name": f"bench-{r}", "role": r, "projects": ["*"], "token": t} for r, t in tokens.items()]
     data["sites"] = sites
-    path.write_text(toml_out.dumps(data))
+    path.write_text(toml_dumps(data))
     path.chmod(0o600)
     return path
 

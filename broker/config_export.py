@@ -13,15 +13,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import tomli_w
 
 from broker.config import Settings, validate
 from broker.store.connect import sync_client
 from broker.store.keys import Keys
 from broker.store.sites import StoredSite
 from broker.store.tokens import digest
-from broker.toml_out import dumps
 
 _site_dec = msgspec.json.Decoder(StoredSite)
+
+
+def _without_none(v: Any) -> Any:
+    """TOML has no null: a key whose value is None is left out (it means "the default")."""
+    if isinstance(v, dict):
+        return {k: _without_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list | tuple):
+        return [_without_none(x) for x in v if x is not None]
+    return v
+
+
+def dumps(data: dict[str, Any], header: str = "") -> str:
+    """``data`` as a TOML document (``tomli-w``), ``header`` as leading comment lines."""
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    return comments + ("\n" if comments else "") + tomli_w.dumps(_without_none(data))
 
 
 def live_sites(settings: Settings) -> list[StoredSite]:

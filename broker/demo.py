@@ -13,48 +13,20 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from broker import toml_out
+from broker.config_export import dumps as toml_dumps
+from broker.procs import Proc, Procs, free_port, wait_port, wait_until
 
 SFAPI_CLIENT_ID = "superfeddemo1"  # 13 characters, as NERSC's client ids are
 DEMO_PROJECT = "m0001"  # the project whose file roots the demo sets (they are per project)
-
-
-def free_port(preferred: int | None = None) -> int:
-    if preferred:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", preferred))
-                return preferred
-            except OSError:
-                pass
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} is not listening on port {port} after {timeout:.0f} s")
 
 
 def write_private(path: Path, text: str) -> None:
@@ -105,21 +77,11 @@ def new_redis_password() -> str:
 class Demo:
     def __init__(self, workdir: Path):
         self.dir = workdir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.procs = Procs(workdir)
         self.embedded: Any = None
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        self.procs.append((name, proc))
-        return proc
+    def spawn(self, name: str, args: list[str], *, port: int | None = None) -> Proc:
+        return self.procs.spawn(name, args, port=port)
 
     # -- parts ----------------------------------------------------------------------------
     def start_redis(self, *, embedded: bool = False) -> tuple[str, str]:
@@ -129,8 +91,7 @@ class Demo:
         exe = None if embedded else shutil.which("redis-server")
         if exe:
             password = new_redis_password()
-            proc = self.spawn("redis", redis_server_args(exe, port, self.dir, password=password))
-            wait_port(port, proc, "redis-server")
+            self.spawn("redis", redis_server_args(exe, port, self.dir, password=password), port=port)
             return redis_url_for(port, password), f"private redis-server on port {port}, ACL user {REDIS_USER}"
         from fakeredis import TcpFakeServer
 
@@ -183,8 +144,8 @@ class Demo:
             )
             started.append((kind, port, proc))
             urls[kind] = f"http://127.0.0.1:{port}"
-        for kind, port, proc in started:
-            wait_port(port, proc, f"the {kind} simulator")
+        for kind, port, proc in started:  # all three start at once; then wait for each
+            wait_port(port, proc.proc, f"the {kind} simulator")
         return urls
 
     def write_config(
@@ -243,40 +204,41 @@ class Demo:
             ],
             "sites": sites,
         }
-        write_private(cfg, toml_out.dumps(data, "written by `superfed demo`; see config/ for annotated examples"))
+        write_private(cfg, toml_dumps(data, "written by `superfed demo`; see config/ for annotated examples"))
         return cfg
 
+    def exited(self) -> str | None:
+        """Why the demo cannot go on, if one of its processes has ended."""
+        p = self.procs.exited()
+        return f"{p.name} exited with status {p.returncode}; see {p.log}" if p is not None else None
+
     def wait_ready(self, api: str, token: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+        """Until every site's health is known (the workers have checked each once)."""
         last = ""
-        while time.monotonic() < deadline:
-            for name, proc in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with status {proc.returncode}; see {self.dir / (name + '.log')}")
+
+        def ready() -> bool:
+            nonlocal last
+            if (why := self.exited()) is not None:
+                raise RuntimeError(why)
             try:
                 r = httpx.get(f"{api}/api/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=2)
-                if r.status_code == 200:
-                    states = {s["site"]: s["state"] for s in r.json()["sites"]}
-                    last = str(states)
-                    if states and all(v != "unknown" for v in states.values()):
-                        return
             except httpx.HTTPError as exc:
                 last = str(exc)
-            time.sleep(0.2)
-        raise RuntimeError(f"the demo did not become ready in {timeout:.0f} s (last: {last})")
+                return False
+            if r.status_code != 200:
+                last = f"HTTP {r.status_code}"
+                return False
+            states = {s["site"]: s["state"] for s in r.json()["sites"]}
+            last = str(states)
+            return bool(states) and all(v != "unknown" for v in states.values())
+
+        try:
+            wait_until(ready, timeout=timeout, interval=0.2, what="every site's health known")
+        except TimeoutError:
+            raise RuntimeError(f"the demo did not become ready in {timeout:.0f} s (last: {last})") from None
 
     def stop(self) -> None:
-        for _name, proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for _name, proc in reversed(self.procs):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(2)
+        self.procs.stop()
         if self.embedded is not None:
             self.embedded.shutdown()
             self.embedded.server_close()
@@ -318,10 +280,10 @@ def run(
         tokens = {role: f"sf_demo_{role}_{secrets.token_urlsafe(12)}" for role in ("viewer", "submitter", "admin")}
         cfg = demo.write_config(redis_url, sims, creds, tokens)
         api_port = port
-        api = demo.spawn(
-            "api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)]
+        demo.spawn(
+            "api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)],
+            port=api_port,
         )
-        wait_port(api_port, api, "the API")
         for i in range(workers):
             demo.spawn(
                 f"worker-{i + 1}",
@@ -359,10 +321,9 @@ Press Ctrl-C to stop everything.""",
             flush=True,
         )
         while not stopping.wait(0.5):
-            for name, proc in demo.procs:
-                if proc.poll() is not None:
-                    print(f"superfed demo: {name} exited with status {proc.returncode}; stopping", file=sys.stderr)
-                    return 1
+            if (why := demo.exited()) is not None:
+                print(f"superfed demo: {why}; stopping", file=sys.stderr)
+                return 1
         return 0
     except _Stop:
         return 0

@@ -13,7 +13,7 @@ import redis
 from broker.app import create_app
 from broker.cli import main
 from broker.config import load
-from broker.toml_out import dumps
+from broker.config_export import dumps
 from tests.api.conftest import TOKENS
 from tests.support.servers import ThreadedServer
 
@@ -106,5 +106,7 @@ def test_toml_writer_round_trips() -> None:
     data = {"a": 1, "b": "quote \" back\\slash \n tab\t é", "c": [1.5, float("inf")], "d": True,
             "t": {"x": {"y": [1, 2]}, "none": None, "empty": {}}, "arr": [{"k": "v", "n": {"m": 1}}, {"k": "w"}],
             "weird key": "ok", "skip": None}
-    back = tomllib.loads(dumps(data, header="two\nlines"))
+    text = dumps(data, header="two\nlines")
+    assert text.startswith("# two\n# lines\n")  # the header is comments, nothing else
+    back = tomllib.loads(text)
     assert back == {k: v for k, v in data.items() if k != "skip"} | {"t": {"x": {"y": [1, 2]}, "empty": {}}}

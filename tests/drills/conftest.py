@@ -12,7 +12,6 @@ recovery times, printed at once and again in pytest's summary ("reliability dril
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import signal
@@ -30,7 +29,7 @@ import redis
 from adapters.slurm import tag_from_comment
 from adapters.tags import tag_from_name
 from broker.demo import Demo, new_redis_password, redis_url_for
-from tests.support.servers import Proc, free_port, start_redis, superfed
+from tests.support.servers import Proc, free_port, start_redis, superfed, wait_until
 
 KINDS = ("sfapi", "firecrest", "iri")
 SITE_OF_KIND = {"sfapi": "nersc", "firecrest": "cscs", "iri": "alcf"}
@@ -200,21 +199,23 @@ class Cluster:
 
     def wait_jobs(self, ids: set[str] | list[str], states: set[str] = FINAL, timeout: float = 120) -> float:
         """Wait until every job is in ``states``; returns when that was (time.monotonic())."""
-        deadline = time.monotonic() + timeout
         want = set(ids)
         jobs: dict[str, dict[str, Any]] = {}
-        while time.monotonic() < deadline:
+        pending: list[str] = list(want)
+
+        def done_at() -> float | None:
+            nonlocal jobs, pending
             try:
                 jobs = self.all_jobs()
             except httpx.HTTPError:
-                time.sleep(0.5)
-                continue
+                return None  # the API may be down on purpose: ask again
             pending = [j for j in want if j not in jobs or jobs[j]["state"] not in states]
-            if not pending:
-                return time.monotonic()
-            time.sleep(0.5)
-        sample = [(j, jobs.get(j, {}).get("state"), jobs.get(j, {}).get("message")) for j in pending[:5]]
-        raise AssertionError(f"{len(pending)} of {len(want)} jobs not in {states} after {timeout:.0f} s: {sample}")
+            return None if pending else time.monotonic()
+
+        def sample() -> str:
+            return str([(j, jobs.get(j, {}).get("state"), jobs.get(j, {}).get("message")) for j in pending[:5]])
+
+        return wait_until(done_at, timeout=timeout, interval=0.5, what=f"{len(want)} jobs in {states}", last=sample)
 
     def wait_taken_over(self, rq_id: str, dead: str, timeout: float = 60) -> float:
         """Wait until a worker other than ``dead`` has claimed ``rq_id`` (or it is settled);
@@ -321,5 +322,4 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]
 
 
 def kill(p: Proc, sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(p.pid, sig)
+    p.signal(sig)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.drills.conftest import DRILL_LINES, Cluster, kill
+from tests.support.servers import wait_until
 
 # Redis with AOF `appendfsync everysec` (deploy/redis.conf, the drills' Redis) may lose the
 # writes of its last second when it is killed; the README promises exactly this, no more
@@ -23,8 +24,8 @@ pytestmark = [pytest.mark.drill, pytest.mark.slow]
 def _submitting(c: Cluster, timeout: float = 30) -> tuple[int, str]:
     """(index in c.workers, broker job id) of a worker caught with a submission in flight."""
     r = c.r()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def caught() -> tuple[int, str] | None:
         names = {f"drill-w{i + 1}": i for i in range(len(c.workers))}
         for rq_id, worker in r.hgetall("superfed:claims").items():  # the job each worker has taken
             name = worker.rpartition("/")[0]  # "<name>/<token of this start>"
@@ -32,8 +33,9 @@ def _submitting(c: Cluster, timeout: float = 30) -> tuple[int, str]:
                 jid = rq_id.removeprefix("submit-")
                 if r.hget(f"superfed:job:{jid}", "inflight"):
                     return names[name], jid
-        time.sleep(0.02)
-    raise AssertionError("no worker was caught mid-submission")
+        return None
+
+    return wait_until(caught, timeout=timeout, interval=0.02, what="a worker caught mid-submission")
 
 
 def test_worker_sigkill_mid_submission(cluster: Cluster) -> None:

@@ -4,7 +4,6 @@ facilities, the API, two workers) as a subprocess, torn down after the module.""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import Proc, free_port, superfed
+from tests.support.servers import Proc, free_port, superfed, wait_until
 
 
 @dataclass
@@ -37,21 +36,21 @@ class Broker:
 
     def wait_jobs(self, ids: list[str], states: set[str], timeout: float = 120) -> dict[str, dict[str, Any]]:
         """Poll until every job is in one of ``states``; returns the jobs by id."""
-        deadline = time.monotonic() + timeout
         pending = set(ids)
         seen: dict[str, dict[str, Any]] = {}
         with self.client("viewer") as c:
-            while pending and time.monotonic() < deadline:
+
+            def all_there() -> bool:
                 for jid in list(pending):
-                    j = c.get(f"/api/v1/jobs/{jid}").json()
-                    seen[jid] = j
-                    if j["state"] in states:
+                    seen[jid] = c.get(f"/api/v1/jobs/{jid}").json()
+                    if seen[jid]["state"] in states:
                         pending.discard(jid)
-                if pending:
-                    time.sleep(0.5)
-        if pending:
-            sample = {j: (seen[j]["state"], seen[j]["message"]) for j in list(pending)[:5]}
-            raise AssertionError(f"{len(pending)} jobs not in {states} after {timeout}s, e.g. {sample}")
+                return not pending
+
+            def sample() -> str:
+                return str({j: (seen[j]["state"], seen[j]["message"]) for j in list(pending)[:5]})
+
+            wait_until(all_there, timeout=timeout, interval=0.5, what=f"{len(ids)} jobs in {states}", last=sample)
         return seen
 
 
@@ -75,12 +74,17 @@ def start_demo(tmp: Path, *, workers: int = 2, time_scale: float = 0.1, extra: t
         ),
         log=tmp / "demo.log",
     )
-    deadline = time.monotonic() + 90
-    while not info.exists():
-        if proc.proc.poll() is not None or time.monotonic() > deadline:
-            proc.stop()
-            raise RuntimeError(f"demo did not come up: {proc.tail()}")
-        time.sleep(0.2)
+
+    def up() -> bool:
+        if proc.returncode is not None:
+            raise RuntimeError(f"demo exited with {proc.returncode}: {proc.tail()}")
+        return info.exists()
+
+    try:
+        wait_until(up, timeout=90, interval=0.2, what="the demo writing its info file")
+    except BaseException:
+        proc.stop()
+        raise
     return Broker(json.loads(info.read_text()), proc, tmp / "demo")
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import Broker
-from tests.support.servers import superfed
+from tests.support.servers import superfed, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +45,13 @@ def test_tour(broker: Broker, tmp_path: Path) -> None:
     sub = sf(broker, "submit", str(path), "-q")
     assert sub.returncode == 0, sub.stderr
     jid = sub.stdout.strip()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        shown = json.loads(sf(broker, "job", jid, role="viewer").stdout)
-        if shown["state"] == "COMPLETED":
-            break
-        time.sleep(0.5)
-    assert shown["state"] == "COMPLETED" and shown["placement"]["ranking"]
+
+    def completed() -> dict[str, Any] | None:
+        shown: dict[str, Any] = json.loads(sf(broker, "job", jid, role="viewer").stdout)
+        return shown if shown["state"] == "COMPLETED" else None
+
+    shown = wait_until(completed, timeout=60, interval=0.5, what=f"job {jid} COMPLETED")
+    assert shown["placement"]["ranking"]
     assert jid in sf(broker, "jobs", role="viewer").stdout
 
     long = json.dumps({**job, "spec": {**job["spec"], "arguments": ["-c", "sleep 600"]}})

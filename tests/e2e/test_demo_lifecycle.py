@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from tests.e2e.conftest import start_demo
+from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,11 @@ def test_demo_leaves_nothing_running(tmp_path: Path, sig: signal.Signals) -> Non
     assert len(_processes_mentioning(workdir)) >= 6  # API, two workers, three simulators (and redis)
     os.kill(b.proc.pid, sig)  # to the demo alone, as a service manager would
     b.proc.proc.wait(30)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (any(_listening(p) for p in ports if p) or _processes_mentioning(workdir)):
-        time.sleep(0.2)
-    assert not [p for p in ports if p and _listening(p)]
-    assert _processes_mentioning(workdir) == []
+    wait_until(
+        lambda: not any(_listening(p) for p in ports if p) and not _processes_mentioning(workdir),
+        timeout=10, interval=0.2, what="every port closed and every process gone",
+        last=lambda: f"listening {[p for p in ports if p and _listening(p)]}, {_processes_mentioning(workdir)}",
+    )  # fmt: skip
     assert b.proc.proc.returncode == 0
 
 

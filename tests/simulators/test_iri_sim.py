@@ -15,7 +15,7 @@ import pytest
 from simulators.common.facility import SimSettings
 from simulators.iri import create_app
 from tests.support.openapi import ValidatingASGI, load_spec
-from tests.support.servers import ThreadedServer
+from tests.support.servers import ThreadedServer, wait_until
 
 TOKEN = "alcf-static-token"
 POLARIS = "55c1c993-1124-47f9-b823-514ba3849a9a"
@@ -77,12 +77,11 @@ def job(c: httpx.Client, jid: str, **params: str) -> dict[str, Any]:
 
 
 def wait_state(c: httpx.Client, jid: str, states: set[str], timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def reached() -> dict[str, Any] | None:
         j = job(c, jid)
-        if j["status"]["state"] in states or time.monotonic() > deadline:
-            return j
-        time.sleep(0.02)
+        return j if j["status"]["state"] in states else None
+
+    return wait_until(reached, timeout=timeout, interval=0.02, what=f"job {jid} in {states}")
 
 
 def assert_problem(r: httpx.Response, status: int, detail: str | None = None) -> dict[str, Any]:
@@ -99,12 +98,11 @@ def run_task(c: httpx.Client, r: httpx.Response, expect: str = "completed") -> d
     assert r.status_code in (200, 201), r.text
     ref = r.json()
     assert ref["task_uri"].endswith(f"/api/v1/task/{ref['task_id']}")
-    deadline = time.monotonic() + 5
-    while True:
-        t = c.get(f"/api/v1/task/{ref['task_id']}").json()
-        if t["status"] != "pending" or time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
+    def done() -> dict[str, Any] | None:
+        t: dict[str, Any] = c.get(f"/api/v1/task/{ref['task_id']}").json()
+        return t if t["status"] != "pending" else None
+
+    t = wait_until(done, timeout=5, interval=0.005, what=f"task {ref['task_id']} done")
     assert t["status"] == expect, t
     return t["result"]
 

@@ -1,17 +1,13 @@
-"""Real servers on loopback for tests: in a thread (an ASGI app) or as a subprocess."""
+"""Real servers on loopback for tests: in a thread (an ASGI app) or as a subprocess
+(``broker.procs.Proc``, the same supervision the demo and the benchmarks use)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +15,10 @@ import httpx
 
 from broker.demo import new_redis_password, redis_server_args, redis_url_for
 
+# the one process-supervision module, shared with the demo and the benchmarks
+from broker.procs import Proc, free_port, wait_until
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+__all__ = ["Proc", "ThreadedServer", "free_port", "get_json", "running", "start_redis", "superfed", "wait_until"]
 
 
 class ThreadedServer:
@@ -55,81 +37,18 @@ class ThreadedServer:
 
     def __enter__(self) -> ThreadedServer:
         self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
+
+        def started() -> bool:
+            if not self.thread.is_alive():
                 raise RuntimeError("threaded server did not start")
-            time.sleep(0.02)
+            return bool(self.server.started)
+
+        wait_until(started, timeout=15, interval=0.02, what="the threaded server starting")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
-
-
-class Proc:
-    """A subprocess in its own process group, killed with everything it started."""
-
-    def __init__(
-        self,
-        args: Sequence[str],
-        *,
-        port: int | None = None,
-        env: dict[str, str] | None = None,
-        log: Path | None = None,
-        cwd: str | None = None,
-    ):
-        self.args = list(args)
-        self.port = port
-        self.log = log
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-            start_new_session=True,
-        )
-        if log:
-            out.close()  # type: ignore[union-attr]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_ready(self, timeout: float = 20.0) -> Proc:
-        if self.port is not None:
-            try:
-                wait_for_port(self.port, timeout, self.proc)
-            except Exception:
-                self.stop()
-                raise RuntimeError(f"{self.args[:4]} did not start: {self.tail()}") from None
-        return self
-
-    def tail(self, n: int = 2000) -> str:
-        if self.log and self.log.exists():
-            return self.log.read_bytes()[-n:].decode(errors="replace")
-        return ""
-
-    def signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait(5)
-        # whatever it left in its group
-        self.signal(signal.SIGKILL)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.proc.wait(5)
 
 
 def superfed(*args: str) -> list[str]:
