@@ -35,10 +35,10 @@ class Bug:
 TASKS = ("tests/tasks",)
 BUGS = (
     Bug("lua-backward", "the Lua state machine allows backward moves", "broker/store/jobs.py",
-        "(nr > rank[cur] or (nr == 1 and rank[cur] == 1))", "(nr ~= rank[cur] or (nr == 1 and rank[cur] == 1))",
+        "if moves[cur] and moves[cur][new] then", "if moves[cur] and moves[new] and new ~= cur then",
         (*TASKS, "tests/unit/test_states.py", "tests/unit/test_store_fastpaths.py")),
     Bug("lua-final-not-final", "no 'a final state is final' guard", "broker/store/jobs.py",
-        "if rank[cur] == 3 then return 0 end", "",
+        "if final[cur] then return 0 end", "",
         (*TASKS, "tests/unit/test_states.py", "tests/unit/test_store_fastpaths.py")),
     Bug("active-set-kept", "finished jobs never leave the site's active set", "broker/store/jobs.py",
         "      redis.call('HDEL', ns .. ':active:' .. site, id)\n", "",
