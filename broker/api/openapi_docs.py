@@ -172,6 +172,8 @@ def document(openapi: OpenAPI) -> OpenAPI:
                 op.security = []  # operations endpoints need no token (the app excludes them from auth)
                 if "400" in responses:
                     responses["400"] = problem_response(400)
+                if path == "/metrics":  # unless [api] metrics_token_sha256 asks for its own token
+                    responses["401"] = problem_response(401)
             _fix_bodies(op, responses, site_ref)
     return openapi
 
