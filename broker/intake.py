@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -35,7 +35,7 @@ def fingerprint(body: JobCreate) -> str:
 class Replay(Exception):
     """The Idempotency-Key already has an answer (``raw``: the stored IdemState)."""
 
-    def __init__(self, raw: bytes):
+    def __init__(self, raw: bytes | str):  # as the client gives it: msgspec decodes either
         super().__init__("idempotency key already answered")
         self.raw = raw
 
@@ -67,7 +67,7 @@ def create_job_sync(
             if prev is not None:
                 raise Replay(prev)
         p.multi()
-        p.hset(keys.job(job_id), mapping=fields)
+        p.hset(keys.job(job_id), mapping=cast(dict[Any, Any], fields))  # redis-py's stubs want wider keys
         for key, score, member in index_writes(keys, fields):
             p.zadd(key, {member: score})
         queues.enqueue_submit(
@@ -131,7 +131,7 @@ async def create_job(
         if prev is not None:
             raise Replay(prev)
         p.multi()
-        p.hset(keys.job(job_id), mapping=fields)
+        p.hset(keys.job(job_id), mapping=cast(dict[Any, Any], fields))  # redis-py's stubs want wider keys
         for key, score, member in index_writes(keys, fields):
             p.zadd(key, {member: score})
         for args in rq_cmds:
