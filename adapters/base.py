@@ -67,6 +67,8 @@ class AdapterBase:
 
     kind: ClassVar[str] = ""
     Auth: ClassVar[type[msgspec.Struct]]
+    # protocol versions a site of this kind may be pinned to (``api_version``); () = only one
+    API_VERSIONS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

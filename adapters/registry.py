@@ -62,12 +62,28 @@ def build(
     auth: Any,
     http: HttpSettings | None = None,
     client: httpx.AsyncClient | None = None,
+    api_version: str | None = None,
 ) -> SiteAdapter:
     cls = adapter_class(kind)
     if not isinstance(auth, msgspec.Struct):
         auth = decode_auth(kind, auth)
+    extra: dict[str, Any] = {}
+    if api_version is not None:  # only kinds that speak several versions take one
+        check_api_version(kind, api_version)
+        extra["api_version"] = api_version
     # every registered class implements SiteAdapter: checked statically below and by the contract tests
-    return cast(SiteAdapter, cls(name=name, url=url, systems=systems, auth=auth, http=http, client=client))
+    return cast(
+        SiteAdapter, cls(name=name, url=url, systems=systems, auth=auth, http=http, client=client, **extra)
+    )
+
+
+def check_api_version(kind: str, api_version: str) -> None:
+    """Raises ValueError naming the versions ``kind`` speaks (none: the kind has only one)."""
+    versions = adapter_class(kind).API_VERSIONS
+    if api_version not in versions:
+        if not versions:
+            raise ValueError(f"{kind} sites speak one API version; leave api_version out")
+        raise ValueError(f"{kind} sites speak {' or '.join(versions)}, not {api_version!r}")
 
 
 if TYPE_CHECKING:  # mypy proves each adapter implements the whole SiteAdapter protocol

@@ -28,6 +28,9 @@ class SubmitRequest(msgspec.Struct, frozen=True):
     # the facility account charged: the site's mapping of ``project`` (the broker decides;
     # None = the project's own name).  A spec naming another account is refused, not used.
     account: str | None = None
+    # the broker's submission generation for this job: every retry of one submission keeps
+    # it, so protocols with idempotency keys (IRI v2) replay instead of making a second job
+    attempt: int = 0
 
     @property
     def charged(self) -> str | None:
@@ -82,7 +85,8 @@ class Allocation(msgspec.Struct, frozen=True):
     project: str
     allocated: float
     used: float
-    unit: str = "node_hours"
+    unit: str = "node_hours"  # node_hours, bytes, inodes; "unknown" when the facility's is not ours
+    note: str | None = None  # why the unit is unknown (the facility's own unit), or other caveats
 
 
 def overall_state(components: list[ComponentHealth], primary: str = "compute") -> HealthState:

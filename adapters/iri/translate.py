@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from adapters import validation as v
 from adapters.errors import (
@@ -15,10 +15,19 @@ from adapters.errors import (
     NotFound,
     SiteRejected,
 )
-from adapters.iri.wire import WireFile, WireIncident, WireJob, WireResource, WireTask
+from adapters.iri.vocab import allocation_unit, resource_kind
+from adapters.iri.wire import (
+    WireAllocation,
+    WireFile,
+    WireIncident,
+    WireJob,
+    WireResource,
+    WireTask,
+)
 from adapters.psij import JobSpec
 from adapters.tags import name_with_tag, tag_from_name
 from adapters.types import (
+    Allocation,
     ComponentHealth,
     FileEntry,
     HealthState,
@@ -54,7 +63,7 @@ HEALTH_MAP: dict[str, HealthState] = {
 # IRI TaskStatus values after which a task's result no longer changes.
 TASK_FINAL = frozenset({"completed", "failed", "canceled"})
 # IRI File.type (reference implementation: `ls` entries) -> FileEntry.type
-FILE_TYPES: dict[str, str] = {
+FILE_TYPES: dict[str, Literal["file", "directory", "link", "other"]] = {
     "file": "file",
     "directory": "directory",
     "symlink": "link",
@@ -156,10 +165,11 @@ def parse_health(
     ``filesystem``; every other resource is a component of its own name."""
     groups: dict[str, list[WireResource]] = {}
     for res in resources:
-        if res.resource_type == "compute":
+        kind = resource_kind(res.resource_type)  # v1 word or v2 URN
+        if kind == "compute":
             if res.name in systems:
                 groups.setdefault("compute", []).append(res)
-        elif res.resource_type == "storage":
+        elif kind == "storage":
             groups.setdefault("filesystem", []).append(res)
         else:
             groups.setdefault(res.name or res.id, []).append(res)
@@ -175,16 +185,8 @@ def parse_health(
         components.append(
             ComponentHealth("compute", "unknown", f"no compute resource named {', '.join(systems)}")
         )
-    ids = {
-        r.id: (
-            "compute"
-            if r.resource_type == "compute"
-            else "filesystem"
-            if r.resource_type == "storage"
-            else r.name
-        )
-        for r in resources
-    }
+    component_of = {"compute": "compute", "storage": "filesystem"}
+    ids = {r.id: component_of.get(resource_kind(r.resource_type), r.name) for r in resources}
     open_incidents = [
         Incident(
             id=i.id,
@@ -237,3 +239,30 @@ def filesystem_name(path: str) -> str:
     return parts[0] if parts else ""
 
 
+
+
+def parse_allocations(project: str, allocations: list[WireAllocation]) -> list[Allocation]:
+    """One Allocation per unit the broker knows (node hours, bytes, inodes), summed over the
+    project's allocations; every entry in a unit it does not know is its own Allocation with
+    unit "unknown" and a note naming the facility's unit, never read as zero node hours."""
+    known: dict[str, list[float]] = {}
+    out: list[Allocation] = []
+    for alloc in allocations:
+        for e in alloc.entries:
+            unit = allocation_unit(e.unit)
+            if unit is None:
+                out.append(
+                    Allocation(
+                        project=project,
+                        allocated=e.allocation,
+                        used=e.usage,
+                        unit="unknown",
+                        note=f"allocation {alloc.id}: unit {e.unit!r} is not one superfed reads",
+                    )
+                )
+                continue
+            total = known.setdefault(unit, [0.0, 0.0])
+            total[0] += e.allocation
+            total[1] += e.usage
+    ordered = sorted(known.items(), key=lambda kv: (kv[0] != "node_hours", kv[0]))
+    return [Allocation(project, a, u, unit) for unit, (a, u) in ordered] + out

@@ -1,4 +1,9 @@
-"""A simulated ALCF speaking the DOE IRI Facility API v1 (``/api/v1``) over PBS Pro semantics.
+"""A simulated ALCF speaking the DOE IRI Facility API v1 (``/api/v1``, as ALCF does) and v2
+(``/api/v2``, as the reference implementation does) over PBS Pro semantics.
+
+v2 differs where its spec does: resource types and allocation units are URNs, filesystem
+reads are POST with a JSON body (``routes_files_v2``), and job submission honours
+``Idempotency-Key`` (``routes_compute.idempotent``).
 
 ``create_app(settings)`` is what ``superfed sim iri`` runs.  Static bearer tokens from
 ``settings.static_tokens`` are accepted (ALCF's are Globus tokens the client brings).
@@ -13,7 +18,15 @@ from litestar import Litestar
 from simulators.common.control import build_sim_app
 from simulators.common.facility import SimSettings
 from simulators.common.scheduler import Partition
-from simulators.iri import catalog, routes_account, routes_compute, routes_files, routes_status
+from simulators.iri import (
+    catalog,
+    routes_account,
+    routes_compute,
+    routes_files,
+    routes_files_v2,
+    routes_sim,
+    routes_status,
+)
 from simulators.iri.problems import EXCEPTION_HANDLERS, error_body
 from simulators.iri.state import IriFacility
 
@@ -38,6 +51,8 @@ def create_app(settings: SimSettings) -> Litestar:
         *routes_account.ROUTES,
         *routes_compute.ROUTES,
         *routes_files.ROUTES,
+        *routes_files_v2.ROUTES,
+        *routes_sim.ROUTES,
     ]
     return build_sim_app(
         facility, routes, error_body=error_body, exception_handlers=EXCEPTION_HANDLERS

@@ -14,6 +14,15 @@ from simulators.iri.problems import Problem
 from simulators.iri.state import IriFacility, Resource
 
 API = "/api/v1"
+API_V2 = "/api/v2"
+# v2 writes resource types and allocation units as DOE IRI URNs (the reference
+# implementation's app/types/scalars.py); v1 keeps the words
+RESOURCE_TYPE_URN = {"compute": "urn:doe-iri:resource:compute", "storage": "urn:doe-iri:resource:storage"}
+UNIT_URN = {
+    "node_hours": "urn:doe-iri:allocation:compute:node-hours",
+    "bytes": "urn:doe-iri:allocation:storage:bytes",
+    "inodes": "urn:doe-iri:allocation:storage:inodes",
+}
 _TOKEN_DETAIL = {
     "missing": "Bearer token is missing.",
     "invalid": "Bearer token is invalid.",
@@ -38,9 +47,26 @@ def user_of(request: Request[Any, Any, Any]) -> str:
     return str(claims.get("sub") or facility.settings.user)
 
 
+def both(suffix: str) -> list[str]:
+    """The same route under /api/v1 and /api/v2 (where the versions agree)."""
+    return [f"{API}{suffix}", f"{API_V2}{suffix}"]
+
+
+def is_v2(request: Request[Any, Any, Any]) -> bool:
+    return request.scope["path"].startswith(API_V2 + "/")
+
+
 def base_url(request: Request[Any, Any, Any]) -> str:
     host = request.headers.get("host", "localhost")
-    return f"{request.url.scheme}://{host}{API}"
+    return f"{request.url.scheme}://{host}{API_V2 if is_v2(request) else API}"
+
+
+def resource_type(request: Request[Any, Any, Any], word: str) -> str:
+    return RESOURCE_TYPE_URN[word] if is_v2(request) else word
+
+
+def unit(request: Request[Any, Any, Any], word: str) -> str:
+    return UNIT_URN[word] if is_v2(request) else word
 
 
 def ok(body: Any, status: int = 200) -> Response[bytes]:

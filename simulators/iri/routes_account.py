@@ -11,12 +11,23 @@ from litestar import Request, Response, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from simulators.iri import catalog
-from simulators.iri.common import API, base_url, fac, not_modified, ok, page, parse_time, user_of
+from simulators.iri.common import (
+    base_url,
+    both,
+    fac,
+    not_modified,
+    ok,
+    page,
+    parse_time,
+    unit,
+    user_of,
+)
 from simulators.iri.problems import Problem
 from simulators.iri.state import IriFacility, iso
 
 
-def capabilities(f: IriFacility, base: str) -> list[dict[str, Any]]:
+def capabilities(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    f, base = fac(request), base_url(request)
     out = []
     for r in f.resources.values():
         compute = r.kind == "compute"
@@ -26,7 +37,7 @@ def capabilities(f: IriFacility, base: str) -> list[dict[str, Any]]:
                 "id": cid,
                 "name": f"{r.name} {'node hours' if compute else 'storage'}",
                 "last_modified": iso(f.started_at),
-                "units": ["node_hours"] if compute else ["bytes", "inodes"],
+                "units": [unit(request, u) for u in (["node_hours"] if compute else ["bytes", "inodes"])],
                 "self_uri": f"{base}/account/capabilities/{cid}",
             }
         )
@@ -46,7 +57,8 @@ def _project(f: IriFacility, project_id: str, user: str, base: str) -> dict[str,
     }
 
 
-def _allocations(f: IriFacility, project_id: str, base: str) -> list[dict[str, Any]]:
+def _allocations(request: Request[Any, Any, Any], project_id: str) -> list[dict[str, Any]]:
+    f, base = fac(request), base_url(request)
     out = []
     for name, sysm in f.systems.items():
         sysm.advance()  # charge what finished since the last look
@@ -61,7 +73,7 @@ def _allocations(f: IriFacility, project_id: str, base: str) -> list[dict[str, A
                     {
                         "allocation": usage.allocated_node_hours,
                         "usage": round(usage.used_node_hours, 6),
-                        "unit": "node_hours",
+                        "unit": f.quirks.allocation_unit or unit(request, "node_hours"),
                     }
                 ],
                 "project_uri": f"{base}/account/projects/{project_id}",
@@ -71,10 +83,8 @@ def _allocations(f: IriFacility, project_id: str, base: str) -> list[dict[str, A
     return out
 
 
-def _allocation(
-    f: IriFacility, project_id: str, allocation_id: str, base: str
-) -> dict[str, Any]:
-    for a in _allocations(f, project_id, base):
+def _allocation(request: Request[Any, Any, Any], project_id: str, allocation_id: str) -> dict[str, Any]:
+    for a in _allocations(request, project_id):
         if a["id"] == allocation_id:
             return a
     raise Problem(404, f"The project allocation ID '{allocation_id}' does not exist.")
@@ -93,7 +103,7 @@ def _user_allocation(
     }
 
 
-@get(f"{API}/account/capabilities", sync_to_thread=False)
+@get(both("/account/capabilities"), sync_to_thread=False)
 def get_capabilities(
     request: Request[Any, Any, Any],
     name: Annotated[str | None, QueryParameter(min_length=1)] = None,
@@ -105,14 +115,14 @@ def get_capabilities(
     since = parse_time(modified_since, "modified_since")
     caps = [
         c
-        for c in capabilities(f, base_url(request))
+        for c in capabilities(request)
         if (name is None or name.lower() in c["name"].lower())
         and (since is None or f.started_at > since)
     ]
     return ok(page(caps, offset, limit))
 
 
-@get(f"{API}/account/capabilities/{{capability_id:str}}", sync_to_thread=False)
+@get(both("/account/capabilities/{capability_id:str}"), sync_to_thread=False)
 def get_capability(
     request: Request[Any, Any, Any],
     capability_id: FromPath[str],
@@ -120,13 +130,13 @@ def get_capability(
 ) -> Response[bytes]:
     f = fac(request)
     since = parse_time(modified_since, "modified_since")
-    for c in capabilities(f, base_url(request)):
+    for c in capabilities(request):
         if c["id"] == capability_id:
             return not_modified() if since is not None and f.started_at <= since else ok(c)
     raise Problem(404, f"The capability ID '{capability_id}' does not exist.")
 
 
-@get(f"{API}/account/projects", sync_to_thread=False)
+@get(both("/account/projects"), sync_to_thread=False)
 def get_projects(request: Request[Any, Any, Any]) -> Response[bytes]:
     user = user_of(request)
     f = fac(request)
@@ -136,24 +146,24 @@ def get_projects(request: Request[Any, Any, Any]) -> Response[bytes]:
     return ok([_project(f, p, user, base) for p in f.settings.projects])
 
 
-@get(f"{API}/account/projects/{{project_id:str}}", sync_to_thread=False)
+@get(both("/account/projects/{project_id:str}"), sync_to_thread=False)
 def get_project(request: Request[Any, Any, Any], project_id: FromPath[str]) -> Response[bytes]:
     user = user_of(request)
     return ok(_project(fac(request), project_id, user, base_url(request)))
 
 
-@get(f"{API}/account/projects/{{project_id:str}}/project_allocations", sync_to_thread=False)
+@get(both("/account/projects/{project_id:str}/project_allocations"), sync_to_thread=False)
 def get_project_allocations(
     request: Request[Any, Any, Any], project_id: FromPath[str]
 ) -> Response[bytes]:
     user = user_of(request)
     f, base = fac(request), base_url(request)
     _project(f, project_id, user, base)
-    return ok(_allocations(f, project_id, base))
+    return ok(_allocations(request, project_id))
 
 
 @get(
-    f"{API}/account/projects/{{project_id:str}}/project_allocations/{{project_allocation_id:str}}",
+    both("/account/projects/{project_id:str}/project_allocations/{project_allocation_id:str}"),
     sync_to_thread=False,
 )
 def get_project_allocation(
@@ -162,12 +172,14 @@ def get_project_allocation(
     user = user_of(request)
     f, base = fac(request), base_url(request)
     _project(f, project_id, user, base)
-    return ok(_allocation(f, project_id, project_allocation_id, base))
+    return ok(_allocation(request, project_id, project_allocation_id))
 
 
 @get(
-    f"{API}/account/projects/{{project_id:str}}/project_allocations/{{project_allocation_id:str}}"
-    "/user_allocations",
+    both(
+        "/account/projects/{project_id:str}/project_allocations/{project_allocation_id:str}"
+        "/user_allocations"
+    ),
     sync_to_thread=False,
 )
 def get_user_allocations(
@@ -176,13 +188,15 @@ def get_user_allocations(
     user = user_of(request)
     f, base = fac(request), base_url(request)
     _project(f, project_id, user, base)
-    pa = _allocation(f, project_id, project_allocation_id, base)
+    pa = _allocation(request, project_id, project_allocation_id)
     return ok([_user_allocation(f, pa, base, project_id)])
 
 
 @get(
-    f"{API}/account/projects/{{project_id:str}}/project_allocations/{{project_allocation_id:str}}"
-    "/user_allocations/{user_allocation_id:str}",
+    both(
+        "/account/projects/{project_id:str}/project_allocations/{project_allocation_id:str}"
+        "/user_allocations/{user_allocation_id:str}"
+    ),
     sync_to_thread=False,
 )
 def get_user_allocation(
@@ -195,7 +209,7 @@ def get_user_allocation(
     f, base = fac(request), base_url(request)
     _project(f, project_id, user, base)
     ua = _user_allocation(
-        f, _allocation(f, project_id, project_allocation_id, base), base, project_id
+        f, _allocation(request, project_id, project_allocation_id), base, project_id
     )
     if ua["id"] != user_allocation_id:
         raise Problem(404, f"The user allocation ID '{user_allocation_id}' does not exist.")

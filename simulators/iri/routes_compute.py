@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -11,9 +14,9 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from simulators.common.scheduler import PENDING, SimJob, SubmitError
 from simulators.iri import catalog, pbs
-from simulators.iri.common import API, fac, ok, read_json, resource_or_404, user_of
+from simulators.iri.common import both, fac, is_v2, ok, read_json, resource_or_404, user_of
 from simulators.iri.problems import Problem
-from simulators.iri.state import IriFacility
+from simulators.iri.state import IriFacility, Replay
 
 Flag = FromQuery[bool | None]  # default None on each handler
 FILTER_KEYS = (
@@ -54,14 +57,22 @@ def _refuse_when_down(f: IriFacility, what: str) -> None:
             )
 
 
-@post(f"{API}/compute/job/{{resource_id:str}}", status_code=200)
+@post(both("/compute/job/{resource_id:str}"), status_code=200)
 async def submit_job(
     request: Request[Any, Any, Any], resource_id: FromPath[str]
 ) -> Response[bytes]:
     user = user_of(request)
     f = fac(request)
     sysm = _system(f, resource_id)
-    spec = read_json(await request.body(), pbs.WireJobSpec, "job_spec")
+    raw = await request.body()
+    spec = read_json(raw, pbs.WireJobSpec, "job_spec")
+    key = request.headers.get("idempotency-key")
+    if key and is_v2(request):  # v2 only: the header is not in v1
+        return await idempotent(f, (user, "submit_job", key), raw, lambda: _submit(f, sysm, spec, user))
+    return _submit(f, sysm, spec, user)
+
+
+def _submit(f: IriFacility, sysm: Any, spec: pbs.WireJobSpec, user: str) -> Response[bytes]:
     if spec.executable is None and spec.container is None:
         raise Problem(
             422,
@@ -97,7 +108,7 @@ async def submit_job(
     return ok(pbs.job_body(job, sysm.accepting, include_spec=False))
 
 
-@get(f"{API}/compute/status/{{resource_id:str}}/{{job_id:str}}", sync_to_thread=False)
+@get(both("/compute/status/{resource_id:str}/{job_id:str}"), sync_to_thread=False)
 def get_job(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
@@ -167,7 +178,7 @@ def _select(sysm: Any, filters: dict[str, Any], user: str, historical: bool) -> 
     return out
 
 
-@post(f"{API}/compute/status/{{resource_id:str}}", status_code=200)
+@post(both("/compute/status/{resource_id:str}"), status_code=200)
 async def get_jobs(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
@@ -180,12 +191,17 @@ async def get_jobs(
     sysm = _system(fac(request), resource_id)
     raw = await request.body()
     filters = read_json(raw, dict[str, Any] | None, "filters") if raw.strip() else None
+    quirks = fac(request).quirks
+    if quirks.ignore_job_filter:  # some servers list every job whatever the body says
+        filters = None
+    if quirks.page_cap is not None:
+        limit = min(limit, quirks.page_cap)
     jobs = _select(sysm, filters or {}, user, historical=bool(historical))
     spec = bool(include_spec)
     return ok([pbs.job_body(j, sysm.accepting, spec) for j in jobs[offset : offset + limit]])
 
 
-@put(f"{API}/compute/job/{{resource_id:str}}/{{job_id:str}}", status_code=200)
+@put(both("/compute/job/{resource_id:str}/{job_id:str}"), status_code=200)
 async def update_job(
     request: Request[Any, Any, Any], resource_id: FromPath[str], job_id: FromPath[str]
 ) -> Response[bytes]:
@@ -219,7 +235,47 @@ async def update_job(
     return ok(pbs.job_body(job, sysm.accepting, include_spec=False))
 
 
-@delete(f"{API}/compute/cancel/{{resource_id:str}}/{{job_id:str}}", status_code=204)
+async def idempotent(
+    f: IriFacility, scope: tuple[str, str, str], raw: bytes, run: Callable[[], Response[bytes]]
+) -> Response[bytes]:
+    """The reference server's Idempotency-Key semantics (app/idempotency.py): the same key
+    and body replay the first answer, another body is 422, a request still in flight is 409;
+    a failure releases the key so the client may try again."""
+    body_hash = hashlib.sha256(_canonical(raw)).hexdigest()
+    held = f.replays.get(scope)
+    if held is not None:
+        if held.body_hash != body_hash:
+            raise Problem(422, "Idempotency-Key reused with a different request body.")
+        if not held.done:
+            raise Problem(
+                409,
+                "A request with this Idempotency-Key is already in progress.",
+                headers={"Retry-After": "2"},
+            )
+        return Response(
+            held.body,
+            status_code=200,
+            media_type="application/json",
+            headers={"Idempotency-Key-Reply": "hit"},
+        )
+    entry = f.replays[scope] = Replay(body_hash)
+    try:
+        await f.held.wait()  # a test holds submissions here to see the 409
+        resp = run()
+    except BaseException:
+        f.replays.pop(scope, None)
+        raise
+    entry.done, entry.body = True, resp.content
+    resp.headers["Idempotency-Key-Reply"] = "miss"
+    return resp
+
+
+def _canonical(raw: bytes) -> bytes:
+    """The body as sorted JSON, so key order and spacing do not make a "different body"."""
+    return json.dumps(msgspec.json.decode(raw), sort_keys=True).encode()
+
+
+@delete(both("/compute/cancel/{resource_id:str}/{job_id:str}"), status_code=204)
 async def cancel_job(
     request: Request[Any, Any, Any], resource_id: FromPath[str], job_id: FromPath[str]
 ) -> None:

@@ -17,7 +17,17 @@ from litestar.params import FromPath, FromQuery, MultipartBody, QueryParameter
 
 from simulators.common.files import normalize
 from simulators.iri import catalog, fsops
-from simulators.iri.common import API, base_url, fac, ok, read_json, resource_or_404, user_of
+from simulators.iri.common import (
+    API,
+    base_url,
+    both,
+    fac,
+    is_v2,
+    ok,
+    read_json,
+    resource_or_404,
+    user_of,
+)
 from simulators.iri.problems import Problem
 from simulators.iri.state import IriFacility, Task
 
@@ -66,7 +76,7 @@ class TargetBody(PathBody):
 
 class CompressBody(TargetBody):
     match_pattern: str | None = None
-    compression: str = "gzip"
+    compression: str | None = None  # v1: gzip by default; v2: its URN (see _compression)
 
 
 def _fs_path(f: IriFacility, resource_id: str, path: str | None) -> str:
@@ -290,7 +300,7 @@ async def rm(
     return _run(request, resource_id, "rm", {"path": p}, lambda: fsops.rm(f.fs, p))
 
 
-@post(f"{API}/filesystem/mkdir/{{resource_id:str}}", status_code=201)
+@post(both("/filesystem/mkdir/{resource_id:str}"), status_code=201)
 async def mkdir(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), MkdirBody)
@@ -305,7 +315,7 @@ async def mkdir(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> 
     )
 
 
-@post(f"{API}/filesystem/symlink/{{resource_id:str}}", status_code=201)
+@post(both("/filesystem/symlink/{resource_id:str}"), status_code=201)
 async def symlink(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
     body = read_json(await request.body(), SymlinkBody)
@@ -348,10 +358,30 @@ async def chown(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> 
     )
 
 
+def _compression(request: Request[Any, Any, Any], value: str | None) -> str:
+    """v1 names the compression (``gzip``), v2 gives a URN (``urn:doe-iri:compression:gzip``,
+    also its default); the tar mode either way."""
+    urn = "urn:doe-iri:compression:"
+    if is_v2(request):
+        value = value or f"{urn}gzip"
+        word = value.removeprefix(urn) if value.startswith(urn) else None
+        allowed = ", ".join(urn + m for m in fsops.TAR_MODES)
+    else:
+        word = value or "gzip"
+        allowed = ", ".join(fsops.TAR_MODES)
+    if word not in fsops.TAR_MODES:
+        raise Problem(
+            422,
+            f"compression must be one of {allowed}",
+            invalid_params=[{"name": "compression", "reason": "unknown compression"}],
+        )
+    return word
+
+
 def _target(
     command: str, fn: Callable[[IriFacility, str, str, Any], dict[str, Any]], body_type: type
 ) -> Any:
-    @post(f"{API}/filesystem/{command}/{{resource_id:str}}", status_code=201, name=f"iri-{command}")
+    @post(both(f"/filesystem/{command}/{{resource_id:str}}"), status_code=201, name=f"iri-{command}")
     async def handler(
         request: Request[Any, Any, Any], resource_id: FromPath[str]
     ) -> Response[bytes]:
@@ -363,8 +393,8 @@ def _target(
                 "target_path is required",
                 invalid_params=[{"name": "target_path", "reason": "Field required"}],
             )
-        if getattr(body, "compression", "gzip") not in fsops.TAR_MODES:
-            raise Problem(422, f"compression must be one of {', '.join(fsops.TAR_MODES)}")
+        if isinstance(body, CompressBody):
+            body.compression = _compression(request, body.compression)
         p = _fs_path(f, resource_id, body.source)
         t = _fs_path(f, resource_id, body.target_path)
         return _run(
@@ -391,7 +421,7 @@ extract = _target(
 )
 
 
-@post(f"{API}/filesystem/upload/{{resource_id:str}}", status_code=200)
+@post(both("/filesystem/upload/{resource_id:str}"), status_code=200)
 async def upload(
     request: Request[Any, Any, Any],
     resource_id: FromPath[str],
@@ -441,20 +471,20 @@ def _task_or_404(
     return f, t
 
 
-@get(f"{API}/task/{{task_id:str}}", sync_to_thread=False)
+@get(both("/task/{task_id:str}"), sync_to_thread=False)
 def get_task(request: Request[Any, Any, Any], task_id: FromPath[str]) -> Response[bytes]:
     f, t = _task_or_404(request, task_id)
     return ok(task_body(f, t))
 
 
-@get(f"{API}/task", sync_to_thread=False)
+@get(both("/task"), sync_to_thread=False)
 def get_tasks(request: Request[Any, Any, Any]) -> Response[bytes]:
     user = user_of(request)
     f = fac(request)
     return ok([task_body(f, t) for t in f.tasks.values() if t.user == user])
 
 
-@delete(f"{API}/task/{{task_id:str}}", status_code=200)
+@delete(both("/task/{task_id:str}"), status_code=200)
 async def delete_task(request: Request[Any, Any, Any], task_id: FromPath[str]) -> Response[bytes]:
     f, t = _task_or_404(request, task_id)
     del f.tasks[t.id]

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from simulators.iri import catalog
 from simulators.iri.common import (
     API,
+    API_V2,
+    UNIT_URN,
     base_url,
+    both,
     fac,
+    is_v2,
     not_modified,
     ok,
     page,
     parse_time,
     resource_or_404,
+    resource_type,
 )
 from simulators.iri.problems import Problem
-from simulators.iri.state import Event, Incident, IriFacility, Resource, iso
+from simulators.iri.state import Event, Incident, Resource, iso
 
 # query parameters; their defaults sit on the handlers' parameters (Litestar's explicit style)
 Offset = Annotated[int, QueryParameter(ge=0)]
@@ -33,6 +39,33 @@ RESOLUTIONS = ("unresolved", "cancelled", "completed", "extended", "pending")
 UNITS = ("node_hours", "bytes", "inodes")  # AllocationUnit, what `capability` filters by
 
 
+URN = re.compile(
+    r"^urn:doe-iri:[A-Za-z0-9][A-Za-z0-9-]{0,31}:(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2}|[!$&'()*+,;=@]|/)+"
+    r"(?::(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2}|[!$&'()*+,;=@]|/)+)*$"
+)
+ALLOCATION_URN = re.compile(
+    r"^urn:doe-iri:allocation:(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2}|[!$&'()*+,;=@]|/)+"
+    r"(?::(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2}|[!$&'()*+,;=@]|/)+)*$"
+)
+
+
+def _urn(value: str | None, name: str, pattern: re.Pattern[str]) -> None:
+    if value is not None and not pattern.match(value):
+        raise Problem(
+            400,
+            f"{name} must be a DOE IRI URN (urn:doe-iri:<domain>:<nss>)",
+            invalid_params=[{"name": name, "reason": "not a DOE IRI URN"}],
+        )
+
+
+def _type_matches(have: str, asked: str, v2: bool) -> bool:
+    """v1: the same word; v2: the same URN or a parent of it, segment by segment."""
+    if not v2:
+        return have == asked
+    want = asked.split(":")
+    return have.split(":")[: len(want)] == want
+
+
 def _enum(value: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
     if value is not None and value not in allowed:
         raise Problem(
@@ -43,7 +76,8 @@ def _enum(value: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
     return value
 
 
-def resource_body(f: IriFacility, r: Resource, base: str) -> dict[str, Any]:
+def resource_body(request: Request[Any, Any, Any], r: Resource) -> dict[str, Any]:
+    f, base = fac(request), base_url(request)
     compute = r.kind == "compute"
     return {
         "id": r.id,
@@ -52,7 +86,7 @@ def resource_body(f: IriFacility, r: Resource, base: str) -> dict[str, Any]:
         "group": r.name,
         "last_modified": iso(r.last_modified),
         "current_status": f.resource_status(r),
-        "resource_type": "compute" if compute else "storage",
+        "resource_type": resource_type(request, "compute" if compute else "storage"),
         "supported_endpoints": ["compute"] if compute else ["filesystem"],
         "self_uri": f"{base}/status/resources/{r.id}",
         "site_uri": f"{base}/facility/sites/{catalog.SITE_ID}",
@@ -95,7 +129,7 @@ def _match(text: str | None, needle: str | None) -> bool:
     return needle is None or (text is not None and needle.lower() in text.lower())
 
 
-@get(f"{API}/facility", sync_to_thread=False)
+@get(both("/facility"), sync_to_thread=False)
 def get_facility(
     request: Request[Any, Any, Any], modified_since: Opt = None
 ) -> Response[bytes]:
@@ -106,7 +140,7 @@ def get_facility(
     return ok(catalog.facility_body(base_url(request), iso(f.last_modified)))
 
 
-@get(f"{API}/facility/sites", sync_to_thread=False)
+@get(both("/facility/sites"), sync_to_thread=False)
 def get_sites(
     request: Request[Any, Any, Any],
     offset: Offset = 0,
@@ -123,7 +157,7 @@ def get_sites(
     return ok(page([site] if keep else [], offset, limit))
 
 
-@get(f"{API}/facility/sites/{{site_id:str}}", sync_to_thread=False)
+@get(both("/facility/sites/{site_id:str}"), sync_to_thread=False)
 def get_site(
     request: Request[Any, Any, Any],
     site_id: FromPath[str],
@@ -138,7 +172,7 @@ def get_site(
     return ok(catalog.site_body(base_url(request), iso(f.last_modified), list(f.resources)))
 
 
-@get(f"{API}/status/resources", sync_to_thread=False)
+@get(both("/status/resources"), sync_to_thread=False)
 def get_resources(
     request: Request[Any, Any, Any],
     offset: Offset = 0,
@@ -152,39 +186,44 @@ def get_resources(
     capability: FromQuery[list[str] | None] = None,
 ) -> Response[bytes]:
     f = fac(request)
-    base = base_url(request)
-    _enum(resource_type, "resource_type", RESOURCE_TYPES)
+    v2 = is_v2(request)
+    if v2:  # URNs: a parent URN matches its children (urn:doe-iri:resource:storage:system)
+        _urn(resource_type, "resource_type", URN)
+        for unit in capability or ():
+            _urn(unit, "capability", ALLOCATION_URN)
+    else:
+        _enum(resource_type, "resource_type", RESOURCE_TYPES)
+        for unit in capability or ():
+            _enum(unit, "capability", UNITS)
     _enum(current_status, "current_status", STATUSES)
-    for unit in capability or ():
-        _enum(unit, "capability", UNITS)
+    units = {w: (UNIT_URN[w] if v2 else w) for w in UNITS}
     since = parse_time(modified_since, "modified_since")
     out = []
     for r in f.resources.values():
-        body = resource_body(f, r, base)
+        body = resource_body(request, r)
         if not (
             _match(r.name, name)
             and _match(body["description"], description)
             and _match(r.name, group)
         ):
             continue
-        if resource_type and body["resource_type"] != resource_type:
+        if resource_type and not _type_matches(body["resource_type"], resource_type, v2):
             continue
         if current_status and body["current_status"] != current_status:
             continue
         if since is not None and r.last_modified <= since:
             continue
-        if capability and not set(capability) & (
-            {"node_hours"} if r.kind == "compute" else {"bytes", "inodes"}
-        ):
+        has = {units["node_hours"]} if r.kind == "compute" else {units["bytes"], units["inodes"]}
+        if capability and not set(capability) & has:
             continue
         out.append(body)
     return ok(page(out, offset, limit))
 
 
-@get(f"{API}/status/resources/{{resource_id:str}}", sync_to_thread=False)
+@get(both("/status/resources/{resource_id:str}"), sync_to_thread=False)
 def get_resource(request: Request[Any, Any, Any], resource_id: FromPath[str]) -> Response[bytes]:
     f = fac(request)
-    return ok(resource_body(f, resource_or_404(f, resource_id), base_url(request)))
+    return ok(resource_body(request, resource_or_404(f, resource_id)))
 
 
 def _in_window(
@@ -198,7 +237,7 @@ def _in_window(
     return at is None or start <= at <= stop
 
 
-@get(f"{API}/status/incidents", sync_to_thread=False)
+@get(both("/status/incidents"), sync_to_thread=False)
 def get_incidents(
     request: Request[Any, Any, Any],
     offset: Offset = 0,
@@ -236,7 +275,7 @@ def get_incidents(
     return ok(page(out, offset, limit))
 
 
-@get(f"{API}/status/incidents/{{incident_id:str}}", sync_to_thread=False)
+@get(both("/status/incidents/{incident_id:str}"), sync_to_thread=False)
 def get_incident(request: Request[Any, Any, Any], incident_id: FromPath[str]) -> Response[bytes]:
     i = fac(request).incidents.get(incident_id)
     if i is None:
@@ -244,7 +283,7 @@ def get_incident(request: Request[Any, Any, Any], incident_id: FromPath[str]) ->
     return ok(incident_body(i, base_url(request)))
 
 
-@get(f"{API}/status/events", sync_to_thread=False)
+@get(both("/status/events"), sync_to_thread=False)
 def get_events(
     request: Request[Any, Any, Any],
     offset: Offset = 0,
@@ -280,7 +319,7 @@ def get_events(
     return ok(page(out, offset, limit))
 
 
-@get(f"{API}/status/events/{{event_id:str}}", sync_to_thread=False)
+@get(both("/status/events/{event_id:str}"), sync_to_thread=False)
 def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Response[bytes]:
     e = fac(request).events.get(event_id)
     if e is None:
@@ -290,17 +329,22 @@ def get_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Respo
 
 def _kind_resources(request: Request[Any, Any, Any], kind: str) -> Response[bytes]:
     f = fac(request)
-    base = base_url(request)
-    return ok([resource_body(f, r, base) for r in f.resources.values() if r.kind == kind])
+    return ok([resource_body(request, r) for r in f.resources.values() if r.kind == kind])
 
 
-@get(f"{API}/compute/resources", sync_to_thread=False)
+@get(both("/compute/resources"), sync_to_thread=False)
 def get_compute_resources(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _kind_resources(request, "compute")
 
 
 @get(f"{API}/filesystem/resources", sync_to_thread=False)
 def get_filesystem_resources(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return _kind_resources(request, "filesystem")
+
+
+@post(f"{API_V2}/filesystem/resources", status_code=200)
+async def post_filesystem_resources(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """v2 lists filesystem resources with POST (as its spec and the reference server do)."""
     return _kind_resources(request, "filesystem")
 
 
@@ -316,4 +360,5 @@ ROUTES = [
     get_event,
     get_compute_resources,
     get_filesystem_resources,
+    post_filesystem_resources,
 ]

@@ -3,6 +3,7 @@ that follow component outages, and the filesystem tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
@@ -69,6 +70,26 @@ class Task:
     ready_at: float
 
 
+@dataclass
+class Quirks:
+    """Ways real IRI servers differ from the spec or from each other, switched on through
+    ``POST /_sim/iri`` (all off after a reset)."""
+
+    ignore_job_filter: bool = False  # POST /compute/status lists every job, whatever the filter
+    page_cap: int | None = None  # listings silently cap `limit` at this
+    hold_submissions: bool = False  # keyed v2 submissions wait until released (409 in flight)
+    allocation_unit: str | None = None  # reported instead of node hours (a facility's own unit)
+
+
+@dataclass
+class Replay:
+    """One Idempotency-Key's record (the reference server's idempotency store)."""
+
+    body_hash: str
+    done: bool = False
+    body: bytes = b""
+
+
 class IriFacility(Facility):
     """A Facility whose outages become IRI incidents and events as they happen."""
 
@@ -92,6 +113,10 @@ class IriFacility(Facility):
         self.events: dict[str, Event] = {}
         self.open_incidents: dict[str, Incident] = {}  # component -> its unresolved incident
         self.tasks: dict[str, Task] = {}
+        self.quirks = Quirks()
+        self.replays: dict[tuple[str, str, str], Replay] = {}  # (user, endpoint, key)
+        self.held = asyncio.Event()  # set: held submissions go on
+        self.held.set()
         self.last_modified = now
         self._seed_files()
         for sysm in self.systems.values():

@@ -65,8 +65,10 @@ class Counter:
         self.requests.append(f"{request.method} {request.url.path}")
 
 
-@pytest.fixture
-async def counted(sim_url: str, token_file: Path) -> AsyncIterator[tuple[IriAdapter, Counter]]:
+@pytest.fixture(params=["v1", "v2"])
+async def counted(
+    sim_url: str, token_file: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[IriAdapter, Counter]]:
     control(sim_url, "reset")
     counter = Counter()
     client = httpx.AsyncClient(base_url=sim_url, event_hooks={"request": [counter]}, timeout=5)
@@ -77,6 +79,7 @@ async def counted(sim_url: str, token_file: Path) -> AsyncIterator[tuple[IriAdap
         auth=Auth(token_file=str(token_file)),
         http=FAST_HTTP,
         client=client,
+        api_version=request.param,  # the simulator serves both: each test runs against each
     )
     try:
         yield a, counter
@@ -124,7 +127,7 @@ async def test_registry_builds_it_from_plain_config(sim_url: str, token_file: Pa
 async def test_health_follows_outages_and_incidents(adapter: IriAdapter, sim_url: str) -> None:
     h = await adapter.health()
     assert h.state == "up" and h.incidents == []
-    assert {c.name: c.state for c in h.components} == {"compute": "up", "filesystem": "up"}
+    assert {c.name: c.state for c in h.components} == {"compute": "up", "filesystem": "up", "api": "up"}
     control(sim_url, "outage", {"component": "compute", "state": "down", "note": "power"})
     h = await adapter.health()
     assert h.state == "down"
@@ -133,7 +136,7 @@ async def test_health_follows_outages_and_incidents(adapter: IriAdapter, sim_url
     ]
     control(sim_url, "outage", {"component": "filesystem", "state": "degraded"})
     comps = {c.name: c.state for c in (await adapter.health()).components}
-    assert comps == {"compute": "down", "filesystem": "degraded"}
+    assert comps == {"compute": "down", "filesystem": "degraded", "api": "up"}
     control(sim_url, "outage", {"component": "compute", "state": "up"})
     control(sim_url, "outage", {"component": "filesystem", "state": "up"})
     h = await adapter.health()
@@ -157,8 +160,13 @@ async def test_statuses_use_one_request_for_many_jobs(counted: tuple[IriAdapter,
     a, counter = counted
     ids = [(await a.submit(request(f"t{i}", "sleep 1000"))).native_id for i in range(6)]
     counter.requests.clear()
+    listing = f"POST /api/{a.api_version}/compute/status/55c1c993-1124-47f9-b823-514ba3849a9a"
+    assert set(await a.statuses(ids, "polaris")) == set(ids)
+    assert counter.requests == [listing]  # all found on the first page: done
+    counter.requests.clear()
     states = await a.statuses([*ids, "999.unknown"], "polaris")
-    assert counter.requests == ["POST /api/v1/compute/status/55c1c993-1124-47f9-b823-514ba3849a9a"]
+    # one id not found: the next page (empty) makes sure it is not merely past a page's end
+    assert counter.requests == [listing, listing]
     assert set(states) == set(ids)  # the unknown id is left out, not completed
     assert sorted(s.state for s in states.values()) == ["ACTIVE"] * 4 + ["QUEUED"] * 2
     assert {s.native_state for s in states.values()} == {"R", "Q"}

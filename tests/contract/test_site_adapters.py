@@ -27,10 +27,15 @@ from tests.support.servers import ThreadedServer
 from tests.support.sfapi import rsa_keypair
 
 pytestmark = pytest.mark.anyio
-KINDS = ["sfapi", "firecrest", "iri"]
+# IRI twice: v1 as ALCF runs it, v2 as the reference implementation does (the same simulator)
+KINDS = ["sfapi", "firecrest", "iri-v1", "iri-v2"]
 HOME = {"sfapi": "/global/homes/s/superfed", "firecrest": "/home/superfed", "iri": "/home/superfed"}
 SYSTEM = {"sfapi": "perlmutter", "firecrest": "daint", "iri": "polaris"}
-SPECS = {"firecrest": "firecrest-v2/openapi-latest.yaml", "iri": "iri/all_spec_v1.yaml"}
+SPECS = {
+    "firecrest": "firecrest-v2/openapi-latest.yaml",
+    "iri-v1": "iri/all_spec_v1.yaml",
+    "iri-v2": "iri/all_spec_v2.yaml",
+}
 HTTP = HttpSettings(retries=2, backoff_base=0.01, backoff_cap=0.05, read_timeout=5.0)
 
 
@@ -39,13 +44,20 @@ class Site:
     kind: str
     url: str
     auth: dict[str, Any]
+    api_version: str | None = None
 
     def control(self, what: str, body: dict[str, Any] | None = None) -> None:
         httpx.post(f"{self.url}/_sim/{what}", json=body or {}, timeout=10).raise_for_status()
 
     def adapter(self) -> AdapterBase:
         return registry.build(
-            self.kind, name=f"test-{self.kind}", url=self.url, systems=[SYSTEM[self.kind]], auth=self.auth, http=HTTP
+            self.kind,
+            name=f"test-{self.kind}",
+            url=self.url,
+            systems=[SYSTEM[self.kind]],
+            auth=self.auth,
+            http=HTTP,
+            api_version=self.api_version,
         )
 
 
@@ -56,8 +68,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module", params=KINDS)
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    kind = request.param
-    tmp = tmp_path_factory.mktemp(kind)
+    param: str = request.param
+    kind, _, version = param.partition("-")
+    tmp = tmp_path_factory.mktemp(param)
     settings = SimSettings(systems=[SYSTEM[kind]], nodes=8, time_scale=0.05)
     auth: dict[str, Any]
     if kind == "sfapi":
@@ -77,7 +90,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     app = create_app(kind, settings)
     # the token endpoint (the identity provider's, not FirecREST's) is not in the spec
     validator = (
-        ValidatingASGI(app, load_spec(SPECS[kind]), skip_prefixes=("/_sim", "/auth/")) if kind in SPECS else None
+        ValidatingASGI(app, load_spec(SPECS[param]), skip_prefixes=("/_sim", "/auth/")) if param in SPECS else None
     )
     with ThreadedServer(validator or app) as srv:
         settings.public_url = srv.url
@@ -85,7 +98,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             auth["token_url"] = f"{srv.url}/c2id/token"
         elif kind == "firecrest":
             auth["token_url"] = f"{srv.url}/auth/token"
-        yield Site(kind, srv.url, auth)
+        yield Site(kind, srv.url, auth, version or None)
     if validator is not None:  # every answer the adapter saw follows the facility's published spec
         assert validator.errors == [] and validator.validated > 20, (validator.errors[:5], validator.validated)
 

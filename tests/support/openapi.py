@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import yaml
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
@@ -32,11 +32,19 @@ SPEC_EXCEPTIONS: dict[tuple[str, str, str, int], str] = {
 }
 
 
+# specs whose own validation fails on a defect that does not touch what we validate with them
+UNCHECKED_SPECS: dict[str, str] = {
+    "iri/all_spec_v2.yaml": "an example value (0) is below its schema's minimum of 1 (a file size "
+    "parameter); every schema is sound (shared/specs/iri/SOURCE.txt)",
+}
+
+
 @functools.cache
 def load_spec(relpath: str, server: str = "/") -> OpenAPI:
     raw = yaml.safe_load(spec_path(relpath).read_text())
     raw["servers"] = [{"url": server}]
-    spec = OpenAPI.from_dict(raw)
+    config = Config(spec_validator_cls=None) if relpath in UNCHECKED_SPECS else None
+    spec = OpenAPI.from_dict(raw, config=config)
     _SPEC_NAMES[id(spec)] = relpath
     return spec
 
