@@ -42,10 +42,11 @@ def alcf_partitions(nodes: int) -> list[Partition]:
     ]
 
 
-def create_app(settings: SimSettings) -> Litestar:
+def create_app(settings: SimSettings, versions: tuple[str, ...] = ("v1", "v2")) -> Litestar:
+    """``versions``: the API versions served; ``("v1",)`` is a facility like ALCF today."""
     # ALCF's queues, whatever partitions were asked for: the IRI checks speak of these names
     settings = dataclasses.replace(settings, partitions=alcf_partitions(settings.nodes))
-    facility = IriFacility(settings)
+    facility = IriFacility(settings, versions)
     routes = [
         *routes_status.ROUTES,
         *routes_account.ROUTES,

@@ -32,7 +32,11 @@ _TOKEN_DETAIL = {
 
 
 def fac(request: Request[Any, Any, Any]) -> IriFacility:
-    return facility_of(request)  # type: ignore[return-value]
+    facility: IriFacility = facility_of(request)  # type: ignore[assignment]
+    version = API_V2 if is_v2(request) else API
+    if version.rsplit("/", 1)[-1] not in facility.versions:  # e.g. ALCF serves v1 only
+        raise Problem(404, f"Not Found: this facility does not serve {version}")
+    return facility
 
 
 def user_of(request: Request[Any, Any, Any]) -> str:

@@ -5,6 +5,7 @@ failure, including Litestar's own, into one."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ TITLES = {
     409: "Conflict",
     422: "Unprocessable Entity",
     500: "Internal Server Error",
+    501: "Not Implemented",
     503: "Service Unavailable",
 }
 SLUGS = {
@@ -33,6 +35,7 @@ SLUGS = {
     409: "conflict",
     422: "unprocessable-entity",
     500: "internal-error",
+    501: "not-implemented",
     503: "service-unavailable",
 }
 
@@ -157,5 +160,10 @@ def decode_error(exc: msgspec.ValidationError | msgspec.DecodeError, what: str =
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         return Problem(400, f"Malformed JSON {what}: {text}", slug="invalid-body")
     reason, _, where = text.partition(" - at `")
-    field = where.rstrip("`").removeprefix("$").lstrip(".") or what
+    field = where.rstrip("`").removeprefix("$").lstrip(".")
+    missing = re.search(r"missing required field `([^`]+)`", reason)
+    if missing:  # name the field itself, as FastAPI's 422 does ("Field required")
+        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
+        reason = "Field required"
+    field = field or what
     return Problem(422, f"{field}: {reason}", invalid_params=[{"name": field, "reason": reason}])

@@ -241,6 +241,12 @@ async def idempotent(
     """The reference server's Idempotency-Key semantics (app/idempotency.py): the same key
     and body replay the first answer, another body is 422, a request still in flight is 409;
     a failure releases the key so the client may try again."""
+    if f.quirks.no_idempotency_store:
+        raise Problem(
+            501,
+            "Idempotency-Key provided but no idempotency store is configured "
+            "(set IRI_IDEMPOTENCY_STORE).",
+        )
     body_hash = hashlib.sha256(_canonical(raw)).hexdigest()
     held = f.replays.get(scope)
     if held is not None:

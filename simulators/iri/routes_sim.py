@@ -17,6 +17,7 @@ class QuirksBody(msgspec.Struct, forbid_unknown_fields=True):
     page_cap: int | None = None
     hold_submissions: bool = False
     allocation_unit: str | None = None
+    no_idempotency_store: bool = False
 
 
 def _view(request: Request[Any, Any, Any]) -> dict[str, Any]:

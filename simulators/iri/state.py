@@ -79,6 +79,7 @@ class Quirks:
     page_cap: int | None = None  # listings silently cap `limit` at this
     hold_submissions: bool = False  # keyed v2 submissions wait until released (409 in flight)
     allocation_unit: str | None = None  # reported instead of node hours (a facility's own unit)
+    no_idempotency_store: bool = False  # a key gets 501, as the reference server without a store
 
 
 @dataclass
@@ -95,7 +96,8 @@ class IriFacility(Facility):
 
     MAX_TASKS = 10_000
 
-    def __init__(self, settings: SimSettings, **kw: Any):
+    def __init__(self, settings: SimSettings, versions: tuple[str, ...] = ("v1", "v2"), **kw: Any):
+        self.versions = versions  # the API versions served (/api/v1, /api/v2)
         super().__init__("iri", settings, **kw)
 
     def reset(self) -> None:
