@@ -1,4 +1,4 @@
-"""Schemathesis against the saved FirecREST v2 and IRI v1 specs, one test per simulator; and,
+"""Schemathesis against the saved FirecREST v2 and IRI v1 and v2 specs, one test per spec; and,
 as the SF API has no spec, a table of bad requests to its simulator over raw HTTP.
 
 Every operation of each spec gets a few generated requests, positive (what the spec allows)
@@ -55,7 +55,7 @@ EXAMPLES = 10  # per operation and generation mode
 # the file path a case gets: as generated (""), or an existing file or directory, or a new name
 WHERE = ("", "file", "dir", "new", "file", "dir")
 USER = "fuzz"
-FC_SPEC, IRI_SPEC = "firecrest-v2/openapi-latest.yaml", "iri/all_spec_v1.yaml"
+FC_SPEC, IRI_SPEC, IRI_V2_SPEC = "firecrest-v2/openapi-latest.yaml", "iri/all_spec_v1.yaml", "iri/all_spec_v2.yaml"
 CLIENT_ID, SECRET, IRI_TOKEN = "fuzz-client", "fuzz-secret", "fuzz-static-token"
 POLARIS, HOME = catalog.resource_id("polaris"), catalog.resource_id("home")
 PATH_KEYS = ("path", "sourcePath", "source_path")
@@ -126,26 +126,34 @@ def _firecrest_known(session: requests.Session, url: str) -> Known:
             "file": f"{home}/.bashrc", "dir": f"{home}/dir", "new": f"{home}/dir/new"}
 
 
-def _iri_known(session: requests.Session, url: str) -> Known:
+def _iri_known(session: requests.Session, url: str, version: str = "v1") -> Known:
     session.post(f"{url}/_sim/reset").raise_for_status()
-    api, home = f"{url}/api/v1", f"/home/{USER}"
+    api, home = f"{url}/api/{version}", f"/home/{USER}"
     job = session.post(f"{api}/compute/job/{POLARIS}", json={
         "executable": "/bin/true", "name": "fuzz", "resources": {"node_count": 1},
         "attributes": {"duration": 600, "account": "m0001", "queue_name": "debug",
                        "custom_attributes": {"filesystems": "home"}}})
     job.raise_for_status()
     session.post(f"{api}/filesystem/mkdir/{HOME}", json={"path": f"{home}/dir"}).raise_for_status()
-    task = session.get(f"{api}/filesystem/ls/{HOME}", params={"path": home})
+    if version == "v1":
+        task = session.get(f"{api}/filesystem/ls/{HOME}", params={"path": home})
+    else:  # v2: filesystem reads are POST with a JSON body
+        task = session.post(f"{api}/filesystem/ls/{HOME}", json={"path": home})
     task.raise_for_status()
     known = {"resource_id": POLARIS, "job_id": job.json()["id"], "task_id": task.json()["task_id"],
              "project_id": "m0001", "project_allocation_id": "m0001.polaris",
              "user_allocation_id": f"m0001.polaris.{USER}", "site_id": catalog.SITE_ID,
              "capability_id": catalog.capability_id("polaris"),
              "file": f"{home}/.profile", "dir": f"{home}/dir", "new": f"{home}/dir/new"}
-    for path in _schema(IRI_SPEC).raw_schema["paths"]:  # filesystem operations take the home resource
-        if path.startswith("/api/v1/filesystem/"):
+    spec = IRI_SPEC if version == "v1" else IRI_V2_SPEC
+    for path in _schema(spec).raw_schema["paths"]:  # filesystem operations take the home resource
+        if path.startswith(f"/api/{version}/filesystem/"):
             known[f"resource_id:{path}"] = HOME
     return known
+
+
+def _iri_v2_known(session: requests.Session, url: str) -> Known:
+    return _iri_known(session, url, "v2")
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +172,14 @@ def firecrest() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
 def iri() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
     settings_ = SimSettings(systems=["polaris"], nodes=4, time_scale=0.01, user=USER, static_tokens=[IRI_TOKEN])
     wrapper = ValidatingASGI(iri_app(settings_), load_spec(IRI_SPEC))
+    with ThreadedServer(wrapper) as srv:
+        yield srv.url, wrapper, {"Authorization": f"Bearer {IRI_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def iri_v2() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
+    settings_ = SimSettings(systems=["polaris"], nodes=4, time_scale=0.01, user=USER, static_tokens=[IRI_TOKEN])
+    wrapper = ValidatingASGI(iri_app(settings_), load_spec(IRI_V2_SPEC))
     with ThreadedServer(wrapper) as srv:
         yield srv.url, wrapper, {"Authorization": f"Bearer {IRI_TOKEN}"}
 
@@ -226,6 +242,10 @@ def test_firecrest_conforms_to_its_spec(firecrest: tuple[str, ValidatingASGI, di
 
 def test_iri_conforms_to_its_spec(iri: tuple[str, ValidatingASGI, dict[str, str]]) -> None:
     assert _fuzz(IRI_SPEC, *iri, known_of=_iri_known) > 400
+
+
+def test_iri_v2_conforms_to_its_spec(iri_v2: tuple[str, ValidatingASGI, dict[str, str]]) -> None:
+    assert _fuzz(IRI_V2_SPEC, *iri_v2, known_of=_iri_v2_known) > 400
 
 
 # -- what the fuzzing found, pinned -----------------------------------------------------------
