@@ -55,7 +55,13 @@ class AdapterPool:
             if isinstance(url, str) and (why := await asyncio.to_thread(resolved_problem, url, self.allowed_hosts)):
                 return cast(SiteAdapter, Refusing(site.name, f"the site's {field} {why}; nothing is sent there"))
         return registry.build(
-            site.kind, name=site.name, url=site.url, systems=site.systems, auth=site.auth, http=site.http
+            site.kind,
+            name=site.name,
+            url=site.url,
+            systems=site.systems,
+            auth=site.auth,
+            http=site.http,
+            api_version=site.api_version,
         )
 
     async def by_name(self, name: str) -> tuple[SiteConfig, SiteAdapter] | None:

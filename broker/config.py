@@ -39,6 +39,9 @@ class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     kind: Literal["sfapi", "firecrest", "iri"]
     url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s]*$(?!\n)")]
     systems: Annotated[list[str], msgspec.Meta(min_length=1)]
+    # the facility API version (IRI: "v1" as ALCF, "v2" as the reference implementation);
+    # unset: the URL's /api/vN if it ends so, else found at first contact (health says which)
+    api_version: Literal["v1", "v2"] | None = None
     enabled: bool = True
     draining: bool = False
     weight: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
@@ -218,6 +221,11 @@ def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None
             problems += _auth_problems(kind, raw.get("auth", {}), place)
         raise ConfigError(problems) from None
     problems += _auth_problems(site.kind, site.auth, place)
+    if site.api_version is not None:
+        try:
+            registry.check_api_version(site.kind, site.api_version)
+        except ValueError as exc:
+            problems.append(f"{place}.api_version: {exc}")
     if len(set(site.systems)) != len(site.systems):
         problems.append(f"{place}.systems: a system is listed twice")
     problems += _url_problems(site.url, place)

@@ -32,7 +32,8 @@ class ProjectSite(msgspec.Struct):
     site: str
     allocated: float
     used: float
-    unit: str
+    unit: str  # node_hours, bytes, inodes, or "unknown" (the facility's own unit: see note)
+    note: str | None = None  # why the unit is unknown, in the adapter's words
 
 
 class ProjectUsage(msgspec.Struct):
@@ -160,6 +161,6 @@ class ProjectController(Controller):
                 project = reverse.get(a.project, a.project)
                 if token.may_see(project):
                     usage.setdefault(project, []).append(
-                        ProjectSite(site=site.name, allocated=a.allocated, used=a.used, unit=a.unit)
+                        ProjectSite(site=site.name, allocated=a.allocated, used=a.used, unit=a.unit, note=a.note)
                     )
         return [ProjectUsage(project=p, sites=s) for p, s in sorted(usage.items())]

@@ -41,7 +41,11 @@ async def _check(rt: Runtime, site: SiteConfig, adapter: Any) -> str:
         with contextlib.suppress(AdapterError):
             # an empty answer means the facility does not report allocations (FirecREST v2
             # has no accounting endpoint): unknown, not "none left"
-            allocations = {a.project: a.allocated - a.used for a in await adapter.allocations()} or None
+            # node hours only: storage units and units the adapter does not know ("unknown",
+            # with a note) say nothing about hours left
+            allocations = {
+                a.project: a.allocated - a.used for a in await adapter.allocations() if a.unit == "node_hours"
+            } or None
     await store_result(rt, site, prev, health, error=None, down=False, latency_ms=latency, allocations=allocations)
     return health.state
 

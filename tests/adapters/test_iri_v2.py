@@ -40,7 +40,8 @@ def anyio_backend() -> str:
 def sim() -> Iterator[tuple[str, ValidatingASGI]]:
     settings = SimSettings(systems=["polaris"], nodes=4, time_scale=0.01, static_tokens=[TOKEN])
     # every v2 answer the adapter reads follows the v2 spec (v1 probes are not validated here)
-    wrapper = ValidatingASGI(create_app(settings), load_spec("iri/all_spec_v2.yaml"), skip_prefixes=("/_sim", "/api/v1"))
+    spec = load_spec("iri/all_spec_v2.yaml")
+    wrapper = ValidatingASGI(create_app(settings), spec, skip_prefixes=("/_sim", "/api/v1"))
     with ThreadedServer(wrapper) as srv:
         yield srv.url, wrapper
     assert wrapper.errors == [] and wrapper.validated > 0

@@ -21,6 +21,28 @@ def test_examples_are_valid(name: str, capsys: pytest.CaptureFixture[str]) -> No
     assert "ok (3 sites" in capsys.readouterr().out
 
 
+def test_the_iri_v2_example_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    [site] = load(ROOT / "config" / "iri-v2.toml").sites
+    assert (site.kind, site.api_version) == ("iri", "v2")
+    assert main(["config", "check", str(ROOT / "config" / "iri-v2.toml")]) == 0
+    assert "ok (1 site" in capsys.readouterr().out
+
+
+def test_api_version_only_where_the_kind_has_versions() -> None:
+    """Catches: an api_version accepted for a kind that ignores it, or a bad one for IRI."""
+    base = {"name": "a", "url": "https://x", "systems": ["s"]}
+    with pytest.raises(ConfigError) as exc:
+        validate({"sites": [
+            {**base, "kind": "sfapi", "api_version": "v2", "auth": {"access_token_env": "T"}},
+            {**base, "name": "b", "kind": "iri", "api_version": "v3", "auth": {"token_env": "T"}},
+        ]})
+    problems = "\n".join(exc.value.problems)
+    assert "sites[0].api_version: sfapi sites speak one API version" in problems
+    assert "sites[1].api_version" in problems
+    ok = validate({"sites": [{**base, "kind": "iri", "api_version": "v1", "auth": {"token_env": "T"}}]})
+    assert ok.sites[0].api_version == "v1"
+
+
 def test_every_problem_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
