@@ -209,7 +209,8 @@ def test_workers_rebuild_the_adapter_when_the_revision_changes(client: TestClien
             await pool.aclose()
             await r.aclose()
 
-    assert asyncio.run(adapter_url()).startswith("http://127.0.0.1:9/")
+    # the IRI adapter keeps the server's URL; the /api/v1 it ends with is its version
+    assert asyncio.run(adapter_url()) == "http://127.0.0.1:9"
     client.put("/api/v1/sites/gamma", json={**GAMMA, "url": "http://127.0.0.1:7/api/v1"},
                headers={**auth("admin"), "If-Match": '"1"'})
-    assert asyncio.run(adapter_url()).startswith("http://127.0.0.1:7/")
+    assert asyncio.run(adapter_url()) == "http://127.0.0.1:7"
