@@ -27,9 +27,7 @@ import msgspec
 
 from adapters.base import AdapterBase
 from adapters.errors import (
-    AdapterError,
     AuthFailed,
-    ComponentDown,
     NotFound,
     SiteOverloaded,
     SiteRejected,
@@ -40,14 +38,15 @@ from adapters.iri.auth import Auth
 from adapters.iri.translate import (
     LIST_LIMIT,
     TASK_FINAL,
-    UNAVAILABLE_SLUG,
     build_job,
     file_entry,
     filesystem_name,
     parse_allocations,
     parse_health,
     parse_status,
+    problem_detail,
     task_error,
+    unavailable_error,
 )
 from adapters.iri.vocab import (
     API_PATH,
@@ -63,7 +62,6 @@ from adapters.iri.wire import (
     WireFile,
     WireIncident,
     WireJob,
-    WireProblem,
     WireProject,
     WireResource,
     WireStat,
@@ -184,24 +182,6 @@ class IriAdapter(AdapterBase):
     async def _fs_id(self, path: str) -> str:
         return await self._resource_id(filesystem_name(path), "storage")
 
-    def _problem(self, resp: httpx.Response) -> WireProblem:
-        try:
-            return msgspec.json.decode(resp.content, type=WireProblem)
-        except msgspec.DecodeError:
-            return WireProblem()
-
-    def _unavailable(self, resp: httpx.Response) -> AdapterError:
-        problem = self._problem(resp)
-        detail = problem.detail or problem.title or "service unavailable"
-        if problem.type.endswith(UNAVAILABLE_SLUG):
-            return ComponentDown(detail, site=self.name, status=resp.status_code)
-        return SiteOverloaded(
-            f"HTTP {resp.status_code}: {detail}",
-            site=self.name,
-            status=resp.status_code,
-            retry_after=parse_retry_after(resp.headers.get("retry-after")),
-        )
-
     # -- health ---------------------------------------------------------------------------
     async def health(self) -> SiteHealth:
         resources = await self._load_resources()
@@ -225,26 +205,26 @@ class IriAdapter(AdapterBase):
         body = build_job(req)
         keyed = await self.version() == "v2" and self._idempotency_keys
         resp = await self._post_job(rid, body, req, system, keyed)
-        if keyed and resp.status_code == 501 and "idempotency" in self._detail(resp).lower():
+        if keyed and resp.status_code == 501 and "idempotency" in problem_detail(resp).lower():
             # the facility runs without an idempotency store (the reference server then
             # answers 501 to any key): send plainly from now on, as v1 does
             log.warning("%s keeps no idempotency store; submitting without keys", self.name)
             self._idempotency_keys = keyed = False
             resp = await self._post_job(rid, body, req, system, keyed)
         if resp.status_code == 503:
-            raise self._unavailable(resp)
+            raise unavailable_error(resp, self.name)
         if keyed and resp.status_code == 409:  # the same key is still being handled there
             raise SiteOverloaded(
-                f"an earlier try of this job is still in progress there: {self._detail(resp)}",
+                f"an earlier try of this job is still in progress there: {problem_detail(resp)}",
                 site=self.name,
                 status=409,
                 retry_after=parse_retry_after(resp.headers.get("retry-after")),
             )
-        if keyed and resp.status_code == 422 and "idempotency" in self._detail(resp).lower():
+        if keyed and resp.status_code == 422 and "idempotency" in problem_detail(resp).lower():
             # a stored answer to an earlier try with another body: that try made a job, so
             # this is uncertain (retriable, settled by tag), never a refusal
             raise SiteServerError(
-                f"an earlier try of this job was answered with another body: {self._detail(resp)}",
+                f"an earlier try of this job was answered with another body: {problem_detail(resp)}",
                 site=self.name,
                 status=422,
             )
@@ -265,10 +245,6 @@ class IriAdapter(AdapterBase):
             idempotent=keyed,  # with a key, a resend is replayed, not a second job
             ok=(409, 422, 501, 503),
         )
-
-    def _detail(self, resp: httpx.Response) -> str:
-        problem = self._problem(resp)
-        return problem.detail or problem.title or f"HTTP {resp.status_code}"
 
     async def _list(
         self, rid: str, filters: dict[str, Any] | None, offset: int = 0, include_spec: bool = False
@@ -342,7 +318,7 @@ class IriAdapter(AdapterBase):
         method = kw.pop("method")
         resp = await self._call(method, f"/filesystem/{op}/{rid}", ok=(503,), **kw)
         if resp.status_code == 503:
-            raise self._unavailable(resp)
+            raise unavailable_error(resp, self.name)
         task_id = decode_json(resp, self.name, WireTaskSubmit).task_id
         deadline = time.monotonic() + self.task_timeout
         delay = 0.02

@@ -9,18 +9,25 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import httpx
+import msgspec
+
 from adapters import validation as v
 from adapters.errors import (
     AdapterError,
+    ComponentDown,
     NotFound,
+    SiteOverloaded,
     SiteRejected,
 )
+from adapters.http import parse_retry_after
 from adapters.iri.vocab import allocation_unit, resource_kind
 from adapters.iri.wire import (
     WireAllocation,
     WireFile,
     WireIncident,
     WireJob,
+    WireProblem,
     WireResource,
     WireTask,
 )
@@ -266,3 +273,30 @@ def parse_allocations(project: str, allocations: list[WireAllocation]) -> list[A
             total[1] += e.usage
     ordered = sorted(known.items(), key=lambda kv: (kv[0] != "node_hours", kv[0]))
     return [Allocation(project, a, u, unit) for unit, (a, u) in ordered] + out
+
+
+def problem_of(resp: httpx.Response) -> WireProblem:
+    """The RFC 9457 problem an error answer carries (empty when it carries none)."""
+    try:
+        return msgspec.json.decode(resp.content, type=WireProblem)
+    except msgspec.DecodeError:
+        return WireProblem()
+
+
+def problem_detail(resp: httpx.Response) -> str:
+    problem = problem_of(resp)
+    return problem.detail or problem.title or f"HTTP {resp.status_code}"
+
+
+def unavailable_error(resp: httpx.Response, site: str) -> AdapterError:
+    """A 503: the resource is down (the problem type says so) or the service is busy."""
+    problem = problem_of(resp)
+    detail = problem.detail or problem.title or "service unavailable"
+    if problem.type.endswith(UNAVAILABLE_SLUG):
+        return ComponentDown(detail, site=site, status=resp.status_code)
+    return SiteOverloaded(
+        f"HTTP {resp.status_code}: {detail}",
+        site=site,
+        status=resp.status_code,
+        retry_after=parse_retry_after(resp.headers.get("retry-after")),
+    )
