@@ -9,6 +9,7 @@ import httpx
 import msgspec
 
 from adapters.http import HttpSettings, make_client
+from adapters.profile import Vocabulary
 from adapters.types import (
     Allocation,
     FileEntry,
@@ -69,6 +70,8 @@ class AdapterBase:
     Auth: ClassVar[type[msgspec.Struct]]
     # protocol versions a site of this kind may be pinned to (``api_version``); () = only one
     API_VERSIONS: ClassVar[tuple[str, ...]] = ()
+    # where a portable job's queue, node type and required attributes go (adapters/profile.py)
+    portable: ClassVar[Vocabulary] = Vocabulary(queue="queue_name", queue_word="queue")
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ import msgspec
 
 from adapters.base import AdapterBase, SiteAdapter
 from adapters.http import HttpSettings
+from adapters.profile import Vocabulary
 
 _KNOWN: dict[str, str] = {
     "firecrest": "adapters.firecrest:FirecrestAdapter",
@@ -42,6 +43,11 @@ def adapter_class(kind: str) -> type[AdapterBase]:
     cls = getattr(importlib.import_module(module), attr)
     _loaded[kind] = cls
     return cls
+
+
+def vocabulary(kind: str) -> Vocabulary:
+    """Where this kind's adapter takes a portable job's queue and node type."""
+    return adapter_class(kind).portable
 
 
 def auth_type(kind: str) -> type[msgspec.Struct]:

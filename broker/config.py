@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from adapters import profile as profiles
 from adapters import registry
 from adapters.http import HttpSettings
-from broker import site_hosts
+from adapters.profile import SystemProfile
 
 SiteName = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$(?!\n)", description="lower-case letters, digits, '-'")
@@ -46,8 +47,12 @@ class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     draining: bool = False
     weight: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
     limits: SiteLimits = SiteLimits()
-    # broker project -> the account to charge at this site (default: the same name)
-    accounts: dict[str, str] = {}
+    # broker project -> the account charged at this site (default: the same name); a list
+    # names the default first and other accounts a job of that project may ask for
+    accounts: dict[str, str | Annotated[list[str], msgspec.Meta(min_length=1)]] = {}
+    # system -> what it offers and requires (node types, queues, required attributes, the
+    # custom attributes users may pass); a system without one takes jobs as they are given
+    profiles: dict[str, SystemProfile] = {}
     health_interval: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 5.0
     stale_after: Annotated[float, msgspec.Meta(ge=0.5, le=86400)] | None = None  # default 3 intervals
     poll_interval: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 2.0
@@ -64,7 +69,13 @@ class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
         return self.stale_after if self.stale_after is not None else 3 * self.health_interval
 
     def account_for(self, project: str) -> str:
-        return self.accounts.get(project, project)
+        """The account charged for ``project``'s jobs here."""
+        return self.accounts_allowed(project)[0]
+
+    def accounts_allowed(self, project: str) -> list[str]:
+        """Every account ``project`` may charge here, the default first."""
+        mapped = self.accounts.get(project, project)
+        return [mapped] if isinstance(mapped, str) else list(mapped)
 
 
 class TokenConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -86,6 +97,13 @@ class PlacementConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3  # sites tried per job
     # how long a job waits for an eligible site before it fails
     no_site_timeout: Annotated[float, msgspec.Meta(ge=1)] = 600.0
+    # black-hole guard: a site whose last `demote_last` submissions (those of the last
+    # `demote_window` seconds) hold at least `demote_min` refused (or failed within seconds),
+    # making at least `demote_ratio` of them, is demoted (tried last) until they age out
+    demote_last: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    demote_window: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 120.0
+    demote_min: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    demote_ratio: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
 
 
 class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -229,13 +247,10 @@ def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None
     if len(set(site.systems)) != len(site.systems):
         problems.append(f"{place}.systems: a system is listed twice")
     problems += _url_problems(site.url, place)
-    for field, url in (("url", site.url), ("auth.token_url", site.auth.get("token_url"))):
-        if isinstance(url, str) and (why := site_hosts.url_problem(url, allowed_hosts or [])):
-            problems.append(f"{place}.{field}: {why}")
-    for project, dirs in site.file_roots.items():
-        for i, root in enumerate(dirs):
-            if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
-                problems.append(f"{place}.file_roots.{project}[{i}]: must be an absolute path without '..'")
+    for system, prof in site.profiles.items():
+        if system not in site.systems:
+            problems.append(f"{place}.profiles.{system}: not one of the site's systems ({', '.join(site.systems)})")
+        problems += profiles.problems(prof, f"{place}.profiles.{system}")
     if problems:
         raise ConfigError(problems)
     roots = {p: [posixpath.normpath(r) for r in dirs] for p, dirs in site.file_roots.items()}

@@ -152,8 +152,14 @@ class Demo:
         self, redis_url: str, sims: dict[str, str], creds: dict[str, Path], tokens: dict[str, str]
     ) -> Path:
         cfg = self.dir / "superfed.toml"
-        limits = {"max_nodes": 64, "max_walltime": 86400, "capacity": 100}
-        every = {"health_interval": 2.0, "poll_interval": 1.0, "limits": limits}
+        from broker import facility_profiles as fp
+
+        # the simulators have 64 nodes per system; walltime limits are each facility's longest
+        def limits(hours: int) -> dict[str, int]:
+            return {"max_nodes": 64, "max_walltime": hours * 3600, "capacity": 100}
+
+        # a broker project whose facility account has another name, at every site
+        every = {"health_interval": 2.0, "poll_interval": 1.0, "accounts": {"beamline": "m0002"}}
         sites = [
             {
                 "name": "nersc",
@@ -161,6 +167,8 @@ class Demo:
                 "url": f"{sims['sfapi']}/api/v1.2",
                 "systems": ["perlmutter"],
                 **every,
+                "limits": limits(48),
+                "profiles": {"perlmutter": fp.PERLMUTTER},
                 "file_roots": {DEMO_PROJECT: ["/global/homes/s/superfed", "/pscratch/sd/s/superfed"]},
                 "auth": {
                     "client_id": SFAPI_CLIENT_ID,
@@ -174,6 +182,8 @@ class Demo:
                 "url": sims["firecrest"],
                 "systems": ["daint"],
                 **every,
+                "limits": limits(24),
+                "profiles": {"daint": fp.DAINT},
                 "file_roots": {DEMO_PROJECT: ["/home/superfed", "/scratch/superfed"]},
                 "auth": {
                     "client_id": "superfed-demo",
@@ -187,6 +197,8 @@ class Demo:
                 "url": sims["iri"],
                 "systems": ["polaris"],
                 **every,
+                "limits": limits(72),
+                "profiles": {"polaris": fp.POLARIS},
                 "file_roots": {DEMO_PROJECT: ["/home/superfed", "/eagle"]},
                 "auth": {"token_file": str(creds["iri_token"])},
             },

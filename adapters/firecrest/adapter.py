@@ -26,6 +26,7 @@ from adapters.errors import AdapterError, AuthFailed, NotFound, SiteRejected
 from adapters.firecrest.auth import Auth
 from adapters.firecrest.translate import (
     MAX_OPS_FILE_SIZE,
+    PORTABLE,
     SBATCH_REFUSAL,
     build_submit_body,
     file_entry,
@@ -62,6 +63,7 @@ log = logging.getLogger("superfed.adapters.firecrest")
 class FirecrestAdapter(AdapterBase):
     kind = "firecrest"
     Auth = Auth
+    portable = PORTABLE
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)

@@ -17,6 +17,7 @@ import msgspec
 
 from adapters.firecrest.wire import WireFile, WireJob, WireSystems
 from adapters.http import default_message
+from adapters.profile import Vocabulary
 from adapters.slurm import STATE_MAP as SLURM_STATES
 from adapters.slurm import base_state, render_sbatch
 from adapters.tags import name_with_tag, tag_from_comment, tag_from_name
@@ -97,6 +98,11 @@ def health_word(healthy: bool | None, latency: float | None, last_checked: str |
 # -- pure translations ---------------------------------------------------------------------
 def tag_of(job: WireJob) -> str | None:
     return tag_from_name(job.name) or tag_from_comment(job.comment)
+
+
+# A portable job in CSCS's words: the queue is a Slurm partition (FirecREST's ``partition``),
+# a node type other than the system's own is a constraint.
+PORTABLE = Vocabulary(queue="queue_name", queue_word="partition", constraint="slurm.constraint")
 
 
 def build_submit_body(req: SubmitRequest) -> dict[str, Any]:

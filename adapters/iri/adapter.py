@@ -37,6 +37,7 @@ from adapters.http import SiteHTTP, decode_json, default_message, error_for, par
 from adapters.iri.auth import Auth
 from adapters.iri.translate import (
     LIST_LIMIT,
+    PORTABLE,
     TASK_FINAL,
     build_job,
     file_entry,
@@ -87,6 +88,7 @@ class IriAdapter(AdapterBase):
     kind = "iri"
     Auth = Auth
     API_VERSIONS: ClassVar[tuple[str, ...]] = API_VERSIONS
+    portable = PORTABLE
     task_timeout = 30.0  # seconds a filesystem task may take before we give up
 
     def __init__(self, *, api_version: str | None = None, **kw: Any):

@@ -31,6 +31,7 @@ from adapters.iri.wire import (
     WireResource,
     WireTask,
 )
+from adapters.profile import Vocabulary
 from adapters.psij import JobSpec
 from adapters.tags import name_with_tag, tag_from_name
 from adapters.types import (
@@ -94,6 +95,11 @@ def health_state(status: str | None) -> HealthState:
 def job_name(spec: JobSpec, tag: str) -> str:
     """The spec's name made PBS-safe (printable, no blanks), with the tag as suffix."""
     return name_with_tag(spec.name, tag, max_base=180)
+
+
+# A portable job in the IRI API's (PBS's) words: the queue is ``queue_name``; required
+# attributes such as ALCF's ``filesystems`` travel as custom attributes.
+PORTABLE = Vocabulary(queue="queue_name", queue_word="queue")
 
 
 def build_job(req: SubmitRequest) -> dict[str, Any]:

@@ -62,6 +62,7 @@ STATUS_CHUNK = 500  # job ids per sacct query (keeps the URL short)
 class SfapiAdapter(AdapterBase):
     kind: ClassVar[str] = "sfapi"
     Auth: ClassVar[type[Auth]] = Auth
+    portable = t.PORTABLE
     auth: SfapiAuth  # the base class stores the decoded struct; this says which one
 
     def __init__(

@@ -21,6 +21,7 @@ from adapters.errors import (
     SiteRejected,
     SiteUnavailable,
 )
+from adapters.profile import Vocabulary
 from adapters.slurm import parse_exit_code, psij_state, tag_from_comment
 from adapters.types import (
     FINAL_STATES,
@@ -32,6 +33,10 @@ from adapters.types import (
 )
 
 log = logging.getLogger("superfed.adapters.sfapi")
+
+# A portable job in Perlmutter's words: the queue is a QOS (``--qos``), the node type a
+# constraint (``-C cpu|gpu``, which NERSC's sbatch requires).
+PORTABLE = Vocabulary(queue="slurm.qos", queue_word="qos", constraint="slurm.constraint")
 
 # SF API StatusValue (PROTOCOL.md §4.1) -> broker health.
 HEALTH_MAP: dict[str, HealthState] = {

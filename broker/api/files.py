@@ -156,7 +156,7 @@ class ProjectController(Controller):
                 allocations = await adapter.allocations()
             except AdapterError:
                 continue  # an unreachable site simply contributes nothing now
-            reverse = {acct: proj for proj, acct in site.accounts.items()}
+            reverse = {acct: proj for proj in site.accounts for acct in site.accounts_allowed(proj)}
             for a in allocations:
                 project = reverse.get(a.project, a.project)
                 if token.may_see(project):
