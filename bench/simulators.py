@@ -32,7 +32,8 @@ from bench.common import HEADER, Load, Stack, free_port, generator_name, header,
 from simulators.iri.catalog import resource_id
 
 CLIENT_ID = "superfedbench"  # 13 characters, as NERSC's are
-SCRIPT = "#!/bin/bash\n#SBATCH -N 1\n#SBATCH -t 00:10:00\nsleep 3600\n"
+# what each facility requires: Perlmutter an architecture (-C), CSCS an account (-A)
+SCRIPT = "#!/bin/bash\n#SBATCH -N 1\n#SBATCH -t 00:10:00\n#SBATCH -C cpu\n#SBATCH -A m0001\nsleep 3600\n"
 
 
 @dataclass

@@ -48,6 +48,9 @@ class SimSettings:
     public_key_pem: str | None = None  # SF API: the client's RS256 public key
     static_tokens: list[str] = field(default_factory=list)  # IRI bearer tokens
     public_url: str | None = None  # where clients reach it, for token audiences
+    # the facility's own submission rules (Perlmutter's -C, CSCS's account); off only for
+    # protocol tests that submit bare scripts
+    enforce_policy: bool = True
 
 
 class TokenError(Exception):

@@ -17,6 +17,7 @@ from simulators.firecrest.sbatch import DirectiveError, parse_directives
 from simulators.firecrest.state import job_metadata, job_wire
 
 _JOB_ID = re.compile(r"^[a-zA-Z0-9]+$")
+NO_ACCOUNT = "Invalid account or account/partition combination specified"
 # v2's pydantic models accept both the camelCase alias and the snake_case field name
 _SNAKE_TO_CAMEL = {
     "working_directory": "workingDirectory",
@@ -100,7 +101,11 @@ def _submit(fac: Any, user: str, sysm: Any, desc: JobDescription) -> SimJob:
         d = parse_directives(script)
     except DirectiveError as exc:
         raise _slurm_error(str(exc), user) from None
-    account = desc.account or d.account or next(iter(fac.settings.projects), None)
+    account = desc.account or d.account
+    if account is None and fac.settings.enforce_policy:
+        # CSCS: every job is charged to a project account; users have no default one
+        raise _slurm_error(f"sbatch: error: Batch job submission failed: {NO_ACCOUNT}", user)
+    account = account or next(iter(fac.settings.projects), None)
     reservation = desc.reservation or d.reservation
     if reservation is not None and reservation not in fac.reservations:
         raise _slurm_error("sbatch: error: Batch job submission failed: Requested reservation is invalid", user)

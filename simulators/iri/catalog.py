@@ -39,19 +39,31 @@ class Queue:
     min_nodes: int
     max_nodes: int | None  # None: the whole machine
     max_walltime_s: int
+    min_walltime_s: int = 0
+    # a routing queue's size bands: (up to this many nodes, at most this walltime)
+    bands: tuple[tuple[int, int], ...] = ()
+
+    def walltime_limit(self, nodes: int) -> int:
+        for most, limit in self.bands:
+            if nodes <= most:
+                return limit
+        return self.max_walltime_s
 
 
 HOUR = 3600
-# Polaris queues. `prod` is a routing queue at ALCF (10-496 nodes); its 10-node minimum is
-# relaxed here so that a small machine (and small test jobs) still routes through it.
+MIN = 60
+# Polaris queues as ALCF publishes them. `prod` is a routing queue (10-496 nodes) to small
+# (10-24 nodes, <= 3 h), medium (25-99, <= 6 h) and large (100-496, <= 24 h).
 QUEUES: tuple[Queue, ...] = (
-    Queue("prod", 1, None, 24 * HOUR),
-    Queue("debug", 1, 2, 1 * HOUR),
-    Queue("debug-scaling", 1, 10, 1 * HOUR),
+    Queue("prod", 10, 496, 24 * HOUR, 5 * MIN, ((24, 3 * HOUR), (99, 6 * HOUR), (496, 24 * HOUR))),
+    Queue("debug", 1, 2, 1 * HOUR, 5 * MIN),
+    Queue("debug-scaling", 1, 10, 1 * HOUR, 5 * MIN),
     Queue("preemptable", 1, 10, 72 * HOUR),
     Queue("demand", 1, 56, 1 * HOUR),
     Queue("capacity", 1, 4, 168 * HOUR),
 )
+# with the facility's rules off (protocol tests on a small machine): prod takes any job
+RELAXED = {"prod": Queue("prod", 1, None, 24 * HOUR)}
 DEFAULT_QUEUE = "prod"
 QUEUE_BY_NAME = {q.name: q for q in QUEUES}
 

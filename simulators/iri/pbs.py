@@ -124,9 +124,11 @@ def walltime(seconds: int) -> str:
 
 
 def check(
-    spec: WireJobSpec, sysm: BatchSystem, projects: dict[str, float]
+    spec: WireJobSpec, sysm: BatchSystem, projects: dict[str, float], *, strict: bool = True
 ) -> tuple[str, int, int, str]:
-    """ALCF's qsub checks, in its order: (queue, nodes, walltime seconds, filesystems)."""
+    """ALCF's qsub checks, in its order: (queue, nodes, walltime seconds, filesystems).
+    ``strict``: Polaris's queue limits as published (else prod takes any size, any walltime
+    from 0)."""
     attrs = spec.attributes or WireAttributes()
     if not attrs.account:
         raise QsubError(NEED_ACCOUNT)
@@ -141,11 +143,17 @@ def check(
     queue = catalog.QUEUE_BY_NAME.get(queue_name)
     if queue is None:
         raise QsubError(UNKNOWN_QUEUE)
+    if not strict:
+        queue = catalog.RELAXED.get(queue_name, queue)
     if projects and attrs.account not in projects:
         raise QsubError(NOT_PERMITTED)
     nodes = nodes_of(spec)
     max_nodes = min(queue.max_nodes or sysm.total_nodes, sysm.total_nodes)
-    if not queue.min_nodes <= nodes <= max_nodes or attrs.duration > queue.max_walltime_s:
+    if (
+        not queue.min_nodes <= nodes <= max_nodes
+        or attrs.duration > queue.walltime_limit(nodes)
+        or attrs.duration < queue.min_walltime_s
+    ):
         raise QsubError(REJECTED)
     return queue_name, nodes, attrs.duration, filesystems
 

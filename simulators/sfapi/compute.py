@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response, delete, get, post
 
 from simulators.common.scheduler import BatchSystem, SimJob, SubmitError
+from simulators.sfapi.policy import constraint_problem
 from simulators.sfapi.rows import is_live, sacct_row, squeue_row
 from simulators.sfapi.sbatch import DirectiveError, parse_directives, parse_nodes, parse_time
 from simulators.sfapi.state import SfapiFacility
@@ -63,6 +64,10 @@ def submit_script(
         return _failed(str(exc))
     if not _controller_up(f, sysm):
         return _failed(f"sbatch: error: Batch job submission failed: {CONTROLLER_DOWN}")
+    if f.settings.enforce_policy:
+        problem = constraint_problem(d.get("constraint"))
+        if problem:
+            return _failed(problem)
     qos = d.get("qos")
     partition = d.get("partition")
     if partition is None and qos is not None:

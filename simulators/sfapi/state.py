@@ -13,6 +13,7 @@ from typing import Any
 from simulators.common.facility import Facility, SimSettings
 from simulators.common.scheduler import Partition, SimJob
 from simulators.sfapi.commands import run_batch_job, stepd_note
+from simulators.sfapi.policy import perlmutter_qos
 
 PUBLIC_HOSTS = ("dtn01", "dtns", "perlmutter")  # sfapi_client's ``Machine`` enum
 MAX_TASKS = 200_000  # oldest task records are dropped (the real ones vanish too)
@@ -88,7 +89,10 @@ def default_qos(nodes: int) -> list[Partition]:
 class SfapiFacility(Facility):
     def __init__(self, settings: SimSettings):
         if not settings.partitions:
-            settings = dataclasses.replace(settings, partitions=default_qos(settings.nodes))
+            # with the facility's rules on: Perlmutter's whole QOS set, debug (NERSC's default)
+            # first; off (protocol tests): regular first, then debug
+            qos = perlmutter_qos if settings.enforce_policy else default_qos
+            settings = dataclasses.replace(settings, partitions=qos(settings.nodes))
         self.tasks: dict[str, Task] = {}
         self._task_ids = itertools.count(1)
         self.outages: dict[str, list[OutageRecord]] = {}
@@ -130,7 +134,7 @@ class SfapiFacility(Facility):
         fs.write(f"{self.home}/.bashrc", b"# NERSC default .bashrc\nexport PS1='\\u@\\h:\\w$ '\n")
         fs.write(
             f"{self.home}/hello.sh",
-            b"#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --time=00:05:00\necho hello\n",
+            b"#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --constraint=cpu\n#SBATCH --time=00:05:00\necho hello\n",
         )
 
     @property

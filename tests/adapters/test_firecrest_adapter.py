@@ -27,7 +27,7 @@ FAST = HttpSettings(retries=2, backoff_base=0.01, backoff_cap=0.05, read_timeout
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
-    settings = SimSettings(
+    settings = SimSettings(enforce_policy=False,
         systems=["daint", "eiger"],
         nodes=8,
         time_scale=0.01,
@@ -185,7 +185,7 @@ async def test_chaos_503_and_latency(adapter: FirecrestAdapter, control: httpx.C
 async def test_short_tokens_are_never_sent_near_expiry(secret_file: Path) -> None:
     """FirecREST v2 refuses tokens with < 30 s left; the adapter refreshes 60 s ahead, so with
     50 s tokens it asks for a fresh one each time and is never refused."""
-    settings = SimSettings(
+    settings = SimSettings(enforce_policy=False,
         systems=["daint"], user=USER, client_id=CLIENT_ID, client_secret=SECRET, token_ttl=50
     )
     with ThreadedServer(create_app(settings)) as srv:

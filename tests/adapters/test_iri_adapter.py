@@ -41,7 +41,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
-    settings = SimSettings(systems=["polaris"], nodes=4, time_scale=0.01, static_tokens=[TOKEN])
+    settings = SimSettings(enforce_policy=False, systems=["polaris"], nodes=4, time_scale=0.01, static_tokens=[TOKEN])
     with ThreadedServer(create_app(settings)) as srv:
         yield srv.url
 

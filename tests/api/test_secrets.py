@@ -81,7 +81,9 @@ def _settings(redis_url: str, sim_url: str) -> Any:
 
 @pytest.fixture
 def sim() -> Any:
-    settings = SimSettings(systems=["daint"], client_id="superfed", client_secret=SECRET, time_scale=0.05)
+    settings = SimSettings(
+        enforce_policy=False, systems=["daint"], client_id="superfed", client_secret=SECRET, time_scale=0.05
+    )
     with ThreadedServer(firecrest_app(settings)) as srv:
         yield srv
 

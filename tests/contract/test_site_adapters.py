@@ -71,7 +71,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     param: str = request.param
     kind, _, version = param.partition("-")
     tmp = tmp_path_factory.mktemp(param)
-    settings = SimSettings(systems=[SYSTEM[kind]], nodes=8, time_scale=0.05)
+    settings = SimSettings(enforce_policy=False, systems=[SYSTEM[kind]], nodes=8, time_scale=0.05)
     auth: dict[str, Any]
     if kind == "sfapi":
         private, public = rsa_keypair()

@@ -36,7 +36,7 @@ class Sim:
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
-    settings = SimSettings(
+    settings = SimSettings(enforce_policy=False,
         systems=[SYSTEM, "eiger"],
         nodes=8,
         time_scale=0.02,

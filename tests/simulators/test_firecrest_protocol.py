@@ -19,7 +19,7 @@ CLIENT_ID, SECRET, USER = "cid", "csecret", "bob"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, ValidatingASGI]]:
-    settings = SimSettings(
+    settings = SimSettings(enforce_policy=False,
         systems=["daint", "eiger"],
         nodes=4,
         time_scale=0.01,
@@ -314,7 +314,7 @@ def test_liveness_needs_no_token(http: httpx.Client) -> None:
 
 def test_unknown_route_and_many_jobs_unvalidated() -> None:
     """Outside the spec (an unknown route) and timing-sensitive checks: no validator in the way."""
-    settings = SimSettings(systems=["daint"], nodes=64, time_scale=0.0001, user=USER)
+    settings = SimSettings(enforce_policy=False, systems=["daint"], nodes=64, time_scale=0.0001, user=USER)
     app = create_app(settings)
     token, _ = app.state.facility.issue_token("x")
     with (

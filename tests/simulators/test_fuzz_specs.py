@@ -158,7 +158,7 @@ def _iri_v2_known(session: requests.Session, url: str) -> Known:
 
 @pytest.fixture(scope="module")
 def firecrest() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
-    settings_ = SimSettings(systems=["daint"], nodes=4, time_scale=0.01, user=USER,
+    settings_ = SimSettings(enforce_policy=False, systems=["daint"], nodes=4, time_scale=0.01, user=USER,
                             client_id=CLIENT_ID, client_secret=SECRET)
     wrapper = ValidatingASGI(firecrest_app(settings_), load_spec(FC_SPEC), skip_prefixes=("/_sim", "/auth/token"))
     with ThreadedServer(wrapper) as srv:
@@ -170,7 +170,9 @@ def firecrest() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def iri() -> Iterator[tuple[str, ValidatingASGI, dict[str, str]]]:
-    settings_ = SimSettings(systems=["polaris"], nodes=4, time_scale=0.01, user=USER, static_tokens=[IRI_TOKEN])
+    settings_ = SimSettings(
+        enforce_policy=False, systems=["polaris"], nodes=4, time_scale=0.01, user=USER, static_tokens=[IRI_TOKEN]
+    )
     wrapper = ValidatingASGI(iri_app(settings_), load_spec(IRI_SPEC))
     with ThreadedServer(wrapper) as srv:
         yield srv.url, wrapper, {"Authorization": f"Bearer {IRI_TOKEN}"}

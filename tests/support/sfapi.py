@@ -63,6 +63,9 @@ def running_sim(**overrides: object) -> Iterator[SfapiSim]:
         client_id=CLIENT_ID,
         public_key_pem=public,
         public_url=url,
+        # protocol tests submit bare scripts; Perlmutter's own rules (-C, QOS limits) are
+        # tested with the rules on in tests/simulators/test_facility_rules.py
+        enforce_policy=False,
     )
     for k, v in overrides.items():
         setattr(settings, k, v)
