@@ -5,7 +5,9 @@ the tests all get the same answer from the same inputs. The caller reads each si
 Redis into a ``SiteView`` and stores the returned ``Decision`` on the job.
 
 1. **Filter** (hard constraints, ``_refusals``): every reason a site cannot take the job is
-   recorded, not only the first, so a person sees everything to fix at once.
+   recorded, not only the first, so a person sees everything to fix at once. The caller passes
+   each site's *fit* (``SiteFit``: what the site's profile says of this job, from
+   ``broker/portable.py``) and the sites that already refused the job.
 2. **Score** (``_score``), higher is better::
 
        score = weight * health * speed / ((1 + backlog / capacity) * (1 + 0.5 * failed_checks))
@@ -18,7 +20,9 @@ Redis into a ``SiteView`` and stores the returned ``Decision`` on the job.
    until its 1 + backlog/capacity is twice the other's; a site of weight 0 stays eligible but
    comes last. Throughput (jobs finished per minute) earns at most 20 %, half of it at
    ``THROUGHPUT_HALF``; ``degraded`` compute halves a score; failed health checks that have not
-   yet opened the circuit cost a little each.
+   yet opened the circuit cost a little each. A *demoted* site (a black hole: most of its
+   recent submissions were refused or failed within seconds) keeps ``DEMOTION_FACTOR`` of its
+   score: it is tried after every healthy site, and recovers by itself as its record ages.
 3. **Order** by strategy: ``best`` (score, then name), ``round-robin`` (eligible sites by name,
    rotated by the caller's counter ``rr``), ``priority`` (the policy's list first, the rest by
    score). Ineligible sites follow, by name.
@@ -26,7 +30,7 @@ Redis into a ``SiteView`` and stores the returned ``Decision`` on the job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -37,6 +41,7 @@ __all__ = [
     "Decision",
     "PlacementRequest",
     "Policy",
+    "SiteFit",
     "SiteRanking",
     "SiteView",
     "format_duration",
@@ -51,6 +56,7 @@ THROUGHPUT_SHARE = 0.2  # most of a score a fast site can earn over a slow one
 THROUGHPUT_HALF = 10.0  # jobs/min at which half that share is earned
 FAILURE_PENALTY = 0.5  # n failed checks (circuit still closed) divide a score by 1 + 0.5 n
 SCORE_DIGITS = 4  # scores are stored rounded, so the API shows 0.8824, not 0.88235294117647
+DEMOTION_FACTOR = 0.02  # what a demoted site keeps of its score: last, but not excluded
 
 
 class SiteView(msgspec.Struct, frozen=True):
@@ -74,6 +80,15 @@ class SiteView(msgspec.Struct, frozen=True):
     # project -> node-hours left there; None = unknown (no filter). A project missing from a
     # known dict has no allocation there.
     remaining: dict[str, float] | None = None
+    demoted: str | None = None  # why it is demoted (black-hole guard), None when it is not
+
+
+class SiteFit(msgspec.Struct, frozen=True):
+    """What a site's profile says of one job: every reason it cannot take it (empty: it can),
+    and the request it would send there, in the site's words."""
+
+    reasons: list[str] = []
+    translated: str | None = None
 
 
 class PlacementRequest(msgspec.Struct, frozen=True):
@@ -84,6 +99,7 @@ class PlacementRequest(msgspec.Struct, frozen=True):
     sites: list[str] | None = None  # allowed sites
     exclude: list[str] = []
     strategy: str | None = None  # best | round-robin | priority (None: the policy's default)
+    refused: dict[str, str] = {}  # site -> its words, for sites that already refused this job
 
 
 class Policy(msgspec.Struct, frozen=True):
@@ -91,17 +107,21 @@ class Policy(msgspec.Struct, frozen=True):
     priority: list[str] = []  # for "priority": site names, most preferred first
 
 
-class SiteRanking(msgspec.Struct):
+class SiteRanking(msgspec.Struct, omit_defaults=True):
     site: str
     eligible: bool
     score: float | None  # None when ineligible
     reasons: list[str]  # sentences a person understands
+    translated: str | None = None  # the request in the site's words ("perlmutter: qos debug, ...")
 
 
-class Decision(msgspec.Struct):
+class Decision(msgspec.Struct, omit_defaults=True):
     strategy: str
     ranking: list[SiteRanking]  # eligible first, in the order they will be tried; then the rest
     chosen: str | None
+    # ineligible sites where only their state is in the way (down, draining, no allocation
+    # left...): the job itself fits there, it may run there later
+    waiting: list[str] = []
 
     @property
     def eligible(self) -> list[str]:
@@ -148,6 +168,7 @@ class _Ask(msgspec.Struct, frozen=True):
     allowed: frozenset[str] | None
     allowed_text: str
     excluded: frozenset[str]
+    refused: dict[str, str]
 
 
 def _prepare(req: PlacementRequest) -> _Ask:
@@ -161,11 +182,12 @@ def _prepare(req: PlacementRequest) -> _Ask:
         allowed=allowed,
         allowed_text=", ".join(sorted(allowed)) if allowed else "(none)",
         excluded=frozenset(req.exclude),
+        refused=dict(req.refused),
     )
 
 
-def _refusals(s: SiteView, ask: _Ask, now: float) -> list[str]:
-    """Every reason ``s`` cannot take the job; empty when it can."""
+def _excluded(s: SiteView, ask: _Ask) -> list[str]:
+    """Why the job's own placement (or an earlier refusal) keeps it from ``s``."""
     out: list[str] = []
     if ask.site is not None and s.name != ask.site:
         out.append(f"excluded by the job's placement: it asks for site {ask.site}")
@@ -173,6 +195,29 @@ def _refusals(s: SiteView, ask: _Ask, now: float) -> list[str]:
         out.append(f"excluded by the job's placement: not among its sites ({ask.allowed_text})")
     if s.name in ask.excluded:
         out.append("excluded by the job's placement: listed in exclude")
+    if s.name in ask.refused:
+        out.append(f"refused this job: {ask.refused[s.name]}")
+    return out
+
+
+def _misfits(s: SiteView, ask: _Ask, fit: SiteFit | None) -> list[str]:
+    """Why the job can never run at ``s``: the site's limits and its profile."""
+    out: list[str] = []
+    if s.max_nodes is not None and ask.nodes > s.max_nodes:
+        out.append(f"asks {_plural(ask.nodes, 'node')}; this site allows at most {s.max_nodes}")
+    if s.max_walltime is not None and ask.walltime is not None and ask.walltime > s.max_walltime:
+        out.append(
+            f"asks {ask.walltime_text} walltime;"
+            f" this site allows at most {format_duration(s.max_walltime)}"
+        )
+    if fit is not None:
+        out.extend(fit.reasons)
+    return out
+
+
+def _refusals(s: SiteView, ask: _Ask, now: float) -> list[str]:
+    """Every reason the site's state keeps the job from ``s`` now; empty when nothing does."""
+    out: list[str] = []
     if not s.enabled:
         out.append("disabled by an admin")
     if s.draining:
@@ -184,13 +229,6 @@ def _refusals(s: SiteView, ask: _Ask, now: float) -> list[str]:
             out.append(f"project {ask.project} has no allocation here")
         elif not left > 0:  # NaN too
             out.append(f"project {ask.project} has no allocation left here ({left:.1f} node-hours)")
-    if s.max_nodes is not None and ask.nodes > s.max_nodes:
-        out.append(f"asks {_plural(ask.nodes, 'node')}; this site allows at most {s.max_nodes}")
-    if s.max_walltime is not None and ask.walltime is not None and ask.walltime > s.max_walltime:
-        out.append(
-            f"asks {ask.walltime_text} walltime;"
-            f" this site allows at most {format_duration(s.max_walltime)}"
-        )
     return out
 
 
@@ -229,11 +267,15 @@ def _score(s: SiteView) -> tuple[float, str]:
     fails = s.consecutive_failures if s.consecutive_failures > 0 else 0
     speed = 1.0 - THROUGHPUT_SHARE + THROUGHPUT_SHARE * tp / (tp + THROUGHPUT_HALF)
     raw = weight * health * speed / ((1.0 + backlog / capacity) * (1.0 + FAILURE_PENALTY * fails))
+    if s.demoted:
+        raw *= DEMOTION_FACTOR
     score = round(raw, SCORE_DIGITS)
     failed = f", {_plural(fails, 'failed check')} recently" if fails else ""
+    demoted = f", demoted: {s.demoted}" if s.demoted else ""
+    shown = f"{score:.4f}" if s.demoted else f"{score:.2f}"  # a demoted score is small
     why = (
         f"backlog {backlog} of {capacity}, {tp:.1f} jobs/min finished, compute {s.health}"
-        f"{failed}, weight {weight} → score {score:.2f}"
+        f"{failed}{demoted}, weight {weight} → score {shown}"
     )
     return score, why
 
@@ -277,10 +319,12 @@ def place(
     *,
     now: float,
     rr: int = 0,
+    fits: Mapping[str, SiteFit] | None = None,
 ) -> Decision:
     """Rank every site for ``req``; ``chosen`` is the first to try, or None when none fits.
 
     ``rr`` is the round-robin counter (the caller increments it atomically, per decision).
+    ``fits``: each site's profile verdict on the job (a site missing from it has no profile).
     Raises ValueError for a strategy that is not one of ``STRATEGIES``.
     """
     strategy = req.strategy or policy.strategy
@@ -291,17 +335,25 @@ def place(
     ask = _prepare(req)
     eligible: list[SiteRanking] = []
     refused: list[SiteRanking] = []
+    waiting: list[str] = []
     for s in sites:
-        reasons = _refusals(s, ask, now)
+        fit = fits.get(s.name) if fits is not None else None
+        translated = fit.translated if fit is not None else None
+        excluded = _excluded(s, ask)
+        misfits = _misfits(s, ask, fit)
+        reasons = excluded + _refusals(s, ask, now) + misfits
         if reasons:
-            refused.append(SiteRanking(s.name, False, None, reasons))
+            refused.append(SiteRanking(s.name, False, None, reasons, translated))
+            if not excluded and not misfits:
+                waiting.append(s.name)
         else:
             score, why = _score(s)
-            eligible.append(SiteRanking(s.name, True, score, [why]))
+            eligible.append(SiteRanking(s.name, True, score, [why], translated))
     ordered = _order(strategy, eligible, policy, rr)
     refused.sort(key=_by_name)
     return Decision(
         strategy=strategy,
         ranking=ordered + refused,
         chosen=ordered[0].site if ordered else None,
+        waiting=sorted(waiting),
     )

@@ -32,6 +32,8 @@ class RankedSite(msgspec.Struct):
     eligible: bool
     score: float | None
     reasons: list[str]
+    # the request in the site's own words, from its profile ("perlmutter: qos debug, -C cpu, 1 node, 10 min")
+    translated: str | None = None
 
 
 class PlacementRecord(msgspec.Struct):

@@ -8,10 +8,11 @@ import time
 import msgspec
 
 from adapters.psij import JobSpec
-from broker.config import SiteConfig
+from broker.config import PlacementConfig, SiteConfig
 from broker.health import HealthRecord, circuit_open
 from broker.placement import PlacementRequest, SiteView
 from broker.schemas import PlacementHints
+from broker.store import outcomes
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
 from broker.store.sitecache import site_cache
@@ -23,9 +24,13 @@ _health_dec = msgspec.json.Decoder(HealthRecord)
 THROUGHPUT_WINDOW = 300.0  # seconds of finished jobs behind "jobs/min finished"
 
 
-async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> tuple[list[StoredSite], list[SiteView]]:
+async def site_views(
+    sites: SiteStore, health: HealthStore, jobs: JobStore, guard: PlacementConfig | None = None
+) -> tuple[list[StoredSite], list[SiteView]]:
     # two round trips: the configs (one GET while sites:version is unchanged, shared by
-    # concurrent callers), then health, backlog and throughput of every site in one pipeline
+    # concurrent callers), then health, backlog, throughput and the black-hole record of every
+    # site in one pipeline
+    guard = guard or PlacementConfig()
     stored = await site_cache(sites).all()
     names = [s.config.name for s in stored]
     k = jobs.keys
@@ -38,13 +43,20 @@ async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> t
         for n in names:
             p.zremrangebyscore(k.done(n), "-inf", now - THROUGHPUT_WINDOW)
             p.zcard(k.done(n))
+        for n in names:
+            p.lrange(k.outcomes(n), 0, guard.demote_last - 1)
         res = await p.execute() if names else []
     records = {
         n: (_health_dec.decode(raw) if raw else None) for n, raw in zip(names, res[0] if names else [], strict=True)
     }
     backlogs = {n: int(c) for n, c in zip(names, res[1 : 1 + len(names)], strict=True)}
-    done = res[1 + len(names) :]
+    done = res[1 + len(names) : 1 + 3 * len(names)]
     rates = {n: int(done[2 * i + 1]) * 60.0 / THROUGHPUT_WINDOW for i, n in enumerate(names)}
+    records = res[1 + 3 * len(names) :]
+    demoted = {
+        n: outcomes.demotion([x.decode() if isinstance(x, bytes) else x for x in raw], now=now, guard=guard)
+        for n, raw in zip(names, records, strict=True)
+    }
     views = []
     for s in stored:
         c = s.config
@@ -67,13 +79,15 @@ async def site_views(sites: SiteStore, health: HealthStore, jobs: JobStore) -> t
                 backlog=backlogs.get(c.name, 0),
                 throughput=rates.get(c.name, 0.0),
                 remaining=_remaining(c, rec.allocations if rec else None),
+                demoted=demoted.get(c.name),
             )
         )
     return stored, views
 
 
 def _remaining(site: SiteConfig, allocations: dict[str, float] | None) -> dict[str, float] | None:
-    """Allocations are known per facility account; placement asks per broker project."""
+    """Allocations are known per facility account; placement asks per broker project (its
+    default account there)."""
     if allocations is None:
         return None
     projects = set(site.accounts) | set(allocations)

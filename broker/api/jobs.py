@@ -11,12 +11,12 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from adapters.validation import spec_problems
-from broker import queues
+from broker import portable, queues
 from broker.api.auth import require_project
 from broker.api.problems import ApiError, FieldError
 from broker.config import SiteConfig
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
-from broker.placement import Policy, place
+from broker.placement import Policy, format_duration, place
 from broker.sanitise import sanitise
 from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
@@ -44,7 +44,7 @@ def _account_errors(body: JobCreate, candidates: list[SiteConfig]) -> list[Field
     wanted = body.spec.attributes.account
     if not wanted or not candidates:
         return []
-    allowed = sorted({c.account_for(body.project) for c in candidates})
+    allowed = sorted({a for c in candidates for a in c.accounts_allowed(body.project)})
     if wanted in allowed:
         return []
     return [
@@ -81,23 +81,43 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
     if hints and hints.exclude:
         candidates = [c for c in candidates if c.name not in hints.exclude]
     _refuse(_account_errors(body, candidates))
+    _check_profiles(candidates, body)
+
+
+def _check_profiles(candidates: list[SiteConfig], body: JobCreate) -> None:
+    """A job that no allowed site's profile (or account mapping) takes is a 422 now, with
+    every site's reasons, not a job that waits and fails later."""
+    if not candidates:
+        return
+    fitted = portable.fits(candidates, body.project, body.spec, body.placement.system if body.placement else None)
     nodes, walltime = body.spec.nodes, body.spec.attributes.duration
-    if candidates and all(nodes > c.limits.max_nodes for c in candidates):
-        most = max(c.limits.max_nodes for c in candidates)
-        raise ApiError(
-            422,
-            "Validation failed",
-            f"spec.resources: asks {nodes} nodes; the most any allowed site takes is {most}",
-            errors=[FieldError(field="spec.resources.node_count", message=f"at most {most}")],
-        )
-    if walltime and candidates and all(walltime > c.limits.max_walltime for c in candidates):
-        most = max(c.limits.max_walltime for c in candidates)
-        raise ApiError(
-            422,
-            "Validation failed",
-            f"spec.attributes.duration: asks {walltime} s; the longest any allowed site allows is {most} s",
-            errors=[FieldError(field="spec.attributes.duration", message=f"at most {most} seconds")],
-        )
+    refusals: dict[str, list[tuple[str, str]]] = {}
+    for c in candidates:
+        out: list[tuple[str, str]] = []
+        if nodes > c.limits.max_nodes:
+            out.append(
+                ("spec.resources.node_count", f"asks {nodes} nodes; this site allows at most {c.limits.max_nodes}")
+            )
+        if walltime and walltime > c.limits.max_walltime:
+            out.append(
+                (
+                    "spec.attributes.duration",
+                    f"asks {format_duration(walltime)} walltime;"
+                    f" this site allows at most {format_duration(c.limits.max_walltime)}",
+                )
+            )
+        f = fitted[c.name]
+        out += list(zip(f.fields, f.reasons, strict=True))
+        if not out:
+            return  # one site takes it
+        refusals[c.name] = out
+    errors = [
+        FieldError(field=field, message=f"{site}: {text}") for site, out in refusals.items() for field, text in out
+    ]
+    detail = "no site can take this job: " + "; ".join(
+        f"{site}: {', '.join(text for _f, text in out)}" for site, out in refusals.items()
+    )
+    raise ApiError(422, "Validation failed", detail, errors=errors)
 
 
 class JobController(Controller):
@@ -240,19 +260,25 @@ class PlacementController(Controller):
         require_project(request.user, data.project)
         await _check_against_sites(request, data)
         st = request.app.state
-        _stored, views = await site_views(st.sites, st.health, st.jobs)
         pc = st.settings.placement
+        stored, views = await site_views(st.sites, st.health, st.jobs, pc)
+        fitted = portable.fits(
+            [s.config for s in stored], data.project, data.spec, data.placement.system if data.placement else None
+        )
         decision = place(
             placement_request(data.project, data.spec, data.placement),
             views,
             Policy(strategy=pc.strategy, priority=pc.priority),
             now=time.time(),
+            fits=portable.views(fitted),
         )
         return PlacementRecord(
             site=decision.chosen,
             strategy=decision.strategy,
             ranking=[
-                RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons))
+                RankedSite(
+                    site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons), translated=r.translated
+                )
                 for r in decision.ranking
             ],
             decided_at=now_iso(),

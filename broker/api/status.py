@@ -15,9 +15,10 @@ from litestar.response import ServerSentEvent
 from adapters.types import ComponentHealth, Incident
 from broker.api.events import EventHub, TooManyStreams
 from broker.api.problems import ApiError
-from broker.config import SiteConfig, SiteLimits
+from broker.config import PlacementConfig, SiteConfig, SiteLimits
 from broker.health import HealthRecord, effective, visible_components
 from broker.sanitise import sanitise
+from broker.store import outcomes
 from broker.store.coalesce import SharedCall
 from broker.store.jobs import now_iso
 from broker.store.sitecache import site_cache
@@ -35,6 +36,8 @@ class SiteStatus(msgspec.Struct):
     incidents: list[Incident]
     consecutive_failures: int = 0
     error: str | None = None
+    # the black-hole guard: why placement tries this site last, None when it does not
+    demoted: str | None = None
 
 
 class StatusReport(msgspec.Struct):
@@ -86,9 +89,14 @@ _enc = msgspec.json.Encoder()
 _reports: weakref.WeakKeyDictionary[SiteStore, SharedCall[bytes]] = weakref.WeakKeyDictionary()
 
 
-def _report(sites: SiteStore) -> SharedCall[bytes]:
+async def _demotions(sites: SiteStore, names: list[str], guard: PlacementConfig) -> dict[str, str | None]:
+    return await outcomes.demotions(sites.r, sites.keys, names, guard)
+
+
+def _report(sites: SiteStore, guard: PlacementConfig) -> SharedCall[bytes]:
     """The status report as JSON, read and built once for all the requests that arrive while
-    one read is in flight (the read is one round trip: sites:version + MGET of the health)."""
+    one read is in flight (the read is two round trips: sites:version + MGET of the health,
+    then the black-hole record)."""
     call = _reports.get(sites)
     if call is None:
         cache = site_cache(sites)
@@ -96,8 +104,14 @@ def _report(sites: SiteStore) -> SharedCall[bytes]:
         async def build() -> bytes:
             stored, recs = await cache.with_health()
             now = time.time()
-            sites = [site_status(s.config, recs.get(s.config.name), now) for s in stored]
-            return _enc.encode(StatusReport(generated_at=now_iso(now), sites=sites))
+            demoted = await _demotions(sites, [s.config.name for s in stored], guard)
+            report = [
+                msgspec.structs.replace(
+                    site_status(s.config, recs.get(s.config.name), now), demoted=demoted.get(s.config.name)
+                )
+                for s in stored
+            ]
+            return _enc.encode(StatusReport(generated_at=now_iso(now), sites=report))
 
         call = _reports[sites] = SharedCall(build)
     return call
@@ -109,8 +123,9 @@ class StatusController(Controller):
 
     @get("/", operation_id="getStatus", summary="Every site's health")
     async def all(self, request: Request[Any, Any, Any]) -> Response[StatusReport]:
+        st = request.app.state
         # the report arrives encoded (cached bytes); the annotation documents its schema
-        body: Any = await _report(request.app.state.sites)()  # already-encoded bytes, shared by concurrent requests
+        body: Any = await _report(st.sites, st.settings.placement)()  # shared by concurrent requests
         return Response(body, media_type=MediaType.JSON)
 
     @get("/{site:str}", operation_id="getSiteStatus", summary="One site's health")
@@ -119,7 +134,9 @@ class StatusController(Controller):
         stored = await st.sites.get(site)
         if stored is None:
             raise ApiError(404, "Not found", f"no site {site!r}")
-        return site_status(stored.config, await st.health.get(site), time.time())
+        status = site_status(stored.config, await st.health.get(site), time.time())
+        demoted = await _demotions(st.sites, [site], st.settings.placement)
+        return msgspec.structs.replace(status, demoted=demoted.get(site))
 
     @get("/events", operation_id="streamStatusEvents",
          summary="Server-Sent Events: one per state change (429 beyond the per-token stream limit)")

@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from broker.health import effective
 from broker.states import STATES
+from broker.store import outcomes
 
 _HEALTH = {"up": 1, "degraded": 0.5, "down": 0, "unknown": -1}
 
@@ -53,10 +54,19 @@ class SystemController(Controller):
         names = [s.config.name for s in stored]
         recs = await st.health.many(names)
         backlogs = await st.jobs.backlogs(names)
+        demoted = Gauge(
+            "superfed_site_demoted",
+            "1 when the black-hole guard demotes the site (recent submissions refused or failed at once)",
+            ["site"],
+            registry=reg,
+        )
+        guard = st.settings.placement
+        demotions = await outcomes.demotions(st.redis, st.rkeys, names, guard)
         now = time.time()
         for s in stored:
             health.labels(s.config.name).set(_HEALTH[effective(recs.get(s.config.name), s.config, now)])
             backlog.labels(s.config.name).set(backlogs.get(s.config.name, 0))
+            demoted.labels(s.config.name).set(1 if demotions.get(s.config.name) else 0)
         failures = Counter("superfed_auth_failures", "Failed authentications (no token, or an unknown, revoked "
                            "or expired one), every replica together", registry=reg)
         failures.inc(await st.auth_failures.total())

@@ -36,6 +36,11 @@ class Keys:
         """zset job id -> finish time, recent completions (throughput)"""
         return f"{self.ns}:done:{site}"
 
+    def outcomes(self, site: str) -> str:
+        """list of a site's latest submission outcomes, newest first: "ok:<time>" (accepted) or
+        "bad:<time>" (refused, or failed within seconds): the black-hole guard's record"""
+        return f"{self.ns}:outcomes:{site}"
+
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.ns}:idem:{owner}:{key}"
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
+from datetime import datetime
+
+import msgspec
 
 from adapters.errors import AdapterError
+from broker.schemas import Attempt
+from broker.store import outcomes
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.poll")
@@ -38,5 +44,24 @@ async def run(rt: Runtime, site_name: str) -> str:
                 fields["exit_code"] = st.exit_code
             if st.message:
                 fields["message"] = st.message
-            moved += max(0, await rt.jobs.advance(job_id, st.state, fields=fields))
+            changed = await rt.jobs.advance(job_id, st.state, fields=fields)
+            moved += max(0, changed)
+            if st.state == "FAILED" and changed > 0:
+                await _count_quick_failure(rt, site_name, job_id)
     return f"{len(active)} polled, {moved} moved"
+
+
+async def _count_quick_failure(rt: Runtime, site_name: str, job_id: str) -> None:
+    """A job that failed within seconds of being accepted counts against the site in the
+    black-hole guard, as a refusal does."""
+    h = await rt.jobs.get_hash(job_id)
+    raw = (h or {}).get("attempts") or "[]"
+    tries = msgspec.json.decode(raw if raw != "{}" else "[]", type=list[Attempt])
+    if not tries or tries[-1].site != site_name:
+        return
+    try:
+        accepted = datetime.fromisoformat(tries[-1].at).timestamp()
+    except ValueError:
+        return
+    if time.time() - accepted < outcomes.QUICK_FAILURE:
+        await outcomes.record(rt.redis, rt.keys, site_name, ok=False, last=rt.settings.placement.demote_last)

@@ -16,11 +16,12 @@ from redis.exceptions import ResponseError
 
 from adapters.errors import AdapterError, AuthFailed, SiteTimeout
 from adapters.types import SubmitReceipt, SubmitRequest
-from broker import queues
+from broker import portable, queues
 from broker.config import SiteConfig
 from broker.placement import Decision, Policy, place
-from broker.schemas import Attempt, PlacementRecord, RankedSite
+from broker.schemas import Attempt, PlacementHints, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
+from broker.store import outcomes
 from broker.store.jobs import JobRecord, now_iso
 from broker.tasks.runtime import Runtime
 
@@ -144,97 +145,147 @@ async def _settle(rt: Runtime, job: JobRecord) -> str | None:
     return None
 
 
+async def _refused_so_far(rt: Runtime, job_id: str) -> dict[str, str]:
+    """Sites that refused this job in earlier rounds, with their words."""
+    raw = await rt.redis.hget(rt.keys.job(job_id), "attempts")
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "[]")
+    out: dict[str, str] = {}
+    for a in msgspec.json.decode(text if text != "{}" else "[]", type=list[Attempt]):
+        if a.outcome == "rejected":
+            out[a.site] = a.error or "refused"
+    return out
+
+
+def _pinned(hints: PlacementHints | None) -> bool:
+    """A job that names one site fails with that site's words; any other fails over."""
+    return bool(hints and (hints.site or (hints.sites is not None and len(hints.sites) == 1)))
+
+
 async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
     job_id, spec, hints = job.id, job.spec, job.hints
-    stored, views = await site_views(rt.sites, rt.health, rt.jobs)
-    by_name = {s.config.name: s for s in stored}
     pc = rt.settings.placement
-    rr = int(await rt.redis.incr(rt.keys.rr)) if ((hints and hints.strategy) or pc.strategy) == "round-robin" else 0
-    decision = place(
-        placement_request(job.project, spec, hints),
-        views,
-        Policy(strategy=pc.strategy, priority=pc.priority),
-        now=time.time(),
-        rr=rr,
-    )
-    record = _record(decision)
-    if not decision.eligible:
-        await rt.jobs.advance(job_id, fields={"placement": record})
-        waited = time.time() - job.created
-        why = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in decision.ranking) or "no sites are configured"
-        if waited > pc.no_site_timeout:
-            await rt.jobs.advance(
-                job_id, "FAILED", fields={"message": f"no eligible site after {waited:.0f} s ({why})"}
-            )
-            return "failed: no eligible site"
-        raise TryLater(f"no eligible site yet ({why})")
+    refused = await _refused_so_far(rt, job_id)
     last_error = ""
-    placement: str | None = record  # written with the first try's claim, in one round trip
-    for name in decision.eligible[: pc.max_attempts]:
-        stored_site = by_name[name]
-        site = stored_site.config
-        adapter = await rt.adapters.get(site, stored_site.revision)
-        system = (hints.system if hints and hints.system in site.systems else None) or site.systems[0]
-        # the account is always the site's mapping of the project; a spec naming another
-        # is refused by the adapter (adapters.validation.charged_account), never charged
-        req = SubmitRequest(
-            tag=job_id, spec=spec, system=system, project=job.project, account=site.account_for(job.project)
+    tries = 0
+    # each round places the job afresh without the sites that refused it; a round ends at a
+    # refusal (fail over at once) or when every eligible site failed for a passing reason
+    for _round in range(64):
+        stored, views = await site_views(rt.sites, rt.health, rt.jobs, pc)
+        by_name = {s.config.name: s for s in stored}
+        fitted = portable.fits([s.config for s in stored], job.project, spec, hints.system if hints else None)
+        strategy = (hints and hints.strategy) or pc.strategy
+        rr = int(await rt.redis.incr(rt.keys.rr)) if strategy == "round-robin" else 0
+        decision = place(
+            msgspec.structs.replace(placement_request(job.project, spec, hints), refused=refused),
+            views,
+            Policy(strategy=pc.strategy, priority=pc.priority),
+            now=time.time(),
+            rr=rr,
+            fits=portable.views(fitted),
         )
-        if not await rt.jobs.begin_try(
-            job_id, name, system, placement=placement, rq_id=queues.submit_rq_id(job_id), runner=runner
-        ):
-            log.warning("%s: taken over by another worker; %s sends nothing", job_id, runner)
-            return "taken over by another worker"
-        placement = None
-        receipt: SubmitReceipt | None
-        try:
-            receipt = await adapter.submit(req)
-        except SiteTimeout as exc:
-            # the request may have reached the facility: ask before trying anywhere else
-            try:
-                receipt = await adapter.find_by_tag(job_id, system)
-            except AdapterError:
-                raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
-            if receipt is None:
-                # not there yet is not "never": a slow facility may still create it. Keep the
-                # inflight mark; the next run settles it once the request cannot be pending
+        record = _record(decision)
+        if not decision.eligible:
+            await rt.jobs.advance(job_id, fields={"placement": record})
+            why = "; ".join(f"{r.site}: {', '.join(r.reasons)}" for r in decision.ranking) or "no sites are configured"
+            if not decision.waiting:
+                # nothing that may change by itself: every site refused the job or cannot run it
+                head = "every eligible site refused the job" if refused else "no site can take the job"
+                await rt.jobs.advance(job_id, "FAILED", fields={"message": f"{head} ({why})"})
+                return f"failed: {head}"
+            waited = time.time() - job.created
+            if waited > pc.no_site_timeout:
                 await rt.jobs.advance(
-                    job_id,
-                    fields={"message": str(exc)},
-                    attempt=Attempt(site=name, at=now_iso(), outcome="uncertain", error=str(exc)),
-                )  # type: ignore[arg-type]
-                raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
-            await _submitted(rt, job_id, site, receipt, outcome="settled")
-            return f"submitted to {name} (settled after a timeout)"
-        except AdapterError as exc:
-            if exc.retriable and not isinstance(exc, AuthFailed):
-                # a submission can be several requests (SF API: the POST, then its task): one
-                # failing after the job was made must not send it to a second facility too
+                    job_id, "FAILED", fields={"message": f"no eligible site after {waited:.0f} s ({why})"}
+                )
+                return "failed: no eligible site"
+            raise TryLater(f"no eligible site yet ({why})")
+        placement: str | None = record  # written with the first try's claim, in one round trip
+        refused_now = False
+        for name in decision.eligible:
+            if tries >= pc.max_attempts:
+                break
+            stored_site = by_name[name]
+            site = stored_site.config
+            translation = fitted[name].translation
+            assert translation is not None  # an eligible site has one
+            adapter = await rt.adapters.get(site, stored_site.revision)
+            system = translation.system
+            # the spec in the site's words, charged to the site's mapping of the project
+            # the account is always the site's mapping of the project (or one it lists for
+            # the project); the adapter refuses a spec naming any other
+            req = SubmitRequest(
+                tag=job_id, spec=translation.spec, system=system, project=job.project, account=fitted[name].account
+            )
+            if not await rt.jobs.begin_try(
+                job_id, name, system, placement=placement, rq_id=queues.submit_rq_id(job_id), runner=runner
+            ):
+                log.warning("%s: taken over by another worker; %s sends nothing", job_id, runner)
+                return "taken over by another worker"
+            placement = None
+            tries += 1
+            receipt: SubmitReceipt | None
+            try:
+                receipt = await adapter.submit(req)
+            except SiteTimeout as exc:
+                # the request may have reached the facility: ask before trying anywhere else
                 try:
                     receipt = await adapter.find_by_tag(job_id, system)
                 except AdapterError:
-                    # cannot tell: keep the inflight mark, the next run settles it (_settle)
+                    raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
+                if receipt is None:
+                    # not there yet is not "never": a slow facility may still create it. Keep the
+                    # inflight mark; the next run settles it once the request cannot be pending
                     await rt.jobs.advance(
                         job_id,
                         fields={"message": str(exc)},
                         attempt=Attempt(site=name, at=now_iso(), outcome="uncertain", error=str(exc)),
                     )  # type: ignore[arg-type]
-                    raise TryLater(f"{name}: {exc}; cannot check whether the job was made; will check again") from None
-                if receipt is not None:
-                    await _submitted(rt, job_id, site, receipt, outcome="settled")
-                    return f"submitted to {name} (settled after: {exc})"
-            if exc.retriable or isinstance(exc, AuthFailed):
-                outcome = "auth" if isinstance(exc, AuthFailed) else "retriable"
-                await _failed_try(rt, job_id, name, outcome, str(exc))
-                if isinstance(exc, AuthFailed):
-                    await _mark_credentials_refused(rt, site, str(exc))
-                last_error = str(exc)
-                continue
-            await _failed_try(rt, job_id, name, "rejected", str(exc))
-            await rt.jobs.advance(job_id, "FAILED", fields={"message": f"{name} rejected the job: {exc.message}"})
-            return f"rejected by {name}"
-        await _submitted(rt, job_id, site, receipt, outcome="submitted")
-        return f"submitted to {name} as {receipt.native_id}"
+                    raise TryLater(f"{name}: {exc}; the outcome is unknown, will check again") from None
+                await _submitted(rt, job_id, site, receipt, outcome="settled")
+                return f"submitted to {name} (settled after a timeout)"
+            except AdapterError as exc:
+                if exc.retriable and not isinstance(exc, AuthFailed):
+                    # a submission can be several requests (SF API: the POST, then its task): one
+                    # failing after the job was made must not send it to a second facility too
+                    try:
+                        receipt = await adapter.find_by_tag(job_id, system)
+                    except AdapterError:
+                        # cannot tell: keep the inflight mark, the next run settles it (_settle)
+                        await rt.jobs.advance(
+                            job_id,
+                            fields={"message": str(exc)},
+                            attempt=Attempt(site=name, at=now_iso(), outcome="uncertain", error=str(exc)),
+                        )  # type: ignore[arg-type]
+                        raise TryLater(
+                            f"{name}: {exc}; cannot check whether the job was made; will check again"
+                        ) from None
+                    if receipt is not None:
+                        await _submitted(rt, job_id, site, receipt, outcome="settled")
+                        return f"submitted to {name} (settled after: {exc})"
+                if exc.retriable or isinstance(exc, AuthFailed):
+                    outcome = "auth" if isinstance(exc, AuthFailed) else "retriable"
+                    await _failed_try(rt, job_id, name, outcome, str(exc))
+                    if isinstance(exc, AuthFailed):
+                        await _mark_credentials_refused(rt, site, str(exc))
+                    last_error = str(exc)
+                    continue
+                # the site refused this job for a reason of its own (validation, limits, a
+                # missing attribute): another site may well take it
+                await _failed_try(rt, job_id, name, "rejected", str(exc))
+                await outcomes.record(rt.redis, rt.keys, name, ok=False, last=pc.demote_last)
+                if _pinned(hints):
+                    await rt.jobs.advance(
+                        job_id, "FAILED", fields={"message": f"{name} rejected the job: {exc.message}"}
+                    )
+                    return f"rejected by {name}"
+                refused[name] = exc.message
+                refused_now = True
+                break
+            await _submitted(rt, job_id, site, receipt, outcome="submitted")
+            await outcomes.record(rt.redis, rt.keys, name, ok=True, last=pc.demote_last)
+            return f"submitted to {name} as {receipt.native_id}"
+        if not refused_now:
+            break
     raise TryLater(f"every eligible site failed this round; last: {last_error}")
 
 
@@ -282,7 +333,9 @@ def _record(decision: Decision) -> str:
         site=decision.chosen,
         strategy=decision.strategy,
         ranking=[
-            RankedSite(site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons))
+            RankedSite(
+                site=r.site, eligible=r.eligible, score=r.score, reasons=list(r.reasons), translated=r.translated
+            )
             for r in decision.ranking
         ],
         decided_at=now_iso(),

@@ -56,7 +56,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
 
 def spec(command: str, name: str) -> dict[str, Any]:
     return {"name": name, "executable": "/bin/bash", "arguments": ["-c", command], "resources": {"node_count": 1},
-            "attributes": {"duration": 3600, "custom_attributes": {"filesystems": "home"}}}
+            "attributes": {"duration": 3600}}
 
 
 @dataclass

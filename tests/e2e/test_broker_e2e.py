@@ -20,7 +20,7 @@ def spec(command: str, nodes: int = 1, name: str | None = None) -> dict:
         "executable": "/bin/bash",
         "arguments": ["-c", command],
         "resources": {"node_count": nodes},
-        "attributes": {"duration": 3600, "custom_attributes": {"filesystems": "home"}},
+        "attributes": {"duration": 3600},
     }
     if name:
         s["name"] = name

@@ -37,7 +37,7 @@ def test_tour(broker: Broker, tmp_path: Path) -> None:
             "executable": "/bin/bash",
             "arguments": ["-c", "echo hi; sleep 5"],
             "resources": {"node_count": 1},
-            "attributes": {"duration": 600, "custom_attributes": {"filesystems": "home"}},
+            "attributes": {"duration": 600},
         },
     }
     path = tmp_path / "job.json"

@@ -81,7 +81,7 @@ def test_demo_with_the_embedded_redis(tmp_path: Path) -> None:
                     "project": "m0001",
                     "spec": {
                         "executable": "/bin/true",
-                        "attributes": {"duration": 60, "custom_attributes": {"filesystems": "home"}},
+                        "attributes": {"duration": 60},
                     },
                 },
             )
