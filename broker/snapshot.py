@@ -52,10 +52,10 @@ async def site_views(
     backlogs = {n: int(c) for n, c in zip(names, res[1 : 1 + len(names)], strict=True)}
     done = res[1 + len(names) : 1 + 3 * len(names)]
     rates = {n: int(done[2 * i + 1]) * 60.0 / THROUGHPUT_WINDOW for i, n in enumerate(names)}
-    records = res[1 + 3 * len(names) :]
+    latest = res[1 + 3 * len(names) :]
     demoted = {
         n: outcomes.demotion([x.decode() if isinstance(x, bytes) else x for x in raw], now=now, guard=guard)
-        for n, raw in zip(names, records, strict=True)
+        for n, raw in zip(names, latest, strict=True)
     }
     views = []
     for s in stored:
