@@ -149,6 +149,11 @@ def test_the_example_config_carries_the_published_profiles() -> None:
     assert by["nersc"].profiles["perlmutter"] == PERLMUTTER
     assert by["cscs"].profiles == {"daint": DAINT, "eiger": EIGER}
     assert by["alcf"].profiles["polaris"] == POLARIS
+    demo = {x.name: x for x in config.load("config/demo.toml").sites}
+    assert demo["nersc"].profiles == {"perlmutter": PERLMUTTER}
+    assert demo["cscs"].profiles == {"daint": DAINT}
+    assert demo["alcf"].profiles == {"polaris": POLARIS}
+    assert {s.account_for("beamline") for s in demo.values()} == {"m0002"}
 
 
 # -- accounts and fit ---------------------------------------------------------------------------
