@@ -112,7 +112,10 @@ def facilities() -> Iterator[dict[str, Facility]]:
     servers = []
     for name in ("alpha", "beta"):
         slow = Slow()
-        app = create_app(SimSettings(systems=["polaris"], nodes=8, time_scale=0.01, static_tokens=[SIM_TOKEN]))
+        # the broker-side tasks are under test, not ALCF's queue rules (tests/simulators/test_facility_rules.py)
+        app = create_app(
+            SimSettings(enforce_policy=False, systems=["polaris"], nodes=8, time_scale=0.01, static_tokens=[SIM_TOKEN])
+        )
         srv = ThreadedServer(SlowSubmit(app, slow)).__enter__()
         servers.append(srv)
         out[name] = Facility(name, srv.url, app, slow)

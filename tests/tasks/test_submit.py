@@ -40,17 +40,31 @@ def test_the_project_is_charged_through_the_sites_account(healthy: Tasks) -> Non
     assert job["account"] == "m0001"
 
 
-def test_refused_by_the_facility_fails_with_its_message(healthy: Tasks) -> None:
+def test_refused_by_a_pinned_site_fails_with_its_message(healthy: Tasks) -> None:
     t = healthy
-    jid = t.create({**SPEC, "attributes": {"duration": 600, "custom_attributes": {}}})
+    jid = t.create({**SPEC, "attributes": {"duration": 600, "custom_attributes": {}}}, site="alpha")
     assert t.submit(jid) == "rejected by alpha"
     h = t.job(jid)
     assert h["state"] == "FAILED"
     assert "filesystems is required" in h["message"] and "alpha rejected the job" in h["message"]
     assert [(a["site"], a["outcome"]) for a in h["attempts"]] == [("alpha", "rejected")]
-    assert t.sim["beta"].jobs() == []  # a refusal is not retried elsewhere
+    assert t.sim["beta"].jobs() == []  # pinned: not tried elsewhere
     assert t.assigned("alpha") == set() and t.active("alpha") == {}
     assert jid in t.in_state("FAILED")
+
+
+def test_a_refusal_fails_over_and_fails_only_when_every_site_refused(healthy: Tasks) -> None:
+    """Issue 10: a site's own refusal sends an unpinned job to the next site at once; it
+    fails only when every eligible site refused it, each refusal in its attempts."""
+    t = healthy
+    jid = t.create({**SPEC, "attributes": {"duration": 600, "custom_attributes": {}}})
+    assert t.submit(jid) == "failed: every eligible site refused the job"
+    h = t.job(jid)
+    assert h["state"] == "FAILED" and "every eligible site refused the job" in h["message"]
+    assert sorted((a["site"], a["outcome"]) for a in h["attempts"]) == [("alpha", "rejected"), ("beta", "rejected")]
+    assert all("filesystems is required" in a["error"] for a in h["attempts"])
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
+    assert t.assigned("alpha") == set() and t.assigned("beta") == set()
 
 
 def test_a_retriable_failure_fails_over_to_the_next_site(healthy: Tasks) -> None:
