@@ -214,6 +214,7 @@ def test_a_site_that_refuses_everything_is_demoted_and_nothing_fails(broker: Bro
             status = {s["site"]: s for s in c.get("/api/v1/status").json()["sites"]}
             assert status["alcf"]["demoted"] and "refused" in status["alcf"]["demoted"]
             assert status["nersc"].get("demoted") is None
+        with broker.client() as c:
             preview = c.post("/api/v1/placement", json={"project": PROJECT, "spec": portable()}).json()
         assert preview["ranking"][-1]["site"] == "alcf"
         assert "demoted" in preview["ranking"][-1]["reasons"][0]
