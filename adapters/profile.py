@@ -5,7 +5,7 @@ A *profile* describes one system of a site the way its facility publishes it: th
 queues or QOS with their limits, the attributes the facility requires (with the value used
 when a job gives none, e.g. ALCF's ``filesystems``) and the custom attributes a user may pass
 through.  A *vocabulary* (one per adapter kind, defined next to its adapter) says where each
-portable notion goes in that adapter's input: a queue is a QOS at NERSC (``slurm.qos``), a
+portable notion goes in that adapter's input: a queue is a QOS at NERSC (``--qos``), a
 partition at CSCS, a queue at ALCF.
 
 ``translate`` turns a PSI/J spec into the spec the adapter will be given, or says in words why
@@ -83,6 +83,9 @@ class Vocabulary(msgspec.Struct, frozen=True, kw_only=True):
     queue_word: str  # how the facility calls it: qos, partition, queue
     constraint: str | None = None
     constraint_word: str = "-C"
+    # broker flags the translation sets for the adapter (the SF API's ``queue_is_qos``: the
+    # queue is rendered as --qos, not --partition)
+    flags: dict[str, str] = {}
 
 
 class Translation(msgspec.Struct, frozen=True):
@@ -206,6 +209,7 @@ def _apply(
     if vocab.queue != "queue_name":
         custom[vocab.queue] = q.name
         queue_name = None
+    custom.update(vocab.flags)
     words = [f"{vocab.queue_word} {q.name}"]
     if node.constraint and vocab.constraint:
         custom[vocab.constraint] = node.constraint

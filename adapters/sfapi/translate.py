@@ -36,7 +36,9 @@ log = logging.getLogger("superfed.adapters.sfapi")
 
 # A portable job in Perlmutter's words: the queue is a QOS (``--qos``), the node type a
 # constraint (``-C cpu|gpu``, which NERSC's sbatch requires).
-PORTABLE = Vocabulary(queue="slurm.qos", queue_word="qos", constraint="slurm.constraint")
+PORTABLE = Vocabulary(
+    queue="queue_name", queue_word="qos", constraint="slurm.constraint", flags={"queue_is_qos": "1"}
+)
 
 # SF API StatusValue (PROTOCOL.md §4.1) -> broker health.
 HEALTH_MAP: dict[str, HealthState] = {

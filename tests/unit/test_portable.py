@@ -37,8 +37,9 @@ def test_a_small_job_at_nersc_gets_the_debug_qos_and_a_cpu_constraint() -> None:
     t = ok(translate(job(), PERLMUTTER, registry.vocabulary("sfapi"), "perlmutter"))
     a = t.spec.attributes
     assert (t.queue, t.node_type) == ("debug", "cpu")
-    assert a.custom_attributes == {"slurm.qos": "debug", "slurm.constraint": "cpu"}
-    assert a.queue_name is None  # a QOS, never a partition, at NERSC
+    # a QOS, never a partition, at NERSC: the renderer writes --qos for queue_is_qos
+    assert a.custom_attributes == {"queue_is_qos": "1", "slurm.constraint": "cpu"}
+    assert a.queue_name == "debug"
     assert t.summary == "perlmutter: qos debug, -C cpu, 1 node, 10 min"
 
 
@@ -87,7 +88,7 @@ def test_a_walltime_under_the_queue_minimum_is_raised_and_said() -> None:
 def test_a_named_queue_is_honoured_or_refused_with_the_list() -> None:
     v = registry.vocabulary("sfapi")
     t = ok(translate(job(queue_name="premium"), PERLMUTTER, v, "perlmutter"))
-    assert t.spec.attributes.custom_attributes["slurm.qos"] == "premium"
+    assert t.spec.attributes.queue_name == "premium" and t.spec.attributes.custom_attributes["queue_is_qos"] == "1"
     out = translate(job(queue_name="prod"), PERLMUTTER, v, "perlmutter")
     assert out == ["has no qos 'prod' (qoss: debug, regular, shared, interactive, premium, preempt)"]
     # named but too small for the job
