@@ -21,6 +21,7 @@ from adapters import profile as profiles
 from adapters import registry
 from adapters.http import HttpSettings
 from adapters.profile import SystemProfile
+from broker import site_hosts
 
 SiteName = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$(?!\n)", description="lower-case letters, digits, '-'")
@@ -247,6 +248,13 @@ def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None
     if len(set(site.systems)) != len(site.systems):
         problems.append(f"{place}.systems: a system is listed twice")
     problems += _url_problems(site.url, place)
+    for field, url in (("url", site.url), ("auth.token_url", site.auth.get("token_url"))):
+        if isinstance(url, str) and (why := site_hosts.url_problem(url, allowed_hosts or [])):
+            problems.append(f"{place}.{field}: {why}")
+    for project, dirs in site.file_roots.items():
+        for i, root in enumerate(dirs):
+            if not root.startswith("/") or ".." in root.split("/") or "\x00" in root:
+                problems.append(f"{place}.file_roots.{project}[{i}]: must be an absolute path without '..'")
     for system, prof in site.profiles.items():
         if system not in site.systems:
             problems.append(f"{place}.profiles.{system}: not one of the site's systems ({', '.join(site.systems)})")
