@@ -24,7 +24,7 @@ from broker.api.files import FileController, ProjectController
 from broker.api.headers import SecurityHeaders, SwaggerWithCsp
 from broker.api.jobs import JobController, PlacementController
 from broker.api.openapi_docs import document
-from broker.api.problems import EXCEPTION_HANDLERS
+from broker.api.problems import EXCEPTION_HANDLERS, problem_details
 from broker.api.status import StatusController
 from broker.api.system import SystemController
 from broker.bootstrap import seed
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[*api_handlers, SystemController, assets],
         middleware=[auth],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[problem_details()],
         openapi_config=openapi,
         lifespan=[_lifespan(settings)],
         state=State({"settings": settings, "rkeys": Keys(settings.namespace)}),

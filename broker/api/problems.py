@@ -1,14 +1,21 @@
-"""RFC 9457 problem details for every error; never a traceback."""
+"""RFC 9457 problem details for every error; never a traceback.
+
+Litestar's problem-details plugin answers every error: ``ApiError`` is its exception (a
+``ProblemDetailsException``) and every other error the API meets is converted into one by
+``exception_to_problem_detail_map``. Each route declares the documents it may answer
+(``responses=api_problems(...)``, broker/api/openapi_docs.py)."""
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from enum import Enum
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -19,21 +26,31 @@ PROBLEM = "application/problem+json"
 
 
 class FieldError(msgspec.Struct, omit_defaults=True):
+    """One offending field of a request"""
+
     field: str
     message: str
-    source: str | None = None
+    # body, query, header or path; "" (left out) when unknown
+    source: Annotated[str, msgspec.Meta(description="where the field is: body, query, header or path")] = ""
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details"""
+
     type: str
     title: str
     status: int
     detail: str
-    errors: list[FieldError] | None = None
-    instance: str | None = None
+    errors: Annotated[list[FieldError], msgspec.Meta(description="each offending field, for a request that has some")
+                      ] = msgspec.field(default_factory=list)  # left out when empty
+    instance: Annotated[str, msgspec.Meta(description="the request's path")] = ""  # "" (left out): none
 
 
-class ApiError(Exception):
+def _type(status: int) -> str:
+    return f"https://superfed.dev/problems/{status}"
+
+
+class ApiError(ProblemDetailsException):
     """An error the API reports as it is: ``status``, a short ``title``, a ``detail`` sentence."""
 
     def __init__(
@@ -45,13 +62,21 @@ class ApiError(Exception):
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ):
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.errors = errors
-        self.headers = headers or {}
+        super().__init__(detail=detail, status_code=status, headers=headers, type_=_type(status), title=title)
+        self.errors = errors or []
 
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        # The plugin's own body names `instance` only when the raiser knew it and puts a list of
+        # errors under "extra"; ours is the Problem above (its fields, in its order), with the
+        # request's path as `instance`.
+        body = Problem(type=self.type_ or _type(self.status_code), title=self.title or "Error",
+                       status=self.status_code, detail=self.detail, errors=self.errors,
+                       instance=request.url.path)
+        return Response(msgspec.to_builtins(body), status_code=self.status_code, media_type=PROBLEM,
+                        headers=self.headers)
+
+
+# ---- what every other error becomes ------------------------------------------------------------
 
 _TITLES = {
     400: "Bad request",
@@ -70,31 +95,6 @@ _TITLES = {
     503: "Service unavailable",
 }
 
-
-def _type(status: int) -> str:
-    return f"https://superfed.dev/problems/{status}"
-
-
-def problem_response(
-    status: int,
-    title: str,
-    detail: str,
-    request: Request[Any, Any, Any] | None = None,
-    *,
-    errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response[bytes]:
-    body = Problem(
-        type=_type(status),
-        title=title,
-        status=status,
-        detail=detail,
-        errors=errors,
-        instance=request.url.path if request is not None else None,
-    )
-    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM, headers=headers)
-
-
 _REGEX_MESSAGE = re.compile(r"Expected `str` matching regex '(.*)'", re.S)
 
 
@@ -110,82 +110,76 @@ def _readable(message: str) -> str:
     return message
 
 
-def _field_errors(extra: Any) -> list[FieldError] | None:
+def _source(item: dict[str, Any]) -> str:
+    source = item.get("source") or ""
+    return str(source.value if isinstance(source, Enum) else source)  # Litestar's ParamType: "query"
+
+
+def _field_errors(extra: Any) -> list[FieldError]:
     if not isinstance(extra, list):
-        return None
-    out = []
-    for item in extra:
-        if isinstance(item, dict):
-            key = str(item.get("key") or "body")
-            message = _readable(str(item.get("message", "")))
-            out.append(FieldError(field=key, message=message, source=item.get("source")))
-    return out or None
+        return []
+    return [
+        FieldError(field=str(item.get("key") or "body"), message=_readable(str(item.get("message", ""))),
+                   source=_source(item))
+        for item in extra
+        if isinstance(item, dict)
+    ]
 
 
-def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
-    return problem_response(exc.status, exc.title, exc.detail, request, errors=exc.errors, headers=exc.headers)
-
-
-def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+def from_validation(exc: ValidationException) -> ApiError:
+    """422 for a body that fails validation; a bad parameter is a 400. Only the POST and PUT
+    routes take a body, so a "body" source is enough to tell (the conversion sees no request)."""
     errors = _field_errors(exc.extra)
-    # 422 for a body that fails validation; a bad parameter is a 400, whatever the method
-    status = (
-        422
-        if request.method in ("POST", "PUT", "PATCH") and errors and any(e.source == "body" for e in errors)
-        else 400
-    )
+    if any(e.source == "body" for e in errors):
+        status, title = 422, "Validation failed"
+    else:
+        status, title = 400, "Invalid request"
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else str(exc.detail)
-    return problem_response(
-        status, "Invalid request" if status == 400 else "Validation failed", detail, request, errors=errors
-    )
+    return ApiError(status, title, detail, errors=errors)
 
 
-def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def from_http(exc: HTTPException) -> ApiError:
+    """Litestar's own errors (404 route, 405, 413 body limit, malformed JSON...) and the auth ones."""
     status = exc.status_code
     if isinstance(exc, NotAuthorizedException):
         headers = {"WWW-Authenticate": 'Bearer realm="superfed"'}
     else:
         headers = dict(exc.headers or {})
+    title = _TITLES[403] if isinstance(exc, PermissionDeniedException) else _TITLES.get(status, "Error")
     detail = str(exc.detail) if exc.detail else _TITLES.get(status, "Error")
-    title = _TITLES.get(status, "Error")
-    if isinstance(exc, PermissionDeniedException):
-        title = _TITLES[403]
-    return problem_response(status, title, detail, request, errors=_field_errors(exc.extra), headers=headers)
+    return ApiError(status, title, detail, errors=_field_errors(exc.extra), headers=headers)
 
 
-def on_redis_down(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def from_redis_down(exc: RedisConnectionError | RedisTimeoutError) -> ApiError:
     log.warning("redis unavailable: %s", exc)
-    return problem_response(
-        503,
-        "Service unavailable",
-        "the job store (Redis) is not reachable; try again shortly",
-        request,
-        headers={"Retry-After": "2"},
-    )
+    return ApiError(503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
+                    headers={"Retry-After": "2"})
 
 
-def on_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+# These two stay plain exception handlers: their log line names the request, and the plugin's
+# conversion functions see only the exception.
+def on_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
     """JSON nested deeper than the decoder recurses is the client's problem, not ours: a 400,
     logged in one line (no traceback)."""
     log.warning("refused a body nested too deeply on %s %s", request.method, request.url.path)
-    return problem_response(
-        400, "Invalid request", "the JSON body is nested too deeply (or is otherwise too deep to read)", request
-    )
+    return ApiError(400, "Invalid request", "the JSON body is nested too deeply (or is otherwise too deep to read)"
+                    ).to_response(request)
 
 
-def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(
-        500, "Internal error", "the broker failed to handle this request; it has been logged", request
-    )
+    return ApiError(500, "Internal error", "the broker failed to handle this request; it has been logged"
+                    ).to_response(request)
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    ApiError: on_api_error,
-    ValidationException: on_validation,
-    HTTPException: on_http,
-    RedisConnectionError: on_redis_down,
-    RedisTimeoutError: on_redis_down,
-    RecursionError: on_too_deep,
-    Exception: on_unexpected,
-}
+def problem_details() -> ProblemDetailsPlugin:
+    """The plugin for one app: it answers ApiError and converts the errors above into one."""
+    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map={
+        HTTPException: from_http,
+        ValidationException: from_validation,
+        RedisConnectionError: from_redis_down,
+        RedisTimeoutError: from_redis_down,
+    }))
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {RecursionError: on_too_deep, Exception: on_unexpected}
