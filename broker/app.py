@@ -8,7 +8,7 @@ from pathlib import Path
 
 import anyio
 import swagger_ui_bundle
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -97,7 +97,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="superfed API token")}
         ),
-        security=[{"bearer": []}],
     )
     assets = create_static_files_router(
         path=ASSETS,
@@ -106,8 +105,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         opt={"public": True},
     )
     auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
+    # the token the auth middleware asks for, said where the routes are (the operations routes need none)
+    api = Router(path="/", route_handlers=api_handlers, security=[{"bearer": []}])
     app = Litestar(
-        route_handlers=[*api_handlers, SystemController, assets],
+        route_handlers=[api, SystemController, assets],
         middleware=[auth],
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[problem_details()],
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[],
         debug=False,
     )
-    document(app.openapi_schema)  # problem responses and bodies Litestar cannot infer
+    document(app.openapi_schema)  # what the routes cannot declare (see openapi_docs)
     # outermost, so that every answer carries them: errors, 404s and the docs included
     app.asgi_handler = SecurityHeaders(app.asgi_handler)
     return app

@@ -15,10 +15,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
+from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
-from broker.api.status import SiteController, SiteView, _view
+from broker.api.status import ETAG, SiteController, SiteView, _view
 from broker.config import ConfigError, SiteConfig, validate_site
 from broker.health import effective
 from broker.store.audit import AuditEntry, AuditLog, redact
@@ -119,7 +121,10 @@ class SiteAdminController(SiteController):
     tags = ["sites"]
 
     @post("/", operation_id="createSite", status_code=201,
-          summary="Add a site (validated; 422 names each bad field; 409 if the name is taken)")
+          summary="Add a site (validated; 422 names each bad field; 409 if the name is taken)",
+          response_headers=[ETAG, ResponseHeader(name="Location", documentation_only=True, value="",
+                                                 description="the site's URL")],
+          responses=api_problems(409, 413, 422))
     async def create(self, request: Request[TokenRecord, Any, Any],
                      data: JSONBody[dict[str, Any]]) -> Response[SiteView]:
         site = _validate(data, request.app.state.settings.allowed_site_hosts)
@@ -131,7 +136,8 @@ class SiteAdminController(SiteController):
                                     {"Location": f"/api/v1/sites/{site.name}"})
 
     @get("/{name:str}/config", operation_id="getSiteConfig",
-         summary="A site's whole configuration with its revision (ETag), for editing")
+         summary="A site's whole configuration with its revision (ETag), for editing",
+         response_headers=[ETAG], responses=api_problems(404))
     async def read_config(self, request: Request[TokenRecord, Any, Any],
                           name: FromPath[str]) -> Response[SiteConfigView]:
         stored = await _get(request, name)
@@ -140,7 +146,8 @@ class SiteAdminController(SiteController):
         return Response(view, headers={"ETag": etag(stored.revision)})
 
     @put("/{name:str}", operation_id="replaceSite", status_code=200,
-         summary="Replace a site's configuration (If-Match: its ETag; 428 without, 412 stale)")
+         summary="Replace a site's configuration (If-Match: its ETag; 428 without, 412 stale)",
+         response_headers=[ETAG], responses=api_problems(404, 412, 413, 422, 428))
     async def replace(self, request: Request[TokenRecord, Any, Any], name: FromPath[str],
                       data: JSONBody[dict[str, Any]], if_match: IfMatch = None) -> Response[SiteView]:
         stored = await _get(request, name)
@@ -162,7 +169,8 @@ class SiteAdminController(SiteController):
         return await _site_response(request, StoredSite(rev, site))
 
     @delete("/{name:str}", operation_id="deleteSite", status_code=204,
-            summary="Remove a site with no unfinished jobs (409 otherwise)")
+            summary="Remove a site with no unfinished jobs (409 otherwise)",
+            responses=api_problems(404, 409, 412))
     async def remove(self, request: Request[TokenRecord, Any, Any], name: FromPath[str],
                      if_match: IfMatch = None) -> None:
         stored = await _get(request, name)
@@ -178,13 +186,15 @@ class SiteAdminController(SiteController):
         await _record(request, "site.delete", name, stored.config, None)
 
     @post("/{name:str}/drain", operation_id="drainSite", status_code=200,
-          summary="Stop placing new jobs at a site; its running jobs are left alone")
+          summary="Stop placing new jobs at a site; its running jobs are left alone",
+          response_headers=[ETAG], responses=api_problems(404, 409))
     async def drain(self, request: Request[TokenRecord, Any, Any],
                     name: FromPath[str]) -> Response[SiteView]:
         return await _toggle(request, name, "site.drain", draining=True)
 
     @post("/{name:str}/enable", operation_id="enableSite", status_code=200,
-          summary="Resume placing jobs at a site (enabled, not draining)")
+          summary="Resume placing jobs at a site (enabled, not draining)",
+          response_headers=[ETAG], responses=api_problems(404, 409))
     async def enable(self, request: Request[TokenRecord, Any, Any],
                      name: FromPath[str]) -> Response[SiteView]:
         return await _toggle(request, name, "site.enable", draining=False, enabled=True)
@@ -265,7 +275,8 @@ class TokenController(Controller):
     tags = ["tokens"]
 
     @post("/", operation_id="createToken", status_code=201,
-          summary="Create an API token; the response shows the token this once")
+          summary="Create an API token; the response shows the token this once",
+          responses=api_problems(413, 422))
     async def create(self, request: Request[TokenRecord, Any, Any],
                      data: JSONBody[TokenCreate]) -> Response[TokenCreated]:
         expires = data.expires_at.timestamp() if data.expires_at else None
@@ -285,13 +296,14 @@ class TokenController(Controller):
                             token=secret)
         return Response(body, status_code=201, headers={"Cache-Control": "no-store"})
 
-    @get("/", operation_id="listTokens", summary="Every token (never the secret)")
+    @get("/", operation_id="listTokens", summary="Every token (never the secret)", responses=api_problems())
     async def list_tokens(self, request: Request[TokenRecord, Any, Any]) -> list[TokenView]:
         return [token_view(rec, used) for rec, used in await request.app.state.tokens.all()]
 
     @delete("/{token_id:str}", operation_id="revokeToken", status_code=204,
             summary="Revoke a token: it stops working at once on every replica "
-                    "(409: the last admin token for every project)")
+                    "(409: the last admin token for every project)",
+            responses=api_problems(404, 409))
     async def revoke(self, request: Request[TokenRecord, Any, Any], token_id: FromPath[str]) -> None:
         status, rec = await request.app.state.tokens.revoke(token_id, actor=request.user)
         if status == "missing" or rec is None:
@@ -332,7 +344,8 @@ class AuditController(Controller):
     path = "/api/v1/audit"
     tags = ["audit"]
 
-    @get("/", operation_id="listAudit", summary="Who changed what and when, newest first")
+    @get("/", operation_id="listAudit", summary="Who changed what and when, newest first",
+         responses=api_problems())
     async def list_audit(
         self,
         request: Request[TokenRecord, Any, Any],

@@ -12,6 +12,7 @@ from litestar.params import FromPath, QueryParameter
 from adapters.errors import AdapterError, AuthFailed, NotFound
 from adapters.types import FileEntry
 from broker.api.auth import require_project
+from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError
 from broker.config import SiteConfig
 from broker.sanitise import sanitise
@@ -95,7 +96,7 @@ class FileController(Controller):
     path = "/api/v1/sites/{name:str}/files"
     tags = ["files"]
 
-    @get("/", operation_id="listFiles", summary="A directory listing at a site")
+    @get("/", operation_id="listFiles", summary="A directory listing at a site", responses=api_problems(404, 502))
     async def ls(
         self, request: Request[TokenRecord, Any, Any], name: FromPath[str], path: PathParam, project: ProjectParam
     ) -> list[FileEntry]:
@@ -105,7 +106,8 @@ class FileController(Controller):
         except AdapterError as exc:
             raise adapter_problem(name, exc) from None
 
-    @get("/content", operation_id="readFile", summary="A small file's bytes", media_type="application/octet-stream")
+    @get("/content", operation_id="readFile", summary="A small file's bytes", media_type="application/octet-stream",
+         responses=api_problems(404, 413, 502))
     async def read(
         self, request: Request[TokenRecord, Any, Any], name: FromPath[str], path: PathParam, project: ProjectParam
     ) -> Response[bytes]:
@@ -119,7 +121,8 @@ class FileController(Controller):
             raise ApiError(413, "Payload too large", f"the file is larger than the {limit}-byte limit")
         return Response(data, media_type="application/octet-stream")
 
-    @put("/content", operation_id="writeFile", status_code=204, summary="Upload a small file")
+    @put("/content", operation_id="writeFile", status_code=204, summary="Upload a small file",
+         responses=api_problems(404, 413, 502))
     async def write(
         self, request: Request[TokenRecord, Any, Any], name: FromPath[str], path: PathParam, project: ProjectParam
     ) -> None:
@@ -144,7 +147,8 @@ class ProjectController(Controller):
     path = "/api/v1/projects"
     tags = ["projects"]
 
-    @get("/", operation_id="listProjects", summary="Allocation and use per project and site")
+    @get("/", operation_id="listProjects", summary="Allocation and use per project and site",
+         responses=api_problems())
     async def projects(self, request: Request[Any, Any, Any]) -> list[ProjectUsage]:
         token = request.user
         st = request.app.state

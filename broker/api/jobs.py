@@ -8,11 +8,13 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from adapters.validation import spec_problems
 from broker import portable, queues
 from broker.api.auth import require_project
+from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
 from broker.config import SiteConfig
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
@@ -124,7 +126,13 @@ class JobController(Controller):
     path = "/api/v1/jobs"
     tags = ["jobs"]
 
-    @post("/", operation_id="createJob", status_code=202, summary="Submit a job (202: accepted, will be placed)")
+    @post("/", operation_id="createJob", status_code=202, summary="Submit a job (202: accepted, will be placed)",
+          response_description="Accepted: the job, to be placed",
+          response_headers=[  # documentation_only: the handler sets them; value="" says "a string"
+              ResponseHeader(name="Location", documentation_only=True, value="", description="the job's URL"),
+              ResponseHeader(name="Idempotent-Replayed", documentation_only=True, value="",
+                             description="true when this answers a repeat")],
+          responses=api_problems(409, 413, 422))  # 409: an Idempotency-Key still being handled
     async def create(
         self,
         request: Request[TokenRecord, Any, Any],
@@ -132,7 +140,7 @@ class JobController(Controller):
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)
         ] = None,
-    ) -> Response[bytes]:
+    ) -> Response[Job]:  # sent as the bytes msgspec encoded (or stored, for a repeat)
         token = request.user
         require_project(token, data.project)
         await _check_against_sites(request, data)
@@ -150,21 +158,23 @@ class JobController(Controller):
             job = await create_job(st.redis, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp)
         except Replay as again:
             return _replay(again.raw, fp or "")
+        body: Any = msgspec.json.encode(job)
         return Response(
-            msgspec.json.encode(job),
+            body,
             status_code=202,
             media_type="application/json",
             headers={"Location": f"/api/v1/jobs/{job.id}"},
         )
 
-    @get("/{job_id:str}", operation_id="getJob", summary="One job")
+    @get("/{job_id:str}", operation_id="getJob", summary="One job", responses=api_problems(404))
     async def read(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> Job:
         job = await request.app.state.jobs.get(job_id)
         if job is None or not request.user.may_see(job.project):
             raise _not_found(job_id)  # same answer whether it exists or not: no hint
         return job if request.user.role == "admin" else for_non_admins(job)
 
-    @get("/", operation_id="listJobs", summary="Jobs, newest first, with cursor pagination")
+    @get("/", operation_id="listJobs", summary="Jobs, newest first, with cursor pagination",
+         responses=api_problems())
     async def list_jobs(
         self,
         request: Request[TokenRecord, Any, Any],
@@ -194,7 +204,8 @@ class JobController(Controller):
             items = [for_non_admins(j) for j in items]
         return JobPage(items=items, next_cursor=nxt)
 
-    @delete("/{job_id:str}", operation_id="cancelJob", status_code=202, summary="Cancel a job")
+    @delete("/{job_id:str}", operation_id="cancelJob", status_code=202, summary="Cancel a job",
+            responses=api_problems(404))
     async def cancel(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> CancelResult:
         st = request.app.state
         h = await st.jobs.get_hash(job_id)
@@ -227,7 +238,7 @@ def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:
     )
 
 
-def _replay(raw: bytes | str, fp: str) -> Response[bytes]:
+def _replay(raw: bytes | str, fp: str) -> Response[Job]:
     prev = idem_decoder.decode(raw)
     if prev.fp != fp:
         raise ApiError(422, "Validation failed", "this Idempotency-Key was used with a different body")
@@ -238,8 +249,9 @@ def _replay(raw: bytes | str, fp: str) -> Response[bytes]:
             "a request with this Idempotency-Key is still being handled; retry shortly",
             headers={"Retry-After": "1"},
         )
+    body: Any = prev.body.encode()
     return Response(
-        prev.body.encode(),
+        body,
         status_code=202,
         media_type="application/json",
         headers={"Location": f"/api/v1/jobs/{prev.job_id}", "Idempotent-Replayed": "true"},
@@ -255,6 +267,7 @@ class PlacementController(Controller):
         operation_id="previewPlacement",
         status_code=200,
         summary="The ranking a submission would get; submits nothing",
+        responses=api_problems(413, 422),
     )
     async def preview(self, request: Request[TokenRecord, Any, Any], data: JSONBody[JobCreate]) -> PlacementRecord:
         require_project(request.user, data.project)

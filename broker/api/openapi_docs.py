@@ -1,41 +1,35 @@
-"""What the OpenAPI schema says about errors and a few bodies Litestar cannot infer.
+"""What the OpenAPI schema says about errors, and what no route can declare.
 
-Every error the API sends is an RFC 9457 problem document (broker/api/problems.py); this
-module declares them, in one table, on every operation of the generated schema, so that the
-schema tells clients (and Schemathesis) the truth:
+Every error is an RFC 9457 problem document (broker/api/problems.py). Each route declares the
+ones it may answer with ``responses=api_problems(...)``: those every /api/v1 route may answer
+(``EVERY_API_ROUTE``) plus its own (404 with a path parameter, 413 and 422 with a body, 409,
+412, 428, 502 where it raises them). Success bodies and headers are declared at the routes too
+(typed returns, ``response_headers=``).
 
-- every ``/api/v1`` operation: 400 (a bad parameter), 401, 403, 429 (rate limit) and 503
-  (Redis or a facility unreachable); with a request body also 413 and 422; with a path
-  parameter also 404; plus ``EXTRA`` per operation (409, 412, 428, 502 ...).
-- bodies Litestar sees only as bytes or a dict: the job a submission returns, the site config
-  an admin sends, the event stream.
-- the JobSpec as msgspec describes it, with every limit and pattern of adapters/validation.py.
+``document`` adds, once, to the schema Litestar caches when the app is created, what the routes
+cannot declare:
 
-It runs once, on the schema object Litestar caches, when the app is created."""
+- the headers of problem answers (Retry-After, WWW-Authenticate, ETag): ``ResponseSpec`` has no
+  headers (litestar 2.25);
+- the JobSpec and its parts as msgspec describes them: Litestar's schemas drop the constraints on
+  list items and dict keys and values (argument sizes, environment names, attribute limits);
+- the site configuration the admin routes take: they read the body as a dict, so that
+  ``validate_site`` can name every bad field at once, and Litestar sees no type."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
-from litestar.openapi.spec import (
-    OpenAPI,
-    OpenAPIHeader,
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    Operation,
-    Reference,
-    RequestBody,
-    Schema,
-)
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPI, OpenAPIHeader, OpenAPIMediaType, OpenAPIResponse, Reference, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
 from adapters.psij import JobSpec
+from broker.api.problems import PROBLEM, Problem
 from broker.config import SiteConfig
 
-PROBLEM_MEDIA = "application/problem+json"
-
-TITLES: dict[int, str] = {
+DESCRIPTIONS: dict[int, str] = {
     400: "Bad request: a parameter or header is malformed",
     401: "No token, or an unknown, revoked or expired one",
     403: "The token's role or projects do not allow this",
@@ -49,83 +43,51 @@ TITLES: dict[int, str] = {
     502: "The facility refused the broker's credentials",
     503: "Redis or the facility is not reachable now; retry after `Retry-After` seconds",
 }
-
-ALL_API = (400, 401, 403, 429, 503)
-WITH_BODY = (413, 422)
-WITH_PATH_PARAM = (404,)
-EXTRA: dict[str, tuple[int, ...]] = {
-    "createJob": (409,),  # an Idempotency-Key still being handled
-    "createSite": (409,),
-    "replaceSite": (412, 428),
-    "deleteSite": (409, 412),
-    "drainSite": (409,),
-    "enableSite": (409,),
-    "listFiles": (502,),
-    "readFile": (413, 502),
-    "writeFile": (413, 502),
-    "revokeToken": (409,),  # the last admin token for every project
+EVERY_API_ROUTE = (400, 401, 403, 429, 503)  # a bad parameter, the token, the rate limit, Redis away
+_WAIT = "seconds to wait before trying again"
+HEADERS: dict[int, dict[str, str]] = {  # what those answers carry besides the document
+    401: {"WWW-Authenticate": "Bearer"},
+    409: {"Retry-After": _WAIT},
+    412: {"ETag": "the site's current revision"},
+    428: {"ETag": "the site's current revision"},
+    429: {"Retry-After": _WAIT},
+    503: {"Retry-After": _WAIT},
 }
-# operations whose 2xx answers carry the site's ETag
-ETAG_OPERATIONS = ("getSite", "getSiteConfig", "createSite", "replaceSite", "drainSite",
-                   "enableSite")
 SITE_BODY_OPERATIONS = ("createSite", "replaceSite")
 
-_METHODS = ("get", "put", "post", "delete", "patch")
+
+def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """Problem documents with these statuses, for a route's ``responses=``."""
+    return {code: ResponseSpec(Problem, description=DESCRIPTIONS[code], media_type=PROBLEM, generate_examples=False)
+            for code in sorted(set(codes))}
 
 
-def _problem_schemas() -> dict[str, Schema]:
-    string = Schema(type=OpenAPIType.STRING)
-    field_error = Schema(
-        type=OpenAPIType.OBJECT,
-        required=["field", "message"],
-        properties={"field": string, "message": string, "source": string},
-        description="One offending field of a request",
-    )
-    problem = Schema(
-        type=OpenAPIType.OBJECT,
-        required=["type", "title", "status", "detail"],
-        properties={
-            "type": string,
-            "title": string,
-            "status": Schema(type=OpenAPIType.INTEGER),
-            "detail": string,
-            "instance": string,
-            "errors": Schema(type=OpenAPIType.ARRAY,
-                             items=Reference(ref="#/components/schemas/FieldError")),
-        },
-        description="RFC 9457 problem details",
-    )
-    return {"Problem": problem, "FieldError": field_error}
+def api_problems(*codes: int) -> dict[int, ResponseSpec]:
+    """An /api/v1 route's problem documents: those every such route may answer, and ``codes``."""
+    return problem_responses(*EVERY_API_ROUTE, *codes)
 
 
-def _header(description: str) -> OpenAPIHeader:
-    return OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=description,
-                         required=False)
-
-
-def problem_response(status: int) -> OpenAPIResponse:
-    headers: dict[str, Any] = {}
-    if status in (429, 503, 409):
-        headers["Retry-After"] = _header("seconds to wait before trying again")
-    if status == 401:
-        headers["WWW-Authenticate"] = _header("Bearer")
-    if status in (412, 428):
-        headers["ETag"] = _header("the site's current revision")
-    return OpenAPIResponse(
-        description=TITLES[status],
-        headers=headers or None,
-        content={PROBLEM_MEDIA: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
-    )
-
-
-def _statuses(path: str, op: Operation) -> list[int]:
-    codes = list(ALL_API)
-    if op.request_body is not None:
-        codes += WITH_BODY
-    if "{" in path:
-        codes += WITH_PATH_PARAM
-    codes += EXTRA.get(op.operation_id or "", ())
-    return sorted(set(codes))
+def document(openapi: OpenAPI) -> OpenAPI:
+    """Add what the routes cannot declare (above) to the schema, in place."""
+    assert openapi.components is not None and not isinstance(openapi.components, list)
+    schemas: dict[str, Any] = openapi.components.schemas or {}
+    openapi.components.schemas = schemas
+    site = _site_config_schema(schemas)
+    _, jobspec = msgspec.json.schema_components([JobSpec], ref_template="#/components/schemas/{name}")
+    schemas.update({name: jobspec[name] for name in ("JobSpec", "JobAttributes", "ResourceSpec")})
+    for item in (openapi.paths or {}).values():
+        for op in (item.get, item.put, item.post, item.delete, item.patch):
+            if op is None:
+                continue
+            for code, resp in (op.responses or {}).items():
+                if isinstance(resp, OpenAPIResponse) and PROBLEM in (resp.content or {}) and int(code) in HEADERS:
+                    resp.headers = {name: OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=text)
+                                    for name, text in HEADERS[int(code)].items()}
+            if op.operation_id in SITE_BODY_OPERATIONS and op.request_body is not None:
+                assert not isinstance(op.request_body, Reference)
+                op.request_body.description = "the site's configuration, as a [[sites]] table of the config file has it"
+                op.request_body.content = {"application/json": OpenAPIMediaType(schema=site)}
+    return openapi
 
 
 def _site_config_schema(components: dict[str, Any]) -> Reference:
@@ -140,66 +102,3 @@ def _site_config_schema(components: dict[str, Any]) -> Reference:
     for old, new in rename.items():
         components[new] = fixed[old]
     return Reference(ref=f"#/components/schemas/{rename['SiteConfig']}")
-
-
-def _job_spec_schemas(components: dict[str, Any]) -> None:
-    """The JobSpec's schemas as msgspec writes them: Litestar's drop the constraints on list
-    items and dict keys and values (argument sizes, environment names, attribute limits)."""
-    _, defs = msgspec.json.schema_components([JobSpec], ref_template="#/components/schemas/{name}")
-    for name in ("JobSpec", "JobAttributes", "ResourceSpec"):
-        components[name] = defs[name]
-
-
-def document(openapi: OpenAPI) -> OpenAPI:
-    """Declare problem responses and fix the bodies Litestar cannot infer (in place)."""
-    assert openapi.components is not None and not isinstance(openapi.components, list)
-    schemas = openapi.components.schemas if openapi.components.schemas is not None else {}
-    openapi.components.schemas = schemas
-    schemas.update(_problem_schemas())
-    site_ref = _site_config_schema(schemas)  # type: ignore[arg-type]
-    _job_spec_schemas(schemas)  # type: ignore[arg-type]
-    for path, item in (openapi.paths or {}).items():
-        for method in _METHODS:
-            op: Operation | None = getattr(item, method, None)
-            if op is None:
-                continue
-            responses = op.responses if op.responses is not None else {}
-            op.responses = responses
-            if path.startswith("/api/"):
-                for status in _statuses(path, op):
-                    responses[str(status)] = problem_response(status)
-            else:
-                op.security = []  # operations endpoints need no token (the app excludes them from auth)
-                if "400" in responses:
-                    responses["400"] = problem_response(400)
-                if path == "/metrics":  # unless [api] metrics_token_sha256 asks for its own token
-                    responses["401"] = problem_response(401)
-            _fix_bodies(op, responses, site_ref)
-    return openapi
-
-
-def _fix_bodies(op: Operation, responses: dict[str, Any], site_ref: Reference) -> None:
-    oid = op.operation_id or ""
-    if oid == "createJob":
-        responses["202"] = OpenAPIResponse(
-            description="Accepted: the job, to be placed",
-            headers={"Location": _header("the job's URL"),
-                     "Idempotent-Replayed": _header("true when this answers a repeat")},
-            content={"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Job"))},
-        )
-    if oid == "streamStatusEvents":
-        responses["200"] = OpenAPIResponse(
-            description="Server-Sent Events: `health` events, one per state change",
-            content={"text/event-stream": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
-        )
-    if oid in SITE_BODY_OPERATIONS:
-        op.request_body = RequestBody(
-            required=True,
-            description="the site's configuration, as a [[sites]] table of the config file has it",
-            content={"application/json": OpenAPIMediaType(schema=site_ref)},
-        )
-    if oid in ETAG_OPERATIONS:
-        for code, resp in responses.items():
-            if code.startswith("2") and isinstance(resp, OpenAPIResponse):
-                resp.headers = {**(resp.headers or {}),
-                                "ETag": _header("the site's revision, for If-Match")}

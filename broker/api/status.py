@@ -9,11 +9,13 @@ from typing import Any
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get
 from litestar.datastructures import ResponseHeader
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
 from adapters.types import ComponentHealth, Incident
 from broker.api.events import EventHub, TooManyStreams
+from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError
 from broker.config import PlacementConfig, SiteConfig, SiteLimits
 from broker.health import HealthRecord, effective, visible_components
@@ -24,6 +26,9 @@ from broker.store.jobs import now_iso
 from broker.store.sitecache import site_cache
 from broker.store.sites import SiteStore
 from broker.store.tokens import TokenRecord, digest
+
+# documentation_only: the handler sets it; value="" tells the schema it is a string
+ETAG = ResponseHeader(name="ETag", documentation_only=True, value="", description="the site's revision, for If-Match")
 
 
 class SiteStatus(msgspec.Struct):
@@ -121,14 +126,14 @@ class StatusController(Controller):
     path = "/api/v1/status"
     tags = ["status"]
 
-    @get("/", operation_id="getStatus", summary="Every site's health")
+    @get("/", operation_id="getStatus", summary="Every site's health", responses=api_problems())
     async def all(self, request: Request[Any, Any, Any]) -> Response[StatusReport]:
         st = request.app.state
         # the report arrives encoded (cached bytes); the annotation documents its schema
         body: Any = await _report(st.sites, st.settings.placement)()  # shared by concurrent requests
         return Response(body, media_type=MediaType.JSON)
 
-    @get("/{site:str}", operation_id="getSiteStatus", summary="One site's health")
+    @get("/{site:str}", operation_id="getSiteStatus", summary="One site's health", responses=api_problems(404))
     async def one(self, request: Request[Any, Any, Any], site: FromPath[str]) -> SiteStatus:
         st = request.app.state
         stored = await st.sites.get(site)
@@ -139,7 +144,10 @@ class StatusController(Controller):
         return msgspec.structs.replace(status, demoted=demoted.get(site))
 
     @get("/events", operation_id="streamStatusEvents",
-         summary="Server-Sent Events: one per state change (429 beyond the per-token stream limit)")
+         summary="Server-Sent Events: one per state change (429 beyond the per-token stream limit)",
+         responses={**api_problems(), 200: ResponseSpec(
+             str, media_type="text/event-stream", generate_examples=False,
+             description="Server-Sent Events: `health` events, one per state change")})
     async def events(self, request: Request[TokenRecord, Any, Any]) -> ServerSentEvent:
         hub: EventHub = request.app.state.events
         _, _, secret = request.headers.get("authorization", "").partition(" ")
@@ -156,7 +164,7 @@ class SiteController(Controller):
     path = "/api/v1/sites"
     tags = ["sites"]
 
-    @get("/", operation_id="listSites", summary="Every site, with its health summary")
+    @get("/", operation_id="listSites", summary="Every site, with its health summary", responses=api_problems())
     async def list_sites(self, request: Request[Any, Any, Any]) -> list[SiteView]:
         st = request.app.state
         stored = await st.sites.all()
@@ -168,9 +176,8 @@ class SiteController(Controller):
         "/{name:str}",
         operation_id="getSite",
         summary="One site (never its secrets); ETag = its revision",
-        response_headers=[
-            ResponseHeader(name="ETag", description="the site's revision, for If-Match", documentation_only=True)
-        ],
+        response_headers=[ETAG],
+        responses=api_problems(404),
     )
     async def get_site(self, request: Request[Any, Any, Any], name: FromPath[str]) -> Response[SiteView]:
         st = request.app.state

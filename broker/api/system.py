@@ -9,9 +9,11 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotAuthorizedException
+from litestar.openapi import ResponseSpec
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from broker.api.openapi_docs import problem_responses
 from broker.health import effective
 from broker.states import STATES
 from broker.store import outcomes
@@ -27,7 +29,9 @@ class SystemController(Controller):
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", exclude_from_auth=True, summary="Redis is reachable", responses={})
+    @get("/readyz", exclude_from_auth=True, summary="Redis is reachable",
+         responses={503: ResponseSpec(dict[str, str], description="Redis is not reachable (`reason` says how)",
+                                      generate_examples=False)})
     async def readyz(self, request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
         try:
             await request.app.state.redis.ping()
@@ -36,7 +40,8 @@ class SystemController(Controller):
         return Response({"status": "ready"})
 
     @get("/metrics", exclude_from_auth=True, media_type=CONTENT_TYPE_LATEST,
-         summary="Prometheus metrics (a bearer token when [api] metrics_token_sha256 is set)")
+         summary="Prometheus metrics (a bearer token when [api] metrics_token_sha256 is set)",
+         responses=problem_responses(401))
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         st = request.app.state
         _metrics_allowed(st.settings.api.metrics_token_sha256, request.headers.get("authorization", ""))

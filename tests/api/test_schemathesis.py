@@ -82,7 +82,7 @@ def _keep_sites_local(case: Any) -> None:
 def _negatable(label: str) -> bool:
     """Negative data needs something to break: a parameter, a body, or the token requirement."""
     raw = OPERATIONS[label].definition.raw
-    return bool(raw.get("parameters") or raw.get("requestBody") or raw.get("security", [{}]))
+    return bool(raw.get("parameters") or raw.get("requestBody") or raw.get("security"))
 
 
 CASES = [(label, GenerationMode.POSITIVE) for label in sorted(OPERATIONS)] + [
@@ -113,10 +113,17 @@ def test_the_schema_declares_problem_responses(broker_url: str) -> None:
         for method, op in item.items():
             if not isinstance(op, dict):
                 continue
-            for status in ("401", "403", "429", "503"):
+            assert op["security"] == [{"bearer": []}], (method, path)
+            for status in ("400", "401", "403", "429", "503"):
                 content = op["responses"][status]["content"]
                 assert list(content) == ["application/problem+json"], (method, path, status)
+            for status, header in (("401", "WWW-Authenticate"), ("429", "Retry-After"), ("503", "Retry-After")):
+                assert op["responses"][status]["headers"][header]["schema"] == {"type": "string"}, (method, path)
             if "requestBody" in op:
                 assert {"413", "422"} <= set(op["responses"]), (method, path)
+            if "{" in path:
+                assert list(op["responses"]["404"]["content"]) == ["application/problem+json"], (method, path)
+    for path in ("/healthz", "/readyz", "/metrics"):  # the operations routes need no token
+        assert "security" not in doc["paths"][path]["get"] and "security" not in doc, path
     assert doc["paths"]["/api/v1/sites/{name}"]["put"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/SiteConfig"}
