@@ -91,6 +91,14 @@ class AdapterBase:
         self._owns_client = client is None
         self.client = client or make_client(self.url, self.http_settings)
 
+    @classmethod
+    def endpoints(cls, url: str, auth: msgspec.Struct) -> list[str]:
+        """Every URL this kind of adapter sends the site's credentials to: the API itself and,
+        where the auth names one, its token endpoint. The broker binds each credential to the
+        hosts its operator allowed, so this list must be complete."""
+        token_url = getattr(auth, "token_url", None)
+        return [url, token_url] if isinstance(token_url, str) else [url]
+
     def system_or_default(self, system: str | None) -> str:
         return system or self.systems[0]
 

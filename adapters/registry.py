@@ -59,6 +59,13 @@ def decode_auth(kind: str, raw: Any) -> msgspec.Struct:
     return msgspec.convert(raw, auth_type(kind), strict=False)
 
 
+def endpoints(kind: str, url: str, auth: Any) -> list[str]:
+    """Every URL a ``kind`` adapter for this site would send its credentials to."""
+    if not isinstance(auth, msgspec.Struct):
+        auth = decode_auth(kind, auth)
+    return adapter_class(kind).endpoints(url, auth)
+
+
 def build(
     kind: str,
     *,

@@ -8,6 +8,7 @@ from typing import Any, cast
 from adapters import registry
 from adapters.base import SiteAdapter
 from adapters.errors import AuthFailed
+from broker import credentials as creds
 from broker.config import SiteConfig
 from broker.site_hosts import resolved_problem
 from broker.store.sites import SiteStore
@@ -32,9 +33,11 @@ class Refusing:
 
 
 class AdapterPool:
-    def __init__(self, sites: SiteStore, allowed_hosts: list[str] | None = None):
+    def __init__(self, sites: SiteStore, allowed_hosts: list[str] | None = None,
+                 credentials: creds.Credentials | None = None):
         self.sites = sites
         self.allowed_hosts = allowed_hosts or []
+        self.credentials = credentials or {}
         self._adapters: dict[str, tuple[int, SiteAdapter]] = {}
 
     async def get(self, site: SiteConfig, revision: int) -> SiteAdapter:
@@ -49,20 +52,34 @@ class AdapterPool:
 
     async def _build(self, site: SiteConfig) -> SiteAdapter:
         # never build a client (and so never send a credential) for a forbidden host, also one
-        # a host name resolves to now: the stand-in refuses every call, so health checks mark
-        # the site down with the reason and submissions go elsewhere
-        for field, url in (("url", site.url), ("token_url", site.auth.get("token_url"))):
-            if isinstance(url, str) and (why := await asyncio.to_thread(resolved_problem, url, self.allowed_hosts)):
-                return cast(SiteAdapter, Refusing(site.name, f"the site's {field} {why}; nothing is sent there"))
+        # a host name resolves to now, nor with a credential not bound to every host the site
+        # sends it to (the config may have changed under a stored site): the stand-in refuses
+        # every call, so health checks mark the site down with the reason and submissions go
+        # elsewhere
+        why = self._credential_problem(site)
+        if why:
+            return cast(SiteAdapter, Refusing(site.name, f"{why}; nothing is sent to the site"))
+        auth, _ = creds.resolve(site.auth, self.credentials)
+        for url in registry.endpoints(site.kind, site.url, auth):
+            if why := await asyncio.to_thread(resolved_problem, url, self.allowed_hosts):
+                return cast(SiteAdapter, Refusing(site.name, f"the site's endpoint {url} {why}; nothing is sent there"))
         return registry.build(
             site.kind,
             name=site.name,
             url=site.url,
             systems=site.systems,
-            auth=site.auth,
+            auth=auth,
             http=site.http,
             api_version=site.api_version,
         )
+
+    def _credential_problem(self, site: SiteConfig) -> str | None:
+        if direct := creds.source_fields(site.auth):
+            return (f"the site's auth names {', '.join(direct)} directly, not a credential declared in the "
+                    "config file; give <field>_credential = NAME")
+        _, unknown = creds.resolve(site.auth, self.credentials)
+        problems = unknown or creds.binding_problems(site.kind, site.url, site.auth, self.credentials)
+        return problems[0] if problems else None
 
     async def by_name(self, name: str) -> tuple[SiteConfig, SiteAdapter] | None:
         stored = await self.sites.get(name)

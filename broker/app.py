@@ -53,7 +53,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.sites = SiteStore(st.redis, st.rkeys)
         st.health = HealthStore(st.redis, st.rkeys)
         st.tokens = TokenStore(st.redis, st.rkeys)
-        st.adapters = AdapterPool(st.sites, settings.allowed_site_hosts)
+        st.adapters = AdapterPool(st.sites, settings.allowed_site_hosts, settings.credentials)
         st.auth_failures = AuthFailures(st.redis, st.rkeys, settings.api.auth_failures_per_minute)
         st.events = EventHub(st.redis, st.rkeys, settings.api.max_streams_per_token)
         # Redis may come later: requests answer 503 until it does, and workers seed too

@@ -50,6 +50,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"{args.file}: ok ({len(s.sites)} sites: {', '.join(x.name for x in s.sites) or 'none'}; "
         f"{len(s.tokens)} tokens; placement {s.placement.strategy})"
     )
+    for name, cred in sorted(s.credentials.items()):  # what an operator checks: where each secret may go
+        print(f"  credential {name}: {'file' if cred.file else 'env'} -> {', '.join(cred.hosts)}")
     return 0
 
 

@@ -21,7 +21,9 @@ from adapters import profile as profiles
 from adapters import registry
 from adapters.http import HttpSettings
 from adapters.profile import SystemProfile
+from broker import credentials as creds
 from broker import site_hosts
+from broker.credentials import CredentialName, CredentialSource
 
 SiteName = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$(?!\n)", description="lower-case letters, digits, '-'")
@@ -150,6 +152,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # hosts a site's url and token_url may name ("api.nersc.gov", "*.cscs.ch", "127.0.0.1");
     # empty: any host. Link-local and cloud-metadata addresses are refused whatever this says.
     allowed_site_hosts: list[str] = []
+    # every credential a site may use, each with the hosts it may be sent to (broker/credentials.py);
+    # sites name them (``token_credential = "alcf-token"``), the admin API only so
+    credentials: dict[CredentialName, CredentialSource] = {}
     namespace: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$(?!\n)")] = "superfed"
     sites: list[SiteConfig] = []
     tokens: list[TokenConfig] = []
@@ -178,6 +183,8 @@ _PATTERN_WORDS = {
     "url": "must be an http:// or https:// URL",
     "namespace": "must be 1-32 lower-case letters, digits, '_' or '-'",
     "sha256": "must be 64 lower-case hex digits (a SHA-256 digest)",
+    "hosts": "each must be a host name or address, or *.domain (a bare * would send it anywhere)",
+    "env": "must be an environment variable's name (letters, digits, '_'; not starting with a digit)",
 }
 
 
@@ -188,7 +195,7 @@ def _place(err: msgspec.ValidationError, prefix: str = "") -> str:
     path = (m.group(1).lstrip(".") if m else "") or ""
     message = _PATH_RE.sub("", text).rstrip(" -")
     full = ".".join(p for p in (prefix, path) if p).replace(".[", "[")
-    leaf = full.rsplit(".", 1)[-1]
+    leaf = full.rsplit(".", 1)[-1].split("[", 1)[0]
     if "matching regex" in message and leaf in _PATTERN_WORDS:
         message = _PATTERN_WORDS[leaf]
     return f"{full or '(top level)'}: {message}"
@@ -211,7 +218,11 @@ def _each_field(raw: Any, typ: type, base: dict[str, Any], place: str) -> list[s
     return problems
 
 
-def _auth_problems(kind: str, auth: Any, place: str) -> list[str]:
+def _auth_problems(kind: str, auth: Any, place: str, credentials: creds.Credentials) -> list[str]:
+    if isinstance(auth, dict):
+        auth, unknown = creds.resolve(auth, credentials, f"{place}.auth")
+        if unknown:
+            return unknown
     try:
         registry.decode_auth(kind, auth)
     except msgspec.ValidationError as exc:
@@ -221,11 +232,22 @@ def _auth_problems(kind: str, auth: Any, place: str) -> list[str]:
     return []
 
 
-def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None = None) -> SiteConfig:
+def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None = None,
+                  credentials: creds.Credentials | None = None, *, by_name_only: bool = False) -> SiteConfig:
     """Decode and check one site (as TOML or JSON gives it); raises ConfigError. Its URL and
     token URL must name a host in ``allowed_hosts`` (the operator's ``allowed_site_hosts``;
-    empty: any) and never a link-local or metadata address."""
+    empty: any) and never a link-local or metadata address. The credentials its ``auth``
+    names must be among ``credentials`` and allow every host the site sends them to;
+    ``by_name_only`` (the admin API) refuses files and variables named directly."""
+    credentials = credentials or {}
     problems: list[str] = []
+    auth_raw = raw.get("auth") if isinstance(raw, dict) else None
+    if by_name_only and isinstance(auth_raw, dict) and (direct := creds.source_fields(auth_raw)):
+        declared = ", ".join(sorted(credentials)) or "none are declared"
+        problems = [
+            f"{place}.auth.{key}: name a credential the operator declared in the config file "
+            f"({key.rsplit('_', 1)[0]}_credential = NAME; declared: {declared}); files and variables "
+            "are not accepted here" for key in direct]
     if isinstance(raw, dict) and isinstance(raw.get("file_roots"), list):
         # the old form (one list for every project) let any project read and write any other's
         raise ConfigError([f"{place}.file_roots: give the roots per project, as "
@@ -233,13 +255,14 @@ def validate_site(raw: Any, place: str = "site", allowed_hosts: list[str] | None
     try:
         site = msgspec.convert(raw, SiteConfig, strict=False)
     except msgspec.ValidationError as exc:
-        problems = _each_field(raw, SiteConfig, _MINIMAL_SITE, place) or [_place(exc, place)]
+        problems += _each_field(raw, SiteConfig, _MINIMAL_SITE, place) or [_place(exc, place)]
         kind = raw.get("kind") if isinstance(raw, dict) else None
         auth_checked = any(p.startswith(f"{place}.auth") for p in problems)
         if isinstance(kind, str) and kind in registry.KNOWN_KINDS and not auth_checked:
-            problems += _auth_problems(kind, raw.get("auth", {}), place)
+            problems += _auth_problems(kind, raw.get("auth", {}), place, credentials)
         raise ConfigError(problems) from None
-    problems += _auth_problems(site.kind, site.auth, place)
+    auth_problems = [] if problems else _auth_problems(site.kind, site.auth, place, credentials)
+    problems += auth_problems or creds.binding_problems(site.kind, site.url, site.auth, credentials, f"{place}.auth")
     if site.api_version is not None:
         try:
             registry.check_api_version(site.kind, site.api_version)
@@ -280,10 +303,32 @@ def _url_problems(url: str, place: str) -> list[str]:
     return []
 
 
+def _credentials(raw: Any) -> tuple[dict[str, CredentialSource], list[str]]:
+    """The ``[credentials.NAME]`` tables, each problem named by its credential (msgspec would
+    say ``credentials[...]``)."""
+    if not isinstance(raw, dict):
+        return {}, ["credentials: expected a table of [credentials.NAME] tables"]
+    out: dict[str, CredentialSource] = {}
+    problems = []
+    for name, table in raw.items():
+        place = f"credentials.{name}"
+        try:
+            msgspec.convert(name, CredentialName)
+        except msgspec.ValidationError:
+            problems.append(f"{place}: a credential's name is lower-case letters, digits, '.', '_' or '-', "
+                            "starting with a letter (at most 64)")
+            continue
+        try:
+            out[name] = msgspec.convert(table, CredentialSource, strict=False)
+        except msgspec.ValidationError as exc:
+            problems.append(_place(exc, place))
+    return out, problems
+
+
 def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
     problems: list[str] = []
     sites_raw = raw.get("sites", [])
-    base = {k: v for k, v in raw.items() if k != "sites"}
+    base = {k: v for k, v in raw.items() if k not in ("sites", "credentials")}
     try:
         settings = msgspec.convert(base, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -293,11 +338,23 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
     if not isinstance(sites_raw, list):
         problems.append("sites: expected an array of tables ([[sites]])")
         sites_raw = []
+    explicit, cred_problems = _credentials(raw.get("credentials", {}))
+    problems += cred_problems
+    settings = msgspec.structs.replace(settings, credentials=explicit)
+    declared = dict(explicit)
     for i, item in enumerate(sites_raw):
         try:
-            sites.append(validate_site(item, f"sites[{i}]", settings.allowed_site_hosts))
+            site = validate_site(item, f"sites[{i}]", settings.allowed_site_hosts, settings.credentials)
         except ConfigError as exc:
             problems.extend(exc.problems)
+            continue
+        # a file or variable written in the site itself is the operator's declaration too:
+        # it becomes a credential bound to this site's hosts, and the site names it
+        auth, inline = creds.declare_inline(site.name, site.kind, site.url, site.auth)
+        for name in sorted(inline.keys() & declared.keys()):
+            problems.append(f"sites[{i}].auth: the credential {name!r} it declares is also in [credentials]")
+        declared.update(inline)
+        sites.append(msgspec.structs.replace(site, auth=auth) if inline else site)
     names = [s.name for s in sites]
     raw_names: list[str] = [
         item["name"] for item in sites_raw if isinstance(item, dict) and isinstance(item.get("name"), str)
@@ -314,7 +371,7 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
             problems.append(f"placement.priority: no site is named {name!r}")
     if problems:
         raise ConfigError(problems, source)
-    return msgspec.structs.replace(settings, sites=sites, source=source)
+    return msgspec.structs.replace(settings, sites=sites, credentials=declared, source=source)
 
 
 # Tokens anyone would try first (and the example values this project's docs once carried):
@@ -366,17 +423,16 @@ def load(path: str | Path) -> Settings:
 
 def _resolve_relative(settings: Settings, base: Path) -> Settings:
     """Secret files named relative to the config file are read relative to it."""
-    sites = []
-    for s in settings.sites:
-        auth = dict(s.auth)
-        for key, value in s.auth.items():
-            if key.endswith("_file") and isinstance(value, str) and not Path(value).expanduser().is_absolute():
-                auth[key] = str((base / value).resolve())
-        sites.append(msgspec.structs.replace(s, auth=auth))
+    credentials = {
+        name: msgspec.structs.replace(c, file=str((base / c.file).resolve()))
+        if c.file and not Path(c.file).expanduser().is_absolute()
+        else c
+        for name, c in settings.credentials.items()
+    }
     tokens = [
         msgspec.structs.replace(t, file=str((base / t.file).resolve()))
         if t.file and not Path(t.file).expanduser().is_absolute()
         else t
         for t in settings.tokens
     ]
-    return msgspec.structs.replace(settings, sites=sites, tokens=tokens)
+    return msgspec.structs.replace(settings, credentials=credentials, tokens=tokens)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from adapters.base import AdapterBase
 from adapters.errors import (
@@ -92,6 +93,12 @@ class SfapiAdapter(AdapterBase):
         self._key: ClientKey | None = None
         self._user: str | None = None
         self.task_deadline = TASK_DEADLINE
+
+    @classmethod
+    def endpoints(cls, url: str, auth: msgspec.Struct) -> list[str]:
+        # without a token_url the key signs assertions for NERSC's OIDC server (or {origin}'s)
+        token_url = getattr(auth, "token_url", None) or default_token_url(url)
+        return [url, token_url]
 
     # -- credentials ------------------------------------------------------------------------
     async def _fetch_token(self) -> tuple[Secret, float | None]:

@@ -21,7 +21,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
 from broker.api.status import ETAG, SiteController, SiteView, _view
-from broker.config import ConfigError, SiteConfig, validate_site
+from broker.config import ConfigError, Settings, SiteConfig, validate_site
 from broker.health import effective
 from broker.store.audit import AuditEntry, AuditLog, redact
 from broker.store.jobs import now_iso
@@ -85,9 +85,11 @@ def _site_problem(exc: ConfigError) -> ApiError:
     return ApiError(422, "Validation failed", detail, errors=errors)
 
 
-def _validate(raw: dict[str, Any], allowed: list[str]) -> SiteConfig:
+def _validate(raw: dict[str, Any], settings: Settings) -> SiteConfig:
     try:
-        return validate_site(raw, allowed_hosts=allowed)
+        # credentials only by the names the operator declared, each bound to its hosts
+        return validate_site(raw, allowed_hosts=settings.allowed_site_hosts, credentials=settings.credentials,
+                             by_name_only=True)
     except ConfigError as exc:
         raise _site_problem(exc) from None
 
@@ -127,7 +129,7 @@ class SiteAdminController(SiteController):
           responses=api_problems(409, 413, 422))
     async def create(self, request: Request[TokenRecord, Any, Any],
                      data: JSONBody[dict[str, Any]]) -> Response[SiteView]:
-        site = _validate(data, request.app.state.settings.allowed_site_hosts)
+        site = _validate(data, request.app.state.settings)
         stored = await request.app.state.sites.create(site)
         if stored is None:
             raise ApiError(409, "Conflict", f"a site named {site.name!r} exists; PUT to replace it")
@@ -157,7 +159,7 @@ class SiteAdminController(SiteController):
                            "create the new name and delete the old one",
                            errors=[FieldError(field="name", message="must be the name in the path",
                                               source="body")])
-        site = _validate({**data, "name": name}, request.app.state.settings.allowed_site_hosts)
+        site = _validate({**data, "name": name}, request.app.state.settings)
         status, rev = await request.app.state.sites.replace(site, stored.revision)
         if status == "missing":
             raise ApiError(404, "Not found", f"no site {name!r}")

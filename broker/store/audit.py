@@ -20,7 +20,7 @@ REDACTED = "[redacted]"
 # key names that hold (or might hold) a secret ...
 _SECRET_KEY = re.compile(r"secret|passw|token|private|credential|api[-_]?key|\Akey\Z|_key\Z|auth", re.I)
 # ... unless they only *name* where a secret lives, or are plainly not secret
-_SAFE_KEY = re.compile(r"(_file|_env|_url|_id|_ttl|_name)\Z|\Aauth\Z", re.I)
+_SAFE_KEY = re.compile(r"(_file|_env|_credential|_url|_id|_ttl|_name)\Z|\Aauth\Z", re.I)
 # userinfo in a URL: scheme://user:password@host
 _URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):([^/@\s]*)@")
 

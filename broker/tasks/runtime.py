@@ -21,7 +21,7 @@ class Runtime:
         self.jobs = JobStore(self.redis, self.keys)
         self.sites = SiteStore(self.redis, self.keys)
         self.health = HealthStore(self.redis, self.keys)
-        self.adapters = AdapterPool(self.sites, settings.allowed_site_hosts)
+        self.adapters = AdapterPool(self.sites, settings.allowed_site_hosts, settings.credentials)
 
     async def aclose(self) -> None:
         await self.adapters.aclose()

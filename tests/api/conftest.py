@@ -18,10 +18,21 @@ TOKENS = {
 }
 
 
-def settings_for(redis_url: str, sites: list[dict] | None = None):  # type: ignore[no-untyped-def]
+# what the operator declared for sites an admin adds in these tests (the admin API names
+# credentials only, each bound to its hosts)
+CREDENTIALS = {
+    "gamma-token": {"env": "GAMMA_TOKEN", "hosts": ["127.0.0.1", "api.alcf.anl.gov"]},
+    "unset-token": {"env": "SUPERFED_TEST_UNSET", "hosts": ["127.0.0.1"]},
+    "nersc-key": {"env": "SUPERFED_TEST_UNSET", "hosts": ["127.0.0.1", "api.nersc.gov", "oidc.nersc.gov"]},
+}
+
+
+def settings_for(redis_url: str, sites: list[dict] | None = None,  # type: ignore[no-untyped-def]
+                 credentials: dict[str, dict] | None = None):
     return validate(
         {
             "redis_url": redis_url,
+            "credentials": CREDENTIALS if credentials is None else credentials,
             "tokens": [
                 {"name": "v", "role": "viewer", "token": TOKENS["viewer"]},
                 {"name": "s", "role": "submitter", "token": TOKENS["submitter"]},

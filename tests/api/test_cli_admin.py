@@ -31,6 +31,10 @@ name = "root"
 role = "admin"
 token = "{TOKENS['admin']}"
 
+[credentials.cscs-secret]
+env = "CSCS_SECRET"
+hosts = ["*.cscs.example"]
+
 [[sites]]
 name = "alcf"
 kind = "iri"
@@ -80,7 +84,7 @@ def test_config_export_writes_the_live_config(api, tmp_path: Path, clean_redis: 
                      headers={**admin, "If-Match": current.headers["etag"]}).status_code == 200
     new = {"name": "cscs", "kind": "firecrest", "url": "https://api.cscs.example/v2", "systems": ["daint"],
            "auth": {"client_id": "superfed", "token_url": "https://auth.cscs.example/token",
-                    "client_secret_env": "CSCS_SECRET"}}
+                    "client_secret_credential": "cscs-secret"}}
     assert httpx.post(f"{url}/api/v1/sites", json=new, headers=admin).status_code == 201
     out = tmp_path / "exported.toml"
     assert main(["config", "export", "--config", str(cfg), "--output", str(out)]) == 0
@@ -91,8 +95,12 @@ def test_config_export_writes_the_live_config(api, tmp_path: Path, clean_redis: 
     alcf = again.sites[0]
     assert alcf.weight == 4.5 and alcf.draining and alcf.accounts == {"m1": "ALCF_M1"} and alcf.file_roots == {
         "m1": ["/home"]}
-    assert alcf.limits.max_nodes == 8 and alcf.auth["token_file"].endswith("secrets/iri-token")
-    assert again.sites[1].auth["client_secret_env"] == "CSCS_SECRET"
+    # the config file's inline token_file was exported as the credential it became, still bound
+    assert alcf.limits.max_nodes == 8 and alcf.auth == {"token_credential": "alcf.token"}
+    assert again.credentials["alcf.token"].file.endswith("secrets/iri-token")  # type: ignore[union-attr]
+    assert again.credentials["alcf.token"].hosts == ["127.0.0.1"]
+    assert again.sites[1].auth["client_secret_credential"] == "cscs-secret"
+    assert again.credentials["cscs-secret"].env == "CSCS_SECRET"
     assert again.api.rate_limit_per_minute == 100 and again.redis_url == clean_redis
     assert again.tokens[0].sha256 and again.tokens[0].token is None and again.tokens[0].name == "root"
     # the exported file runs a broker that accepts the same token

@@ -16,10 +16,10 @@ from broker.store.audit import REDACTED, redact
 from broker.store.connect import async_client
 from broker.store.keys import Keys
 from broker.store.sites import SiteStore
-from tests.api.conftest import auth
+from tests.api.conftest import auth, settings_for
 
 GAMMA = {"name": "gamma", "kind": "iri", "url": "http://127.0.0.1:9/api/v1", "systems": ["polaris"],
-         "auth": {"token_env": "GAMMA_TOKEN"}, "limits": {"max_nodes": 8}}
+         "auth": {"token_credential": "gamma-token"}, "limits": {"max_nodes": 8}}
 SPEC = {"executable": "/bin/true", "resources": {"node_count": 1}, "attributes": {"duration": 600}}
 
 
@@ -34,18 +34,18 @@ def test_create_then_read_with_etag(client: TestClient) -> None:
     assert r.json()["name"] == "gamma" and r.json()["revision"] == 1
     got = client.get("/api/v1/sites/gamma", headers=auth("viewer"))
     assert got.status_code == 200 and got.headers["etag"] == '"1"'
-    assert "GAMMA_TOKEN" not in got.text  # viewers do not even see where the credentials are
+    assert "gamma-token" not in got.text  # viewers do not even see which credentials it uses
     assert "gamma" in [s["name"] for s in client.get("/api/v1/sites", headers=auth("viewer")).json()]
     cfg = client.get("/api/v1/sites/gamma/config", headers=auth("admin"))
     assert cfg.status_code == 200 and cfg.headers["etag"] == '"1"'
-    assert cfg.json()["config"]["auth"] == {"token_env": "GAMMA_TOKEN"} and cfg.json()["revision"] == 1
+    assert cfg.json()["config"]["auth"] == {"token_credential": "gamma-token"} and cfg.json()["revision"] == 1
     again = _create(client)
     assert again.status_code == 409 and again.headers["content-type"].startswith("application/problem+json")
 
 
 def test_create_names_each_bad_field(client: TestClient) -> None:
     body = {"name": "Gamma!", "kind": "iri", "url": "ftp://example.org", "systems": [], "weight": "heavy",
-            "auth": {"token_env": "X"}, "colour": "blue"}
+            "auth": {"token_credential": "gamma-token"}, "colour": "blue"}
     r = _create(client, body)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -150,7 +150,7 @@ def test_audit_log_says_who_what_when_before_after(client: TestClient) -> None:
     create, replace = items[-1], items[-2]
     assert create["before"] is None and create["after"]["name"] == "gamma"
     assert replace["before"]["weight"] == 1.0 and replace["after"]["weight"] == 2.0
-    assert replace["after"]["auth"] == {"token_env": "GAMMA_TOKEN"}  # names of where secrets are: kept
+    assert replace["after"]["auth"] == {"token_credential": "gamma-token"}  # credential names: kept
     assert items[0]["before"]["name"] == "gamma" and items[0]["after"] is None
     assert items[2]["target"] == made["id"] and made["token"] not in r.text
     for e in items:
@@ -200,7 +200,7 @@ def test_workers_rebuild_the_adapter_when_the_revision_changes(client: TestClien
 
     async def adapter_url() -> str:
         r = async_client(clean_redis)
-        pool = AdapterPool(SiteStore(r, Keys()))
+        pool = AdapterPool(SiteStore(r, Keys()), credentials=settings_for(clean_redis).credentials)
         try:
             found = await pool.by_name("gamma")
             assert found is not None

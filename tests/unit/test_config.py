@@ -95,7 +95,10 @@ def test_relative_secret_files_resolve_against_the_config(tmp_path: Path) -> Non
         '[[sites]]\nname="a"\nkind="iri"\nurl="http://a"\nsystems=["p"]\nauth={token_file="keys/t"}\n'
     )
     s = load(tmp_path / "c.toml")
-    assert s.sites[0].auth["token_file"] == str((tmp_path / "keys/t").resolve())
+    # the site names the credential its inline file became; that credential holds the absolute path
+    assert s.sites[0].auth == {"token_credential": "a.token"}
+    assert s.credentials["a.token"].file == str((tmp_path / "keys/t").resolve())
+    assert s.credentials["a.token"].hosts == ["a"]
 
 
 def test_weak_bootstrap_tokens_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

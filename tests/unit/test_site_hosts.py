@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from adapters.errors import AuthFailed
 from broker.adapter_pool import AdapterPool, Refusing
 from broker.config import ConfigError, SiteConfig, validate
+from broker.credentials import CredentialSource
 from broker.site_hosts import host_allowed, resolved_problem, url_problem
 
 SITE = {"name": "alpha", "kind": "iri", "url": "https://api.alcf.anl.gov/api/v1", "systems": ["polaris"],
@@ -54,13 +55,14 @@ def test_the_admin_api_refuses_them_too(clean_redis: str) -> None:
     from tests.api.conftest import auth, settings_for
 
     s = msgspec.structs.replace(settings_for(clean_redis), allowed_site_hosts=["127.0.0.1", "*.anl.gov"])
+    gamma = {**SITE, "name": "gamma", "auth": {"token_credential": "gamma-token"}}
     with TestClient(create_app(s)) as c:
         for url, words in (("http://169.254.1.1/", "link-local"), ("http://169.254.169.254/", "metadata"),
                            ("https://evil.example/", "allowed_site_hosts")):
-            r = c.post("/api/v1/sites", json={**SITE, "name": "gamma", "url": url}, headers=auth("admin"))
+            r = c.post("/api/v1/sites", json={**gamma, "url": url}, headers=auth("admin"))
             assert r.status_code == 422 and words in r.text, r.text
             assert any(e["field"] == "url" for e in r.json()["errors"])
-        assert c.post("/api/v1/sites", json={**SITE, "name": "gamma"}, headers=auth("admin")).status_code == 201
+        assert c.post("/api/v1/sites", json=gamma, headers=auth("admin")).status_code == 201
 
 
 def test_a_name_resolving_to_metadata_is_refused_when_the_adapter_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,13 +76,14 @@ def test_a_name_resolving_to_metadata_is_refused_when_the_adapter_is_built(monke
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     url = "https://innocent.example/api/v1"
     assert url_problem(url, []) is None and "169.254.169.254" in (resolved_problem(url, []) or "")
-    site = SiteConfig(name="alpha", kind="iri", url=url, systems=["polaris"], auth={"token_env": "T"})
+    site = SiteConfig(name="alpha", kind="iri", url=url, systems=["polaris"], auth={"token_credential": "t"})
+    bound = {"t": CredentialSource(env="T", hosts=["innocent.example"])}  # the name is allowed; its address not
 
     async def go() -> None:
-        pool = AdapterPool(sites=None, allowed_hosts=[])  # type: ignore[arg-type]
+        pool = AdapterPool(sites=None, allowed_hosts=[], credentials=bound)  # type: ignore[arg-type]
         adapter = await pool.get(site, 1)
         assert isinstance(adapter, Refusing)
-        with pytest.raises(AuthFailed, match="nothing is sent there"):
+        with pytest.raises(AuthFailed, match=r"169\.254\.169\.254.*nothing is sent there"):
             await adapter.health()
         await pool.aclose()
 
