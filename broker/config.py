@@ -60,7 +60,11 @@ class SiteConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     stale_after: Annotated[float, msgspec.Meta(ge=0.5, le=86400)] | None = None  # default 3 intervals
     poll_interval: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 2.0
     circuit_threshold: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
-    auth: dict[str, Any] = {}
+    auth: Annotated[dict[str, Any], msgspec.Meta(description=(
+        "which credentials the site uses, by the names the config file declares ([credentials.NAME]): "
+        "token_credential (IRI), client_secret_credential (FirecREST), private_key_credential or "
+        "access_token_credential (SF API); plus client_id and token_url where the kind has them. Each "
+        "credential must be bound to every host the site sends it to"))] = {}
     http: HttpSettings = HttpSettings()
     # broker project -> the absolute directories under which the files API may list, read and
     # write at this site for that project ("*": for every project; use it only for areas all
