@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 from adapters import registry
@@ -10,6 +11,7 @@ from adapters.base import SiteAdapter
 from adapters.errors import AuthFailed
 from broker import credentials as creds
 from broker.config import SiteConfig
+from broker.metrics import ADAPTER_LATENCY, Recorder
 from broker.site_hosts import resolved_problem
 from broker.store.sites import SiteStore
 
@@ -32,10 +34,40 @@ class Refusing:
         return refuse
 
 
+# the calls to a facility (the SiteAdapter protocol's), timed for /metrics by operation
+OPERATIONS = frozenset({"health", "submit", "find_by_tag", "statuses", "cancel", "list_dir", "read_file",
+                        "write_file", "allocations"})
+
+
+class Timed:
+    """An adapter whose calls to the facility are timed (errors and timeouts included: a slow
+    failure is what an operator looks for) into the process' metrics ``Recorder``."""
+
+    def __init__(self, inner: SiteAdapter, site: str, recorder: Recorder):
+        self._inner = inner
+        self._site = site
+        self._recorder = recorder
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._inner, attr)
+        if attr not in OPERATIONS:
+            return value
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await value(*args, **kwargs)
+            finally:
+                self._recorder.observe(ADAPTER_LATENCY, (self._site, attr), time.perf_counter() - start)
+
+        return timed
+
+
 class AdapterPool:
     def __init__(self, sites: SiteStore, allowed_hosts: list[str] | None = None,
-                 credentials: creds.Credentials | None = None):
+                 credentials: creds.Credentials | None = None, recorder: Recorder | None = None):
         self.sites = sites
+        self.recorder = recorder
         self.allowed_hosts = allowed_hosts or []
         self.credentials = credentials or {}
         self._adapters: dict[str, tuple[int, SiteAdapter]] = {}
@@ -63,7 +95,7 @@ class AdapterPool:
         for url in registry.endpoints(site.kind, site.url, auth):
             if why := await asyncio.to_thread(resolved_problem, url, self.allowed_hosts):
                 return cast(SiteAdapter, Refusing(site.name, f"the site's endpoint {url} {why}; nothing is sent there"))
-        return registry.build(
+        built = registry.build(
             site.kind,
             name=site.name,
             url=site.url,
@@ -72,6 +104,7 @@ class AdapterPool:
             http=site.http,
             api_version=site.api_version,
         )
+        return cast(SiteAdapter, Timed(built, site.name, self.recorder)) if self.recorder else built
 
     def _credential_problem(self, site: SiteConfig) -> str | None:
         if direct := creds.source_fields(site.auth):

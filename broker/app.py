@@ -25,10 +25,12 @@ from broker.api.headers import SecurityHeaders, SwaggerWithCsp
 from broker.api.jobs import JobController, PlacementController
 from broker.api.openapi_docs import document
 from broker.api.problems import EXCEPTION_HANDLERS, problem_details
+from broker.api.reqmetrics import RequestMetrics
 from broker.api.status import StatusController
 from broker.api.system import SystemController
 from broker.bootstrap import seed
 from broker.config import Settings
+from broker.metrics import Recorder
 from broker.store import redis_auth
 from broker.store.connect import async_client, sync_client
 from broker.store.health import HealthStore
@@ -53,7 +55,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.sites = SiteStore(st.redis, st.rkeys)
         st.health = HealthStore(st.redis, st.rkeys)
         st.tokens = TokenStore(st.redis, st.rkeys)
-        st.adapters = AdapterPool(st.sites, settings.allowed_site_hosts, settings.credentials)
+        st.metrics = Recorder(st.redis, st.rkeys)
+        st.adapters = AdapterPool(st.sites, settings.allowed_site_hosts, settings.credentials, st.metrics)
         st.auth_failures = AuthFailures(st.redis, st.rkeys, settings.api.auth_failures_per_minute)
         st.events = EventHub(st.redis, st.rkeys, settings.api.max_streams_per_token)
         # Redis may come later: requests answer 503 until it does, and workers seed too
@@ -64,6 +67,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             await st.events.aclose()
             await st.adapters.aclose()
+            await st.metrics.aclose()
             await st.redis.aclose()
             st.sync_redis.close()
 
@@ -122,4 +126,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document(app.openapi_schema)  # what the routes cannot declare (see openapi_docs)
     # outermost, so that every answer carries them: errors, 404s and the docs included
     app.asgi_handler = SecurityHeaders(app.asgi_handler)
+    # outside the router, so that 404s and errors are counted too (under the route they matched)
+    app.asgi_handler = RequestMetrics(app.asgi_handler, app.state)
     return app

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotAuthorizedException
 from litestar.openapi import ResponseSpec
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from broker.api.openapi_docs import problem_responses
-from broker.health import effective
-from broker.states import STATES
-from broker.store import outcomes
-
-_HEALTH = {"up": 1, "degraded": 0.5, "down": 0, "unknown": -1}
+from broker.metrics import scrape
 
 
 class SystemController(Controller):
@@ -45,37 +39,10 @@ class SystemController(Controller):
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         st = request.app.state
         _metrics_allowed(st.settings.api.metrics_token_sha256, request.headers.get("authorization", ""))
-        reg = CollectorRegistry()
-        jobs = Gauge("superfed_jobs", "Jobs known to the broker, by state", ["state"], registry=reg)
-        async with st.redis.pipeline(transaction=False) as p:
-            for s in STATES:
-                p.zcard(st.rkeys.jobs_by_state(s))
-            counts = await p.execute()
-        for s, n in zip(STATES, counts, strict=True):
-            jobs.labels(s).set(n)
-        health = Gauge("superfed_site_health", "1 up, 0.5 degraded, 0 down, -1 unknown", ["site"], registry=reg)
-        backlog = Gauge("superfed_site_backlog", "Unfinished broker jobs placed at the site", ["site"], registry=reg)
-        stored = await st.sites.all()
-        names = [s.config.name for s in stored]
-        recs = await st.health.many(names)
-        backlogs = await st.jobs.backlogs(names)
-        demoted = Gauge(
-            "superfed_site_demoted",
-            "1 when the black-hole guard demotes the site (recent submissions refused or failed at once)",
-            ["site"],
-            registry=reg,
-        )
-        guard = st.settings.placement
-        demotions = await outcomes.demotions(st.redis, st.rkeys, names, guard)
-        now = time.time()
-        for s in stored:
-            health.labels(s.config.name).set(_HEALTH[effective(recs.get(s.config.name), s.config, now)])
-            backlog.labels(s.config.name).set(backlogs.get(s.config.name, 0))
-            demoted.labels(s.config.name).set(1 if demotions.get(s.config.name) else 0)
-        failures = Counter("superfed_auth_failures", "Failed authentications (no token, or an unknown, revoked "
-                           "or expired one), every replica together", registry=reg)
-        failures.inc(await st.auth_failures.total())
-        return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
+        # every family is broker-wide, read from Redis (broker/metrics.py says why)
+        body = await scrape(st.redis, st.rkeys, await st.sites.all(), st.settings.placement,
+                            getattr(st, "metrics", None))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _metrics_allowed(want: str | None, header: str) -> None:

@@ -50,8 +50,18 @@ local moves = $MOVES
 local final = $FINAL
 if final[cur] then return 0 end
 local created = tonumber(redis.call('HGET', job, 'created_us'))
+local site0 = redis.call('HGET', job, 'site') or ''
+local site1 = site0
 if fields ~= '' then
   local f = cjson.decode(fields)
+  if type(f.site) == 'string' then site1 = f.site elseif f.site == cjson.null then site1 = '' end
+  if type(f.placement) == 'string' then
+    -- a decision that placed the job nowhere (one that chose a site is counted by _BEGIN_TRY)
+    local p = cjson.decode(f.placement)
+    if p.site == cjson.null or p.site == nil then
+      redis.call('HINCRBY', ns .. ':metrics:placements', 'none\tno eligible site', 1)
+    end
+  end
   for k, v in pairs(f) do
     if v == cjson.null then redis.call('HDEL', job, k) else redis.call('HSET', job, k, tostring(v)) end
   end
@@ -62,7 +72,10 @@ if fields ~= '' then
 end
 if attempt ~= '' then
   local a = cjson.decode(redis.call('HGET', job, 'attempts') or '[]')
-  table.insert(a, cjson.decode(attempt))
+  local at = cjson.decode(attempt)
+  table.insert(a, at)
+  -- counted in the step that records it, so the count never disagrees with the job (metrics.py)
+  redis.call('HINCRBY', ns .. ':metrics:attempts', at.site .. '\t' .. at.outcome, 1)
   redis.call('HSET', job, 'attempts', cjson.encode(a))
 end
 local changed = 0
@@ -85,6 +98,13 @@ if moves[cur] and moves[cur][new] then
     end
   end
 end
+-- jobs out of NEW by state and site (NEW itself is the state index's ZCARD): moved with the job
+local now_state = changed == 1 and new or cur
+if now_state ~= cur or site1 ~= site0 then
+  local counts = ns .. ':metrics:jobs'
+  if cur ~= 'NEW' then redis.call('HINCRBY', counts, cur .. '\t' .. site0, -1) end
+  if now_state ~= 'NEW' then redis.call('HINCRBY', counts, now_state .. '\t' .. site1, 1) end
+end
 redis.call('HSET', job, 'updated', now)
 if ARGV[9] == '1' then
   -- the caller also wants to know whether a cancel was asked for (saves a re-read)
@@ -98,7 +118,8 @@ return changed
 # only for the worker whose claim holds the job (broker/worker.py), so a worker that lost the
 # job to a takeover cannot send it too. Returns 1, or 0 when the claim is another worker's.
 # KEYS: 1 job, 2 the site's assigned hash, 3 the claims hash. ARGV: 1 job id, 2 now, 3 the
-# inflight mark (JSON), 4 placement, 5 the RQ job id, 6 the worker ('' = not under a worker)
+# inflight mark (JSON), 4 placement, 5 the RQ job id, 6 the worker ('' = not under a worker),
+# 7 the key namespace (the placement counter's key)
 _BEGIN_TRY = """
 local job = KEYS[1]
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
@@ -107,6 +128,9 @@ if ARGV[4] ~= '' then
   local final = $FINAL
   if cur and not final[cur] then
     redis.call('HSET', job, 'placement', ARGV[4], 'updated', ARGV[2])
+    -- a placement decision that chose a site, counted where it is recorded (metrics.py)
+    local p = cjson.decode(ARGV[4])
+    redis.call('HINCRBY', ARGV[7] .. ':metrics:placements', tostring(p.site) .. '\t' .. tostring(p.strategy), 1)
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -364,7 +388,7 @@ class JobStore:
             await self._begin_try(
                 keys=[self.keys.job(job_id), self.keys.assigned(site), self.keys.claims],
                 args=[job_id, repr(now), _enc.encode(Inflight(site, system, now)).decode(), placement or "", rq_id,
-                      runner],
+                      runner, self.keys.ns],
             )
         )
 

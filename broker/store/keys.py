@@ -71,6 +71,10 @@ class Keys:
         """every failed authentication ever (a counter for /metrics)"""
         return f"{self.ns}:metrics:auth_failures"
 
+    def metrics(self, family: str) -> str:
+        """hash of one metrics family's counters (broker/metrics.py says what is in it)"""
+        return f"{self.ns}:metrics:{family}"
+
     @property
     def token_events(self) -> str:
         """pub/sub channel: the id of each revoked token (open event streams of it end)"""

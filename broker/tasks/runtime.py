@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from broker.adapter_pool import AdapterPool
 from broker.config import Settings
+from broker.metrics import Recorder
 from broker.store.connect import async_client
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
@@ -21,8 +22,10 @@ class Runtime:
         self.jobs = JobStore(self.redis, self.keys)
         self.sites = SiteStore(self.redis, self.keys)
         self.health = HealthStore(self.redis, self.keys)
-        self.adapters = AdapterPool(self.sites, settings.allowed_site_hosts, settings.credentials)
+        self.metrics = Recorder(self.redis, self.keys)  # adapter latency, flushed to Redis (metrics.py)
+        self.adapters = AdapterPool(self.sites, settings.allowed_site_hosts, settings.credentials, self.metrics)
 
     async def aclose(self) -> None:
         await self.adapters.aclose()
+        await self.metrics.aclose()
         await self.redis.aclose()
