@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from broker import logs
+
 
 def _fail(msg: str, code: int = 1) -> int:
     print(f"superfed: {msg}", file=sys.stderr)
@@ -24,6 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from broker import serving
 
     settings = _load(args.config)  # a bad file fails here, with every problem, before the server starts
+    logs.setup(args.log_format)  # the app's lines (uvicorn keeps its own, at warning)
     os.environ["SUPERFED_CONFIG"] = str(args.config)
     serving.run("broker.serving:app_from_env", host=args.host, port=args.port, server=args.server,
                 limits=settings.api)
@@ -33,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from broker.worker import run
 
-    return run(_load(args.config), burst=args.burst, name=args.name)
+    return run(_load(args.config), burst=args.burst, name=args.name, log_format=args.log_format)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -103,6 +106,12 @@ def _client(args: argparse.Namespace, fn: Callable[..., int]) -> int:
         return _fail(str(exc))
 
 
+def _log_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=logs.FORMATS, default=os.environ.get("SUPERFED_LOG_FORMAT", "json"),
+                   help="json: one JSON object a line, for a log shipper (the default; also SUPERFED_LOG_FORMAT); "
+                        "text: for people (the demo's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from broker import client
     from simulators import cli as sim_cli
@@ -120,12 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="uvicorn",
         help="the HTTP server (one worker process; see bench/README.md)",
     )
+    _log_format(s)
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="run a background worker (submission, polls, health checks)")
     w.add_argument("--config", required=True)
     w.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     w.add_argument("--name", help="worker name (default: RQ's)")
+    _log_format(w)
     w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="everything on one machine: Redis, three simulated facilities, API, workers")

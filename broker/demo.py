@@ -293,7 +293,8 @@ def run(
         cfg = demo.write_config(redis_url, sims, creds, tokens)
         api_port = port
         demo.spawn(
-            "api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port)],
+            "api", [sys.executable, "-m", "broker.cli", "serve", "--config", str(cfg), "--port", str(api_port),
+             "--log-format", "text"],  # the demo's lines are read by people
             port=api_port,
         )
         for i in range(workers):
@@ -308,6 +309,8 @@ def run(
                     str(cfg),
                     "--name",
                     f"demo-worker-{i + 1}-{os.getpid()}",
+                    "--log-format",
+                    "text",
                 ],
             )
         api_url = f"http://127.0.0.1:{api_port}"

@@ -61,7 +61,7 @@ from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from broker import queues
+from broker import logs, queues
 from broker.bootstrap import seed
 from broker.config import Settings
 from broker.store import redis_auth
@@ -237,6 +237,7 @@ class Worker:
     async def _perform(self, job: RQJob, q: Queue) -> None:
         fn = entry.TASKS[job.func_name or ""]  # refusal() vouched for the name
         error: BaseException | None = None
+        logs.bind(job_id=job.args[0])  # this task's lines name the job (broker/logs.py)
         try:
             result = await asyncio.wait_for(
                 fn(self.rt, job.args[0], self.identity), job.timeout or self.cfg.job_timeout
@@ -426,9 +427,8 @@ class Worker:
                 q.enqueue_job(job, at_front=job.should_enqueue_at_front())
 
 
-def run(settings: Settings, *, burst: bool = False, name: str | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per facility request is noise
+def run(settings: Settings, *, burst: bool = False, name: str | None = None, log_format: str = "json") -> int:
+    logs.setup(log_format)
     # refuse to work over a Redis anyone can write to (unless the config allows it)
     redis_auth.check(settings.redis_url, settings.allow_unauthenticated_redis, "superfed worker")
     worker = Worker(settings, name)

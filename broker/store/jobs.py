@@ -22,6 +22,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from adapters.psij import JobSpec
+from broker import logs
 from broker.schemas import Attempt, HistoryEntry, Job, JobCreate, PlacementHints, PlacementRecord
 from broker.states import ALLOWED, FINAL, JobState
 from broker.store.keys import Keys
@@ -384,6 +385,7 @@ class JobStore:
         """The site's claim (backlog), the inflight mark and, first time, the placement record;
         False (nothing written) when ``runner`` is not the worker whose claim holds ``rq_id``."""
         now = time.time()
+        logs.bind(site=site)  # the task's lines from here on name the site it tries (broker/logs.py)
         return bool(
             await self._begin_try(
                 keys=[self.keys.job(job_id), self.keys.assigned(site), self.keys.claims],

@@ -1,0 +1,47 @@
+"""Issue 13: a worker's lines about a job are JSON objects naming the job and the site."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from functools import partial
+
+from broker import logs
+from broker.worker import Worker
+from tests.tasks.conftest import Tasks
+
+
+def test_a_workers_line_about_a_job_names_the_job_and_the_site_in_json(healthy: Tasks) -> None:
+    t = healthy
+    for f in t.sim.values():
+        f.slow.busy = True  # every submission answered 503: the job waits for a retry, and the worker says so
+    jid = t.create()  # enqueued as the API does
+    out = io.StringIO()
+    h = logs.handler("json", out)
+    logger = logging.getLogger("superfed")
+    logger.addHandler(h)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        t.call(partial(Worker(t.settings, "logs-w1").main, burst=True))
+    finally:
+        logger.removeHandler(h)
+        logger.setLevel(old)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]  # every line one JSON object
+    about = [rec for rec in lines if rec.get("job_id") == jid]
+    assert about, lines
+    line = next(rec for rec in about if "every eligible site failed" in rec["msg"])
+    assert line["site"] in {"alpha", "beta"} and line["logger"] == "superfed.worker" and line["level"] == "INFO"
+    assert {"ts", "msg"} <= line.keys()
+    # lines about no job carry no job id (a job's binding does not leak into the worker's own lines)
+    assert all("job_id" not in rec for rec in lines if rec["logger"] == "superfed.worker" and jid not in rec["msg"])
+
+
+def test_text_lines_name_the_job_and_site_too() -> None:
+    out = io.StringIO()
+    h = logs.handler("text", out)
+    rec = logging.LogRecord("superfed.poll", logging.WARNING, __file__, 1, "status unknown", None, None)
+    rec.job_id, rec.site = "j1", "alpha"
+    h.handle(rec)
+    assert out.getvalue().rstrip().endswith("status unknown [job_id=j1 site=alpha]")
