@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from broker.config_export import dumps as toml_dumps
-from broker.procs import Proc, Procs, free_port, wait_port, wait_until
+from broker.procs import Proc, Procs, Restart, free_port, wait_port, wait_until
 
 SFAPI_CLIENT_ID = "superfeddemo1"  # 13 characters, as NERSC's client ids are
 DEMO_PROJECT = "m0001"  # the project whose file roots the demo sets (they are per project)
@@ -74,14 +74,22 @@ def new_redis_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+# The API, the workers and the simulators hold nothing that a restart loses but a simulator's
+# jobs (the broker's state is in Redis), so one that fails is started again, as systemd's
+# Restart=on-failure would: 0.5 s later, doubling up to 8 s, and at most 5 times a minute (a
+# process that dies at once every time stops the demo with its reason within about 16 s).
+# Redis is not restarted: the demo's keeps nothing on disk, so every job would be lost.
+RESTART = Restart(delay=0.5, max_delay=8.0, burst=5, interval=60.0)
+
+
 class Demo:
     def __init__(self, workdir: Path):
         self.dir = workdir
         self.procs = Procs(workdir)
         self.embedded: Any = None
 
-    def spawn(self, name: str, args: list[str], *, port: int | None = None) -> Proc:
-        return self.procs.spawn(name, args, port=port)
+    def spawn(self, name: str, args: list[str], *, port: int | None = None, restart: bool = True) -> Proc:
+        return self.procs.spawn(name, args, port=port, restart=RESTART if restart else None)
 
     # -- parts ----------------------------------------------------------------------------
     def start_redis(self, *, embedded: bool = False) -> tuple[str, str]:
@@ -91,7 +99,7 @@ class Demo:
         exe = None if embedded else shutil.which("redis-server")
         if exe:
             password = new_redis_password()
-            self.spawn("redis", redis_server_args(exe, port, self.dir, password=password), port=port)
+            self.spawn("redis", redis_server_args(exe, port, self.dir, password=password), port=port, restart=False)
             return redis_url_for(port, password), f"private redis-server on port {port}, ACL user {REDIS_USER}"
         from fakeredis import TcpFakeServer
 
@@ -220,9 +228,9 @@ class Demo:
         return cfg
 
     def exited(self) -> str | None:
-        """Why the demo cannot go on, if one of its processes has ended."""
-        p = self.procs.exited()
-        return f"{p.name} exited with status {p.returncode}; see {p.log}" if p is not None else None
+        """Why the demo cannot go on, if one of its processes has ended for good; restarts
+        those that failed and may be, saying so on stderr."""
+        return self.procs.supervise(lambda line: print(f"superfed demo: {line}", file=sys.stderr, flush=True))
 
     def wait_ready(self, api: str, token: str, timeout: float = 60) -> None:
         """Until every site's health is known (the workers have checked each once)."""

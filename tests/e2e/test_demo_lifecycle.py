@@ -1,4 +1,5 @@
-"""`superfed demo` stops everything it started on SIGTERM and on Ctrl-C (SIGINT)."""
+"""`superfed demo` stops everything it started on SIGTERM and on Ctrl-C (SIGINT), and restarts
+a process of its own that dies."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.e2e.conftest import start_demo
+from tests.e2e.conftest import Broker, start_demo
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -89,5 +90,37 @@ def test_demo_with_the_embedded_redis(tmp_path: Path) -> None:
         job = b.wait_jobs([r.json()["id"]], {"COMPLETED", "FAILED"}, timeout=60)[r.json()["id"]]
         assert job["state"] == "COMPLETED", job
         assert httpx.get(f"{b.api}/readyz", timeout=5).status_code == 200
+    finally:
+        b.proc.stop()
+
+
+def _submit(b: Broker, n: int) -> list[str]:
+    with b.client() as c:
+        ids = []
+        for _ in range(n):
+            r = c.post("/api/v1/jobs", json={"project": "m0001",
+                                             "spec": {"executable": "/bin/true", "attributes": {"duration": 60}}})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+    return ids
+
+
+def test_a_killed_worker_is_restarted_and_jobs_carry_on(tmp_path: Path) -> None:
+    b = start_demo(tmp_path)
+    try:
+        worker_1 = f"{b.workdir}/superfed.toml --name demo-worker-1-"
+        [pid] = _processes_mentioning(worker_1)
+        before = _submit(b, 3)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: "superfed demo: worker-1 restarted (pid" in b.proc.tail(4000), timeout=30,
+                   what="the restart said", last=lambda: b.proc.tail(400))  # fmt: skip
+        assert "worker-1 exited with status -9 (SIGKILL); restarting it in 0.5 s" in b.proc.tail(4000)
+        assert b.proc.returncode is None  # the demo stays up
+        [new_pid] = _processes_mentioning(worker_1)
+        assert new_pid != pid
+        after = _submit(b, 3)
+        jobs = b.wait_jobs(before + after, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=120)
+        assert {j["state"] for j in jobs.values()} == {"COMPLETED"}, jobs
+        assert b.proc.returncode is None
     finally:
         b.proc.stop()
