@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from broker.config_export import dumps as toml_dumps
-from broker.procs import Proc, Procs, Restart, free_port, wait_port, wait_until
+from broker.procs import Proc, Procs, Restart, free_port, port_taken, wait_port, wait_until
 
 SFAPI_CLIENT_ID = "superfeddemo1"  # 13 characters, as NERSC's client ids are
 DEMO_PROJECT = "m0001"  # the project whose file roots the demo sets (they are per project)
@@ -104,6 +104,10 @@ class Demo:
         from fakeredis import TcpFakeServer
 
         server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+        # a client's thread can wait in a blocking command (BLPOP ... 0) for as long as it
+        # likes: closing the server must not wait for them (socketserver joins them by default)
+        server.daemon_threads = True
+        server.block_on_close = False
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.embedded = server
         wait_port(port, None, "embedded Redis")
@@ -277,6 +281,11 @@ def run(
     workdir: str | None = None,
     embedded_redis: bool = False,
 ) -> int:
+    if port_taken(port):
+        # said before starting anything: otherwise the API exits at once while whatever holds
+        # the port answers in its place, and its log goes with the temporary folder
+        print(f"superfed demo: port {port} is in use (by another process); pass --port or stop it", file=sys.stderr)
+        return 1
     own_dir = workdir is None
     d = Path(workdir or tempfile.mkdtemp(prefix="superfed-demo-"))
     d.mkdir(parents=True, exist_ok=True)

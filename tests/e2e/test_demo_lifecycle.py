@@ -90,6 +90,13 @@ def test_demo_with_the_embedded_redis(tmp_path: Path) -> None:
         job = b.wait_jobs([r.json()["id"]], {"COMPLETED", "FAILED"}, timeout=60)[r.json()["id"]]
         assert job["state"] == "COMPLETED", job
         assert httpx.get(f"{b.api}/readyz", timeout=5).status_code == 200
+        # Ctrl-C ends it even while a client waits in a blocking command forever (the
+        # embedded server used to wait for that client's thread): no kill needed
+        redis_port = urlparse(b.info["redis"]).port
+        with socket.create_connection(("127.0.0.1", redis_port or 0), timeout=5) as blocked:
+            blocked.sendall(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nnothing\r\n$1\r\n0\r\n")
+            os.kill(b.proc.pid, signal.SIGINT)
+            assert b.proc.proc.wait(60) == 0
     finally:
         b.proc.stop()
 
