@@ -1,5 +1,6 @@
 """Each site's last health check, with its time, and the change events (the records and the
-rules about them are in ``broker.health``)."""
+rules about them are in ``broker.health``). An event goes out as the SSE stream shows it, its
+``at`` in ISO 8601 UTC as every other time in the API (the rules keep epoch seconds)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from broker.health import HealthEvent, HealthRecord
+from broker.store.jobs import now_iso
 from broker.store.keys import Keys
 
 _dec = msgspec.json.Decoder(HealthRecord)
@@ -32,5 +34,10 @@ class HealthStore:
         async with self.r.pipeline(transaction=True) as p:
             p.set(self.keys.health(rec.site), _enc.encode(rec))
             for ev in events:
-                p.publish(self.keys.events, _enc.encode(ev))
+                p.publish(self.keys.events, _enc.encode(wire_event(ev)))
             await p.execute()
+
+
+def wire_event(ev: HealthEvent) -> dict[str, object]:
+    """The event as published and streamed: its fields in order, ``at`` in ISO 8601."""
+    return {**msgspec.structs.asdict(ev), "at": now_iso(ev.at)}
