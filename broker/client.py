@@ -65,6 +65,15 @@ def submit(c: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def job_line(j: dict[str, Any]) -> str:
+    """One job in ``superfed jobs``; an exit other than 0 comes with the job's message, which
+    says why (a bare ``exit=265`` means nothing to whoever did not write PBS)."""
+    code = "" if j["exit_code"] is None else f" exit={j['exit_code']}"
+    if j["exit_code"] and j.get("message"):
+        code += f" ({j['message']})"
+    return f"{j['id']}  {j['state']:<9} {j['site'] or '-':<10} {j['project']:<10} {j['name'] or ''}{code}"
+
+
 def jobs(c: Client, args: argparse.Namespace) -> int:
     params = {
         k: v
@@ -79,8 +88,7 @@ def jobs(c: Client, args: argparse.Namespace) -> int:
     }
     page = c.call("GET", "/api/v1/jobs", params=params)
     for j in page["items"]:
-        code = "" if j["exit_code"] is None else f" exit={j['exit_code']}"
-        print(f"{j['id']}  {j['state']:<9} {j['site'] or '-':<10} {j['project']:<10} {j['name'] or ''}{code}")
+        print(job_line(j))
     if page["next_cursor"]:
         print(f"(more: --cursor {page['next_cursor']})", file=sys.stderr)
     return 0

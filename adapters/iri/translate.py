@@ -12,6 +12,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
+from adapters import pbs
 from adapters import validation as v
 from adapters.errors import (
     AdapterError,
@@ -156,12 +157,18 @@ def parse_status(job: WireJob) -> JobStatus | None:
     meta = st.meta_data or {}
     name = meta.get("Job_Name") or (job.job_spec or {}).get("name")
     native = meta.get("job_state")
+    message = st.message
+    # behind PBS (its qstat attributes in meta_data, as at ALCF) an exit of 265 or -29 is not
+    # the program's: the job's message says what ended it
+    why = pbs.exit_reason(st.exit_code) if "Exit_status" in meta else None
+    if why:
+        message = f"{message}; {why}" if message else why
     return JobStatus(
         native_id=job.id,
         state=state,
         native_state=str(native) if native else st.state,
         exit_code=st.exit_code,
-        message=st.message,
+        message=message,
         tag=tag_from_name(name if isinstance(name, str) else None),
     )
 

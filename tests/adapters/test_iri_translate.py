@@ -307,7 +307,7 @@ def test_parse_status_keeps_the_pbs_letter_and_the_tag() -> None:
         "F",
         265,
         "t9",
-        "m",
+        "m; exit 265: killed by SIGKILL, as qdel does (PBS reports 256 + the signal's number, 9)",
     )
     plain = parse_status(wire_job("active"))
     assert plain is not None and plain.native_state == "active" and plain.tag is None
@@ -317,6 +317,20 @@ def test_parse_status_keeps_the_pbs_letter_and_the_tag() -> None:
     assert parse_status(spec_named).tag == "q"  # type: ignore[union-attr]
     assert parse_status(wire_job("exploded")) is None
     assert parse_status(WireJob(id="3")) is None
+
+
+def test_an_exit_pbs_chose_is_explained_and_the_programs_own_is_not() -> None:
+    def message(code: int, **meta: Any) -> str | None:
+        st_ = parse_status(wire_job("failed", exit=code, **meta))
+        assert st_ is not None and st_.exit_code == code
+        return st_.message
+
+    assert message(-29, Exit_status=-29) == (
+        "m; exit -29: killed by PBS for exceeding its walltime (JOB_EXEC_KILL_WALLTIME)"
+    )
+    assert message(271, Exit_status=271) == "m; exit 271: killed by SIGTERM (PBS reports 256 + the signal's number, 15)"
+    assert message(3, Exit_status=3) == "m"  # the program's own exit status
+    assert message(265) == "m"  # no PBS behind this IRI facility: 265 may be anything
 
 
 def test_parse_health_groups_resources_and_keeps_open_incidents() -> None:
