@@ -94,7 +94,16 @@ class Recorder:
         with contextlib.suppress(RuntimeError):  # no running loop (a synchronous caller): the next one flushes
             self._flushing = asyncio.get_running_loop().create_task(self.flush())
 
+    async def settled(self) -> None:
+        """Until a flush under way has written what it took: a caller that flushes to read the
+        counts back (a scrape, a test, the last flush at exit) must see them."""
+        pending = self._flushing
+        if pending is not None and pending is not asyncio.current_task() and not pending.done():
+            with contextlib.suppress(Exception):
+                await pending
+
     async def flush(self) -> None:
+        await self.settled()
         taken = self.take()
         if not taken[0] and not taken[1]:
             return
@@ -153,6 +162,8 @@ async def scrape(
     same pipeline (the second round trip) so that a scrape shows them."""
     names = [s.config.name for s in sites]
     hashes = (SITE_JOBS, PLACEMENTS, ATTEMPTS, HTTP_REQUESTS, HTTP_LATENCY, ADAPTER_LATENCY)
+    if recorder:
+        await recorder.settled()
     taken = recorder.take() if recorder else ({}, {})
     async with r.pipeline(transaction=False) as p:
         if recorder:
