@@ -8,7 +8,7 @@ import math
 import pytest
 
 from adapters.types import ComponentHealth, SiteHealth
-from broker.api import system as system_api
+from broker import metrics
 from broker.config import validate_site
 from broker.health import (
     STATES,
@@ -37,7 +37,7 @@ def rec(state: str = "up", *, ok_at: float | None = T, failures: int = 0) -> Hea
 
 def test_states_are_the_adapters_vocabulary() -> None:
     assert STATES == ("up", "degraded", "down", "unknown")
-    assert set(system_api._HEALTH) == set(STATES)  # every state has a value on the metrics gauge
+    assert set(metrics._HEALTH) == set(STATES)  # every state has a value on the metrics gauge
 
 
 @pytest.mark.parametrize(
