@@ -13,8 +13,10 @@ from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import PluginProtocol
 from litestar.static_files import create_static_files_router
 
+from broker import tracing
 from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth
@@ -111,11 +113,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
     # the token the auth middleware asks for, said where the routes are (the operations routes need none)
     api = Router(path="/", route_handlers=api_handlers, security=[{"bearer": []}])
+    plugins: list[PluginProtocol] = [problem_details()]
+    if tracing.setup(settings, "api"):
+        # a server span per request: the trace a job's submission and facility calls join
+        plugins.append(tracing.litestar_plugin())
     app = Litestar(
         route_handlers=[api, SystemController, assets],
         middleware=[auth],
         exception_handlers=EXCEPTION_HANDLERS,
-        plugins=[problem_details()],
+        plugins=plugins,
         openapi_config=openapi,
         lifespan=[_lifespan(settings)],
         state=State({"settings": settings, "rkeys": Keys(settings.namespace)}),

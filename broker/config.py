@@ -148,6 +148,17 @@ class WorkerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     submit_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
 
 
+class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # OpenTelemetry traces of a job from its API request through the worker to the facility's
+    # HTTP calls (broker/tracing.py; needs the ``otel`` extra). Off by default; also turned on
+    # by OTEL_TRACES_EXPORTER=otlp|console in the environment, the SDK's own variable.
+    enabled: bool = False
+    # "otlp": OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318);
+    # "console": spans as JSON on standard output
+    exporter: Literal["otlp", "console"] = "otlp"
+    service_name: str = "superfed"
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # the broker refuses to start when its Redis answers clients that did not log in, unless
@@ -165,6 +176,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     placement: PlacementConfig = PlacementConfig()
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
+    tracing: TracingConfig = TracingConfig()
     source: str | None = None  # the file it came from
 
 

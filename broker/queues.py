@@ -18,6 +18,8 @@ from rq.exceptions import DeserializationError
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
+from broker import tracing
+
 # Order matters: a worker takes cancels before a backlog of submissions.
 CANCEL, SUBMIT = "superfed-cancel", "superfed-submit"
 ALL_QUEUES = (CANCEL, SUBMIT)
@@ -73,5 +75,6 @@ def enqueue_submit(conn: redis.Redis, job_id: str, *, retries: int, timeout: int
         timeout=timeout,
         result_ttl=300,
         failure_ttl=24 * 3600,
+        meta=tracing.carrier(),  # the request's trace context, when tracing is on (else None: no meta)
         pipeline=pipeline,
     )

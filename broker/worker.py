@@ -61,7 +61,7 @@ from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from broker import logs, queues
+from broker import logs, queues, tracing
 from broker.bootstrap import seed
 from broker.config import Settings
 from broker.store import redis_auth
@@ -239,9 +239,11 @@ class Worker:
         error: BaseException | None = None
         logs.bind(job_id=job.args[0])  # this task's lines name the job (broker/logs.py)
         try:
-            result = await asyncio.wait_for(
-                fn(self.rt, job.args[0], self.identity), job.timeout or self.cfg.job_timeout
-            )
+            # a child of the API request that enqueued the job (a no-op when tracing is off)
+            with tracing.job_span(job.func_name or "", job.meta, job.args[0]):
+                result = await asyncio.wait_for(
+                    fn(self.rt, job.args[0], self.identity), job.timeout or self.cfg.job_timeout
+                )
             log.debug("%s: %s", job.id, result)
         except asyncio.CancelledError:
             self.running.pop(job.id, None)
@@ -431,6 +433,7 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, log
     logs.setup(log_format)
     # refuse to work over a Redis anyone can write to (unless the config allows it)
     redis_auth.check(settings.redis_url, settings.allow_unauthenticated_redis, "superfed worker")
+    tracing.setup(settings, "worker")
     worker = Worker(settings, name)
 
     async def main() -> int:

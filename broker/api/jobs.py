@@ -12,7 +12,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from adapters.validation import spec_problems
-from broker import portable, queues
+from broker import portable, queues, tracing
 from broker.api.auth import require_project
 from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
@@ -234,7 +234,8 @@ def for_non_admins(job: Job) -> Job:
 
 def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:
     queues.queue(conn, queues.CANCEL).enqueue_call(
-        queues.CANCEL_FN, args=(job_id,), retry=queues.submit_retry(10), timeout=60, result_ttl=60
+        queues.CANCEL_FN, args=(job_id,), retry=queues.submit_retry(10), timeout=60, result_ttl=60,
+        meta=tracing.carrier(),  # the worker's cancel joins this request's trace (None when off)
     )
 
 
