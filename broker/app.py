@@ -21,11 +21,13 @@ from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth
 from broker.api.authfail import AuthFailures
+from broker.api.dashboard import DashboardController, assets_router
 from broker.api.events import EventHub
 from broker.api.files import FileController, ProjectController
 from broker.api.headers import SecurityHeaders, SwaggerWithCsp
 from broker.api.jobs import JobController, PlacementController
 from broker.api.openapi_docs import document
+from broker.api.overview import OverviewController
 from broker.api.problems import EXCEPTION_HANDLERS, problem_details
 from broker.api.reqmetrics import RequestMetrics
 from broker.api.status import StatusController
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         JobController,
         PlacementController,
         StatusController,
+        OverviewController,
         FileController,
         ProjectController,
         *ADMIN_CONTROLLERS,
@@ -110,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         include_in_schema=False,
         opt={"public": True},
     )
-    auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics"])
+    auth = DefineMiddleware(BearerAuth, exclude=["^/schema", "^/healthz", "^/readyz", "^/metrics", "^/dashboard"])
     # the token the auth middleware asks for, said where the routes are (the operations routes need none)
     api = Router(path="/", route_handlers=api_handlers, security=[{"bearer": []}])
     plugins: list[PluginProtocol] = [problem_details()]
@@ -118,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # a server span per request: the trace a job's submission and facility calls join
         plugins.append(tracing.litestar_plugin())
     app = Litestar(
-        route_handlers=[api, SystemController, assets],
+        route_handlers=[api, SystemController, assets, DashboardController, assets_router()],
         middleware=[auth],
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=plugins,

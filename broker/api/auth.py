@@ -25,6 +25,7 @@ ROUTE_ROLES: dict[str, str] = {
     "getStatus": "viewer",
     "getSiteStatus": "viewer",
     "streamStatusEvents": "viewer",
+    "getOverview": "viewer",
     "listJobs": "viewer",
     "getJob": "viewer",
     "createJob": "submitter",

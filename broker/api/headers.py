@@ -1,6 +1,7 @@
 """Security headers on every answer, and a Content-Security-Policy the docs page can live with.
 
 The API answers JSON, never HTML, so its policy forbids everything (``default-src 'none'``).
+The dashboard (broker/api/dashboard.py) sets its own, stricter than the docs': no inline code.
 The one HTML page, Swagger UI at ``/schema``, loads its script and styles from this server
 (``/schema/assets``) and starts with one inline script; that script is allowed by its SHA-256
 alone (``SwaggerWithCsp`` computes it as it renders the page), never by ``'unsafe-inline'``.
@@ -43,10 +44,15 @@ def docs_csp(html: bytes) -> str:
     )
 
 
+def set_csp(request: Request[Any, Any, Any], policy: str) -> None:
+    """Give this one answer its own policy instead of the API's (an HTML page: the docs, the dashboard)."""
+    request.scope[_SCOPE_KEY] = policy  # type: ignore[literal-required]
+
+
 class SwaggerWithCsp(SwaggerRenderPlugin):
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         html = super().render(request, openapi_schema)
-        request.scope[_SCOPE_KEY] = docs_csp(html)  # type: ignore[literal-required]
+        set_csp(request, docs_csp(html))
         return html
 
 
