@@ -332,13 +332,15 @@ def run(
             )
         api_url = f"http://127.0.0.1:{api_port}"
         demo.wait_ready(api_url, tokens["viewer"])
-        doc = {"api": api_url, "redis": redis_url, "simulators": sims, "tokens": tokens, "config": str(cfg)}
+        doc = {"api": api_url, "dashboard": f"{api_url}/dashboard", "redis": redis_url, "simulators": sims,
+               "tokens": tokens, "config": str(cfg)}
         if info:
             write_private(Path(info), json.dumps(doc, indent=2) + "\n")
         print(
             f"""superfed demo is up ({redis_note}).
 
   API          {api_url}/api/v1      docs: {api_url}/schema
+  dashboard    {api_url}/dashboard   (paste a token below)
   simulators   SF API {sims["sfapi"]}   FirecREST {sims["firecrest"]}   IRI {sims["iri"]}
   config       {cfg}
   logs         {d}

@@ -23,7 +23,7 @@ def sf(b: Broker, *args: str, role: str = "submitter", stdin: str | None = None)
 
 
 def test_tour(broker: Broker, tmp_path: Path) -> None:
-    info_keys = {"api", "redis", "simulators", "tokens", "config"}
+    info_keys = {"api", "dashboard", "redis", "simulators", "tokens", "config"}
     assert info_keys <= broker.info.keys() and set(broker.info["tokens"]) == {"viewer", "submitter", "admin"}
     st = sf(broker, "status")
     assert st.returncode == 0 and {"nersc", "cscs", "alcf"} <= set(st.stdout.split())
