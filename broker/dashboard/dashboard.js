@@ -134,9 +134,10 @@ function num(value, label) {
 }
 
 function incident(i) {
-  const what = i.name || i.title || i.summary || i.type || "incident";
-  const words = [what, i.status || i.state, i.description || i.detail].filter(Boolean);
-  return el("li", {}, words.join(" — "));
+  // adapters/types.py Incident: summary, component, kind, status, start, end
+  const span = i.start ? `${when(i.start)}${i.end ? `–${when(i.end)}` : ""}` : "";
+  const words = [i.summary || i.id, [...new Set([i.kind, i.status].filter(Boolean))].join(", "), span].filter(Boolean);
+  return el("li", { class: i.status === "resolved" ? "resolved" : null }, words.join(" — "));
 }
 
 function renderJobs(page) {
@@ -178,7 +179,7 @@ async function showJob(id) {
       ...field("exit code", j.exit_code), ...field("message", j.message), ...field("created", j.created_at),
       ...field("updated", j.updated_at), ...field("placement", p.site ? `${p.site} (${p.strategy})` : p.strategy)),
     el("h3", {}, "History"),
-    table(["state", "at", "detail"], (j.history || []).map((h) => [h.state, h.at, h.detail || ""])),
+    table(["state", "at", "detail"], (j.history || []).map((h) => [h.state, h.at, h.detail || ""]), "history"),
     el("h3", {}, "Attempts"),
     table(["site", "at", "outcome", "native id", "error"],
       (j.attempts || []).map((a) => [a.site, a.at, a.outcome, a.native_id || "", a.error || ""])),
@@ -193,8 +194,8 @@ function field(name, value) {
   return [el("dt", {}, name), el("dd", {}, String(value))];
 }
 
-function table(head, rows) {
-  return el("div", { class: "scroll" }, el("table", {},
+function table(head, rows, role) {
+  return el("div", { class: "scroll" }, el("table", { "data-role": role },
     el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))),
     el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, String(c))))))));
 }
