@@ -11,6 +11,9 @@ const API = "/api/v1";
 const TOKEN_KEY = "superfed.token";
 const JOBS_SHOWN = 25;
 const EVENTS_SHOWN = 50;
+// at most one refresh (four requests) a second: a flapping facility sends bursts of events,
+// which would otherwise spend the token's rate limit, shared with its other clients
+const REFRESH_GAP_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem(TOKEN_KEY) || "";
@@ -159,9 +162,12 @@ function renderJobs(page) {
   $("jobs-note").textContent = `the ${page.items.length} newest`;
 }
 
+let shownJob = null;
+
 async function showJob(id) {
   const box = $("job-detail");
-  box.replaceChildren(el("p", {}, "loading…"));
+  if (shownJob !== id) box.replaceChildren(el("p", {}, "loading…")); // a refresh keeps the page until it has the new one
+  shownJob = id;
   $("job-view").classList.remove("hidden");
   let j;
   try {
@@ -217,6 +223,7 @@ async function refresh() {
   refreshing = (async () => {
     do {
       again = false;
+      const started = performance.now();
       try {
         const [st, list, ov, jobs] = await Promise.all([
           api("/status"), api("/sites"), api("/overview"), api(`/jobs?limit=${JOBS_SHOWN}`)]);
@@ -233,7 +240,9 @@ async function refresh() {
         showError(e.status === 401 ? "The token was refused (401): give another." : `Could not read the API: ${e.message}`);
         if (e.status === 401) return logout();
       }
-    } while (again);
+      const rest = REFRESH_GAP_MS - (performance.now() - started);
+      if (again && rest > 0) await new Promise((r) => setTimeout(r, rest));
+    } while (again && token);
   })();
   try {
     await refreshing;
@@ -426,7 +435,10 @@ function logout() {
 function route() {
   const m = location.hash.match(/^#job\/(.+)$/);
   if (m) showJob(decodeURIComponent(m[1]));
-  else $("job-view").classList.add("hidden");
+  else {
+    shownJob = null;
+    $("job-view").classList.add("hidden");
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -128,6 +128,8 @@ def test_dashboard_live_outage_job_and_drain(browser: Any, broker: Broker) -> No
             _shot(page, "outage-laptop")
             page.set_viewport_size({"width": 2560, "height": 1440})  # a wall screen
             _shot(page, "outage-wall")
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column
+            _shot(page, "outage-phone")
         finally:
             httpx.post(f"{b.sim('sfapi')}/_sim/outage", json={"component": "compute", "state": "up"}, timeout=10)
         expect(page.locator("#sites [data-site=nersc]")).to_have_attribute("data-state", "up", timeout=WAIT_MS)
