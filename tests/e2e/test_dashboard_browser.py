@@ -150,8 +150,22 @@ def test_dashboard_live_outage_job_and_drain(browser: Any, broker: Broker) -> No
         cscs.locator("[data-action=enable]").click()
         expect(cscs.locator("[data-flag=draining]")).to_have_count(0, timeout=WAIT_MS)
 
-        cscs.locator("[data-action=edit]").click()
         editor = page.locator("#editor-text")
+        # someone else changes the site while the editor is open: the save is refused (412)
+        cscs.locator("[data-action=edit]").click()
+        expect(editor).to_be_visible(timeout=WAIT_MS)
+        with b.client("admin") as c:
+            assert c.post("/api/v1/sites/cscs/drain").status_code == 200  # a new revision
+        config = json.loads(editor.input_value())
+        config["weight"] = 2.5
+        editor.fill(json.dumps(config, indent=2))
+        page.click("#editor-save")
+        expect(page.locator("#editor-error")).to_contain_text("412", timeout=WAIT_MS)
+        page.click("#editor-cancel")
+        with b.client("viewer") as c:
+            assert c.get("/api/v1/sites/cscs").json()["weight"] == 1.0
+        # read again, then saved with the current revision
+        cscs.locator("[data-action=edit]").click()
         expect(editor).to_be_visible(timeout=WAIT_MS)
         config = json.loads(editor.input_value())
         config["weight"] = 3.5
