@@ -79,8 +79,12 @@ def handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
 def setup(fmt: str, level: int = logging.INFO) -> None:
     """The process' logging (``superfed serve`` and ``superfed worker`` call it once)."""
     root = logging.getLogger()
-    for old in list(root.handlers):
+    # replace only a handler this function installed before: others (pytest's capture, an
+    # embedding program's) are not ours to drop
+    for old in [h for h in root.handlers if getattr(h, "superfed", False)]:
         root.removeHandler(old)
-    root.addHandler(handler(fmt))
+    new = handler(fmt)
+    new.superfed = True  # type: ignore[attr-defined]
+    root.addHandler(new)
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per facility request is noise

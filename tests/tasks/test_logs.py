@@ -45,3 +45,26 @@ def test_text_lines_name_the_job_and_site_too() -> None:
     rec.job_id, rec.site = "j1", "alpha"
     h.handle(rec)
     assert out.getvalue().rstrip().endswith("status unknown [job_id=j1 site=alpha]")
+
+
+def test_setup_keeps_handlers_it_did_not_install() -> None:
+    """An embedding program's (or pytest's) handler stays; a second setup replaces only its own."""
+    import logging
+
+    from broker import logs
+
+    root = logging.getLogger()
+    foreign = logging.NullHandler()
+    root.addHandler(foreign)
+    before = list(root.handlers)
+    try:
+        logs.setup("text")
+        logs.setup("json")
+        ours = [h for h in root.handlers if getattr(h, "superfed", False)]
+        assert foreign in root.handlers and len(ours) == 1
+        assert isinstance(ours[0].formatter, logs.JsonFormatter)
+    finally:
+        for h in list(root.handlers):
+            if h not in before:
+                root.removeHandler(h)
+        root.removeHandler(foreign)
