@@ -96,14 +96,34 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace, fn: Callable[..., int]) -> int:
     from broker import client
 
-    url = os.environ.get("SUPERFED_URL", "http://127.0.0.1:8000")
-    token = os.environ.get("SUPERFED_TOKEN")
+    url = getattr(args, "url", None) or os.environ.get("SUPERFED_URL", "http://127.0.0.1:8000")
+    token = getattr(args, "token", None) or os.environ.get("SUPERFED_TOKEN")
     if not token:
-        return _fail("set SUPERFED_TOKEN (and SUPERFED_URL, default http://127.0.0.1:8000)")
+        return _fail("set SUPERFED_TOKEN or pass --token (and SUPERFED_URL or --url, default http://127.0.0.1:8000)")
+    args.json = getattr(args, "json", False)
     try:
-        return fn(client.Client(url, token), args)
-    except client.ClientError as exc:
+        with client.Client(url, token) as c:
+            return fn(c, args)
+    except client.ApiError as exc:
         return _fail(str(exc))
+    except TimeoutError as exc:  # --wait / --watch with --timeout: the job is still going
+        return _fail(str(exc))
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from broker.cli_completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("superfed")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _log_format(p: argparse.ArgumentParser) -> None:
@@ -113,16 +133,18 @@ def _log_format(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from broker import client
+    from broker import cli_api
     from simulators import cli as sim_cli
 
-    p = argparse.ArgumentParser(prog="superfed", description="One API over several HPC facilities.")
+    p = argparse.ArgumentParser(prog="superfed", description="One API over several HPC facilities.",
+                                parents=[cli_api.connection_options()])
+    p.add_argument("--version", action="version", version=f"superfed {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the API server")
-    s.add_argument("--config", required=True)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--config", required=True, help="the config file (TOML)")
+    s.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     s.add_argument(
         "--server",
         choices=["uvicorn", "granian"],
@@ -133,16 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="run a background worker (submission, polls, health checks)")
-    w.add_argument("--config", required=True)
+    w.add_argument("--config", required=True, help="the config file (TOML)")
     w.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     w.add_argument("--name", help="worker name (default: RQ's)")
     _log_format(w)
     w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="everything on one machine: Redis, three simulated facilities, API, workers")
-    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
     d.add_argument("--info", help="write the URLs, tokens and config path here as JSON once ready")
-    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--workers", type=int, default=2, help="background workers to run (default 2)")
     d.add_argument("--time-scale", type=float, default=1.0, help="scales `sleep S` at the simulated facilities")
     d.add_argument("--workdir", help="where to keep the demo's config, keys and logs (default: a temp dir)")
     d.add_argument(
@@ -153,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", help="validate a config file")
-    cc.add_argument("file")
+    cc.add_argument("file", help="the config file to check")
     cc.set_defaults(func=cmd_config_check)
     ce = csub.add_parser("export", help="write the live config (sites from Redis, the rest from FILE) as TOML")
     ce.add_argument("--config", required=True, help="the config file the broker runs with (for Redis and the rest)")
@@ -164,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(sim)
     sim.set_defaults(func=cmd_sim)
 
-    client.add_commands(sub, _client)
+    cli_api.add_commands(sub, _client)
+
+    comp = sub.add_parser("completion", help="print a shell completion script",
+                          description="print a shell completion script: "
+                                      "eval \"$(superfed completion bash)\" in ~/.bashrc, or zsh in ~/.zshrc")
+    comp.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+    comp.set_defaults(func=cmd_completion)
     return p
 
 

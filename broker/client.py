@@ -1,190 +1,542 @@
-"""``superfed submit|jobs|job|cancel|status|sites|token``: the API from a shell."""
+"""The Python SDK: the broker's API as typed calls, sync (``Client``) and async (``AsyncClient``).
+
+Bodies are the msgspec structs the API itself encodes (``broker.schemas``, ``broker.api.*``), so
+a field the API adds or renames shows up here as a type error, not a silent ``KeyError``.
+
+Retries: 429 and 503 (the API's rate limit and Redis being away) and connection errors are
+retried, waiting what ``Retry-After`` says (capped) or a doubling back-off. A submission carries an
+``Idempotency-Key`` made once per job, before the first try, so a POST retried after its answer
+was lost replays the first answer instead of making a second job (docs/API.md, Jobs). A 409 on
+such a POST (the first try still being handled) is retried the same way.
+
+Every failure is one exception, :class:`ApiError`, carrying the RFC 9457 problem the broker sent
+(``status``, ``title``, ``detail``, ``errors``); a broker that cannot be reached at all reads
+``status`` 0.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
 
 import httpx
+import msgspec
 
-from broker.states import STATES
+from adapters.types import FileEntry
+from broker.api.admin import AuditPage, TokenCreated, TokenView
+from broker.api.problems import FieldError, Problem
+from broker.api.status import SiteStatus, SiteView, StatusReport
+from broker.schemas import CancelResult, Job, JobCreate, JobPage
+from broker.states import FINAL
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "FieldError",
+    "HealthEvent",
+    "Problem",
+    "RetryPolicy",
+    "base_url",
+]
+
+T = TypeVar("T")
+
+API = "/api/v1"
 
 
-class ClientError(Exception):
-    pass
+class HealthEvent(msgspec.Struct):
+    """One ``event: health`` of ``GET /api/v1/status/events`` as streamed (``at`` in ISO 8601;
+    the broker's internal ``broker.health.HealthEvent`` keeps epoch seconds)."""
+
+    site: str
+    component: str | None
+    state: str
+    previous: str | None
+    at: str
+    detail: str = ""
+
+
+class ApiError(Exception):
+    """A request the broker refused or could not answer, with its RFC 9457 problem."""
+
+    def __init__(self, problem: Problem, retry_after: float | None = None):
+        self.problem = problem
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {problem.status}: {problem.detail or problem.title}" if problem.status
+                         else problem.detail)
+
+    @property
+    def status(self) -> int:
+        return self.problem.status
+
+    @property
+    def title(self) -> str:
+        return self.problem.title
+
+    @property
+    def detail(self) -> str:
+        return self.problem.detail
+
+    @property
+    def errors(self) -> list[FieldError]:
+        return self.problem.errors
+
+
+ClientError = ApiError  # the name the CLI used before the SDK; kept for scripts that caught it
 
 
 def base_url(url: str) -> str:
     """The broker's root URL. The demo's banner shows the API as ``.../api/v1``; people paste
     that into SUPERFED_URL, so a trailing API prefix is dropped rather than doubled."""
     url = url.rstrip("/")
-    return url.removesuffix("/api/v1")
+    return url.removesuffix(API)
 
 
-class Client:
-    def __init__(self, url: str, token: str):
-        self.http = httpx.Client(base_url=base_url(url), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry what may succeed later (429, 503, connection errors)."""
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            r = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {self.http.base_url}: {exc}") from None
-        if r.status_code >= 400:
-            try:
-                body = r.json()
-                msg = body.get("detail") or body.get("title") or r.text
-            except ValueError:
-                msg = r.text[:200]
-            raise ClientError(f"HTTP {r.status_code}: {msg}")
-        return r.json() if r.content else None
+    attempts: int = 5  # tries in all, the first included
+    backoff: float = 0.5  # seconds before the second try, doubling after
+    max_delay: float = 30.0  # a longer Retry-After is cut to this (a CLI should not hang for an hour)
+    statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 503}))
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        wait = retry_after if retry_after is not None else self.backoff * 2**attempt
+        return max(0.0, min(wait, self.max_delay))
 
 
-def _print(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)  # placement reasons use arrows, names any script
-    sys.stdout.write("\n")
-
-
-def submit(c: Client, args: argparse.Namespace) -> int:
+def _retry_after(r: httpx.Response) -> float | None:
+    raw = r.headers.get("Retry-After")
+    if not raw:
+        return None
     try:
-        body = json.loads(Path(args.file).read_text() if args.file != "-" else sys.stdin.read())
-    except (OSError, ValueError) as exc:
-        raise ClientError(f"{args.file}: not a readable JSON job ({exc})") from None
-    if args.project:
-        body["project"] = args.project
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    job = c.call("POST", "/api/v1/jobs", json=body, headers=headers)
-    if args.quiet:
-        print(job["id"])
-    else:
-        _print(job)
-    return 0
+        return float(raw)
+    except ValueError:
+        pass
+    try:  # the HTTP-date form
+        return parsedate_to_datetime(raw).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
 
 
-def job_line(j: dict[str, Any]) -> str:
-    """One job in ``superfed jobs``; an exit other than 0 comes with the job's message, which
-    says why (a bare ``exit=265`` means nothing to whoever did not write PBS)."""
-    code = "" if j["exit_code"] is None else f" exit={j['exit_code']}"
-    if j["exit_code"] and j.get("message"):
-        code += f" ({j['message']})"
-    return f"{j['id']}  {j['state']:<9} {j['site'] or '-':<10} {j['project']:<10} {j['name'] or ''}{code}"
+_problem_dec = msgspec.json.Decoder(Problem)
 
 
-def jobs(c: Client, args: argparse.Namespace) -> int:
-    params = {
-        k: v
-        for k, v in {
-            "project": args.project,
-            "state": args.state,
-            "site": args.site,
-            "limit": args.limit,
-            "cursor": args.cursor,
-        }.items()
-        if v
-    }
-    page = c.call("GET", "/api/v1/jobs", params=params)
-    for j in page["items"]:
-        print(job_line(j))
-    if page["next_cursor"]:
-        print(f"(more: --cursor {page['next_cursor']})", file=sys.stderr)
-    return 0
+def _problem(r: httpx.Response) -> ApiError:
+    try:
+        p = _problem_dec.decode(r.content)
+    except msgspec.DecodeError:  # not the broker (a proxy's HTML page): say what came back
+        p = Problem(type="about:blank", title=r.reason_phrase or "Error", status=r.status_code,
+                    detail=r.text[:200].strip() or r.reason_phrase)
+    return ApiError(p, _retry_after(r))
 
 
-def job(c: Client, args: argparse.Namespace) -> int:
-    _print(c.call("GET", f"/api/v1/jobs/{args.id}"))
-    return 0
+def _unreachable(url: str, exc: Exception) -> ApiError:
+    return ApiError(Problem(type="about:blank", title="Unreachable", status=0,
+                            detail=f"cannot reach {url}: {exc or type(exc).__name__}"))
 
 
-def cancel(c: Client, args: argparse.Namespace) -> int:
-    res = c.call("DELETE", f"/api/v1/jobs/{args.id}")
-    print(res["detail"])
-    return 0
+@dataclass
+class _Call:
+    """One API request as data, so the sync and async clients share everything but the I/O."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: bytes | None = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # a 409 with Retry-After is worth retrying only on an idempotent submission
+    retry_409: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        headers = dict(self.headers)
+        body = self.content
+        if self.json is not None:
+            body, headers["Content-Type"] = self.json, "application/json"
+        params = {k: v for k, v in (self.params or {}).items() if v is not None}
+        return {"params": params or None, "content": body, "headers": headers}
+
+    def retriable(self, policy: RetryPolicy, status: int) -> bool:
+        return status in policy.statuses or (self.retry_409 and status == 409)
 
 
-def status(c: Client, args: argparse.Namespace) -> int:
-    rep = c.call("GET", "/api/v1/status")
-    for s in rep["sites"]:
-        comps = ", ".join(f"{x['name']}={x['state']}" for x in s["components"])
-        age = "-" if s["age_s"] is None else f"{s['age_s']:.1f}s ago"
-        print(f"{s['site']:<12} {s['state']:<9} checked {age:<10} {comps}")
-    return 0
+def _decode(r: httpx.Response, typ: type[T]) -> T:
+    return msgspec.json.decode(r.content, type=typ)
 
 
-def sites(c: Client, args: argparse.Namespace) -> int:
-    for s in c.call("GET", "/api/v1/sites"):
-        flags = ("" if s["enabled"] else " disabled") + (" draining" if s["draining"] else "")
-        print(f"{s['name']:<12} {s['kind']:<10} {s['health']:<9} {','.join(s['systems'])}  {s['url']}{flags}")
-    return 0
+def _body(job: JobCreate | Mapping[str, Any]) -> bytes:
+    # a mapping is checked against JobCreate here, so a typo fails before the network
+    struct = job if isinstance(job, JobCreate) else msgspec.convert(dict(job), JobCreate)
+    return msgspec.json.encode(struct)
 
 
-def token_create(c: Client, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {
-        "name": args.name,
-        "role": args.role,
-        "projects": [p.strip() for p in args.projects.split(",") if p.strip()],
-    }
-    if args.expires_at:
-        body["expires_at"] = args.expires_at
-    made = c.call("POST", "/api/v1/tokens", json=body)
-    if args.quiet:
-        print(made["token"])
-    else:
-        print(f"id:      {made['id']}\nname:    {made['name']} ({made['role']}; projects {','.join(made['projects'])})")
-        print(f"expires: {made['expires_at'] or 'never'}\ntoken:   {made['token']}")
-        print("(the token is shown this once; only its hash is kept)", file=sys.stderr)
-    return 0
+def _submit_call(job: JobCreate | Mapping[str, Any], key: str | None) -> _Call:
+    return _Call("POST", f"{API}/jobs", json=_body(job),
+                 headers={"Idempotency-Key": key or str(uuid.uuid4())}, retry_409=True)
 
 
-def token_list(c: Client, args: argparse.Namespace) -> int:
-    for t in c.call("GET", "/api/v1/tokens"):
-        print(
-            f"{t['id']:<18} {t['name']:<20} {t['role']:<9} {','.join(t['projects']):<16} "
-            f"expires {t['expires_at'] or 'never':<24} last used {t['last_used_at'] or 'never'}"
-        )
-    return 0
+def _jobs_params(project: str | None, state: str | None, site: str | None, limit: int | None,
+                 cursor: str | None) -> dict[str, Any]:
+    return {"project": project, "state": state, "site": site, "limit": limit, "cursor": cursor}
 
 
-def token_revoke(c: Client, args: argparse.Namespace) -> int:
-    c.call("DELETE", f"/api/v1/tokens/{args.id}")
-    print(f"revoked {args.id}")
-    return 0
+def _file_params(project: str, path: str) -> dict[str, Any]:
+    return {"project": project, "path": path}
 
 
-def add_commands(sub: Any, run: Callable[[argparse.Namespace, Callable[..., int]], int]) -> None:
-    def add(name: str, fn: Callable[..., int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
-        p.set_defaults(func=lambda a, fn=fn: run(a, fn))
-        return p
+class _SSE:
+    """Server-Sent Events, a line at a time: ``feed`` returns (event, data) when a blank line
+    ends an event with data; comments (the broker's keep-alives) are skipped."""
 
-    p = add("submit", submit, "submit a job from a JSON file ({project, spec, placement?}; - for stdin)")
-    p.add_argument("file")
-    p.add_argument("--project", help="override the file's project")
-    p.add_argument("--idempotency-key")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
-    p = add("jobs", jobs, "list jobs, newest first")
-    p.add_argument("--project")
-    p.add_argument("--state", type=str.upper, choices=STATES, help="any case")
-    p.add_argument("--site")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--cursor", help="where the previous page ended (printed after a full page)")
-    add("job", job, "show one job").add_argument("id")
-    add("cancel", cancel, "cancel a job").add_argument("id")
-    add("status", status, "every site's health")
-    tok = sub.add_parser("token", help="API tokens (admin): create, list, revoke")
-    tsub = tok.add_subparsers(dest="token_command", required=True)
-    p = tsub.add_parser("create", help="make a token; it is printed this once")
-    p.add_argument("name")
-    p.add_argument("--role", choices=["viewer", "submitter", "admin"], default="viewer")
-    p.add_argument("--projects", default="*", help="comma-separated projects it may act for (* = all)")
-    p.add_argument("--expires-at", help="ISO 8601 time with a zone, e.g. 2030-01-01T00:00:00Z")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the token")
-    p.set_defaults(func=lambda a: run(a, token_create))
-    tsub.add_parser("list", help="every token (never the secret)").set_defaults(func=lambda a: run(a, token_list))
-    p = tsub.add_parser("revoke", help="revoke a token by its id")
-    p.add_argument("id")
-    p.set_defaults(func=lambda a: run(a, token_revoke))
-    add("sites", sites, "every site")
+    def __init__(self) -> None:
+        self.event, self.data = "message", list[str]()
+
+    def feed(self, line: str) -> tuple[str, str] | None:
+        if not line:
+            done = (self.event, "\n".join(self.data)) if self.data else None
+            self.event, self.data = "message", []
+            return done
+        if not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                self.event = value
+            elif name == "data":
+                self.data.append(value)
+        return None
+
+
+_event_dec = msgspec.json.Decoder(HealthEvent)
+
+
+class _Base:
+    def __init__(self, url: str, token: str, *, retry: RetryPolicy | None = None, timeout: float = 30.0,
+                 poll_interval: float = 1.0):
+        self.url = base_url(url)
+        self.headers = {"Authorization": f"Bearer {token}", "User-Agent": "superfed-sdk"}
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+
+
+class Client(_Base):
+    """The API, blocking. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None, **kw: Any):
+        super().__init__(url, token, **kw)
+        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _send(self, call: _Call) -> httpx.Response:
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                r = self.http.request(call.method, call.path, **call.kwargs())
+            except httpx.TransportError as exc:
+                if last:
+                    raise _unreachable(self.url, exc) from None
+                time.sleep(self.retry.delay(attempt, None))
+                continue
+            if r.status_code < 400:
+                return r
+            err = _problem(r)
+            if last or not call.retriable(self.retry, r.status_code):
+                raise err
+            time.sleep(self.retry.delay(attempt, err.retry_after))
+        raise AssertionError("unreachable")  # the loop returns or raises on its last try
+
+    # ---- jobs --------------------------------------------------------------------------------
+    def submit(self, job: JobCreate | Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
+        """Submit one job (202). The key (made here when not given) makes retries safe."""
+        return _decode(self._send(_submit_call(job, idempotency_key)), Job)
+
+    def submit_many(self, jobs: Iterable[JobCreate | Mapping[str, Any]], *, concurrency: int = 8,
+                    keys: Iterable[str] | None = None) -> list[Job | ApiError]:
+        """Submit many jobs at once, in order; each its own key, so each may be retried alone.
+        A refused job is its :class:`ApiError` in the list, so the others' ids are not lost."""
+        todo = list(jobs)
+        ks = list(keys) if keys is not None else [str(uuid.uuid4()) for _ in todo]
+        if len(ks) != len(todo):
+            raise ValueError("one idempotency key per job")
+
+        def one(pair: tuple[JobCreate | Mapping[str, Any], str]) -> Job | ApiError:
+            try:
+                return self.submit(pair[0], idempotency_key=pair[1])
+            except ApiError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            return list(pool.map(one, zip(todo, ks, strict=True)))
+
+    def job(self, job_id: str) -> Job:
+        return _decode(self._send(_Call("GET", f"{API}/jobs/{job_id}")), Job)
+
+    def jobs(self, *, project: str | None = None, state: str | None = None, site: str | None = None,
+             limit: int | None = None, cursor: str | None = None) -> JobPage:
+        """One page, newest first; ``next_cursor`` continues it."""
+        call = _Call("GET", f"{API}/jobs", params=_jobs_params(project, state, site, limit, cursor))
+        return _decode(self._send(call), JobPage)
+
+    def iter_jobs(self, *, project: str | None = None, state: str | None = None, site: str | None = None,
+                  page_size: int | None = None) -> Iterator[Job]:
+        """Every matching job, newest first, following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.jobs(project=project, state=state, site=site, limit=page_size, cursor=cursor)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, job_id: str) -> CancelResult:
+        return _decode(self._send(_Call("DELETE", f"{API}/jobs/{job_id}")), CancelResult)
+
+    def wait(self, job_id: str, *, timeout: float | None = None,
+             on_change: Callable[[Job], None] | None = None) -> Job:
+        """Poll until the job is final (COMPLETED, FAILED, CANCELED) and return it.
+        ``on_change`` sees the job each time its state moves (a progress display).
+        Raises TimeoutError when ``timeout`` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: str | None = None
+        interval = self.poll_interval
+        while True:
+            job = self.job(job_id)
+            if job.state != seen:
+                seen, interval = job.state, self.poll_interval  # a move: look again soon
+                if on_change:
+                    on_change(job)
+            if job.state in FINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout} s")
+            pause = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            interval = min(interval * 1.5, 10.0)  # a long job is not polled every second for hours
+
+    # ---- sites and health --------------------------------------------------------------------
+    def status(self) -> StatusReport:
+        return _decode(self._send(_Call("GET", f"{API}/status")), StatusReport)
+
+    def site_status(self, site: str) -> SiteStatus:
+        return _decode(self._send(_Call("GET", f"{API}/status/{site}")), SiteStatus)
+
+    def sites(self) -> list[SiteView]:
+        return _decode(self._send(_Call("GET", f"{API}/sites")), list[SiteView])
+
+    def site(self, name: str) -> SiteView:
+        return _decode(self._send(_Call("GET", f"{API}/sites/{name}")), SiteView)
+
+    def drain_site(self, name: str) -> SiteView:
+        return _decode(self._send(_Call("POST", f"{API}/sites/{name}/drain")), SiteView)
+
+    def enable_site(self, name: str) -> SiteView:
+        return _decode(self._send(_Call("POST", f"{API}/sites/{name}/enable")), SiteView)
+
+    def events(self) -> Iterator[HealthEvent]:
+        """Health changes as they happen (``GET /api/v1/status/events``), until the broker
+        ends the stream (the token expired or was revoked) or the caller stops iterating."""
+        with self.http.stream("GET", f"{API}/status/events", timeout=httpx.Timeout(self.timeout, read=None)) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise _problem(r)
+            sse = _SSE()
+            for line in r.iter_lines():
+                got = sse.feed(line)
+                if got and got[0] == "end":
+                    return
+                if got and got[0] == "health":
+                    yield _event_dec.decode(got[1])
+
+    # ---- files -------------------------------------------------------------------------------
+    def list_files(self, site: str, path: str, *, project: str) -> list[FileEntry]:
+        call = _Call("GET", f"{API}/sites/{site}/files", params=_file_params(project, path))
+        return _decode(self._send(call), list[FileEntry])
+
+    def read_file(self, site: str, path: str, *, project: str) -> bytes:
+        call = _Call("GET", f"{API}/sites/{site}/files/content", params=_file_params(project, path))
+        return self._send(call).content
+
+    def write_file(self, site: str, path: str, data: bytes, *, project: str) -> None:
+        self._send(_Call("PUT", f"{API}/sites/{site}/files/content", params=_file_params(project, path),
+                         content=data, headers={"Content-Type": "application/octet-stream"}))
+
+    # ---- admin -------------------------------------------------------------------------------
+    def audit(self, *, limit: int | None = None, offset: int | None = None) -> AuditPage:
+        call = _Call("GET", f"{API}/audit", params={"limit": limit, "offset": offset})
+        return _decode(self._send(call), AuditPage)
+
+    def create_token(self, name: str, *, role: str = "viewer", projects: list[str] | None = None,
+                     expires_at: str | None = None) -> TokenCreated:
+        body: dict[str, Any] = {"name": name, "role": role, "projects": projects or ["*"]}
+        if expires_at:
+            body["expires_at"] = expires_at
+        return _decode(self._send(_Call("POST", f"{API}/tokens", json=msgspec.json.encode(body))), TokenCreated)
+
+    def tokens(self) -> list[TokenView]:
+        return _decode(self._send(_Call("GET", f"{API}/tokens")), list[TokenView])
+
+    def revoke_token(self, token_id: str) -> None:
+        self._send(_Call("DELETE", f"{API}/tokens/{token_id}"))
+
+
+class AsyncClient(_Base):
+    """The API for asyncio; the same calls as :class:`Client`, awaited."""
+
+    def __init__(self, url: str, token: str, *, transport: httpx.AsyncBaseTransport | None = None, **kw: Any):
+        super().__init__(url, token, **kw)
+        self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=self.timeout,
+                                      transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                r = await self.http.request(call.method, call.path, **call.kwargs())
+            except httpx.TransportError as exc:
+                if last:
+                    raise _unreachable(self.url, exc) from None
+                await asyncio.sleep(self.retry.delay(attempt, None))
+                continue
+            if r.status_code < 400:
+                return r
+            err = _problem(r)
+            if last or not call.retriable(self.retry, r.status_code):
+                raise err
+            await asyncio.sleep(self.retry.delay(attempt, err.retry_after))
+        raise AssertionError("unreachable")
+
+    async def submit(self, job: JobCreate | Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
+        return _decode(await self._send(_submit_call(job, idempotency_key)), Job)
+
+    async def submit_many(self, jobs: Iterable[JobCreate | Mapping[str, Any]], *, concurrency: int = 8,
+                          keys: Iterable[str] | None = None) -> list[Job | ApiError]:
+        todo = list(jobs)
+        ks = list(keys) if keys is not None else [str(uuid.uuid4()) for _ in todo]
+        if len(ks) != len(todo):
+            raise ValueError("one idempotency key per job")
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(job: JobCreate | Mapping[str, Any], key: str) -> Job | ApiError:
+            async with gate:
+                try:
+                    return await self.submit(job, idempotency_key=key)
+                except ApiError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(j, k) for j, k in zip(todo, ks, strict=True))))
+
+    async def job(self, job_id: str) -> Job:
+        return _decode(await self._send(_Call("GET", f"{API}/jobs/{job_id}")), Job)
+
+    async def jobs(self, *, project: str | None = None, state: str | None = None, site: str | None = None,
+                   limit: int | None = None, cursor: str | None = None) -> JobPage:
+        call = _Call("GET", f"{API}/jobs", params=_jobs_params(project, state, site, limit, cursor))
+        return _decode(await self._send(call), JobPage)
+
+    async def iter_jobs(self, *, project: str | None = None, state: str | None = None, site: str | None = None,
+                        page_size: int | None = None) -> AsyncIterator[Job]:
+        cursor: str | None = None
+        while True:
+            page = await self.jobs(project=project, state=state, site=site, limit=page_size, cursor=cursor)
+            for j in page.items:
+                yield j
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def cancel(self, job_id: str) -> CancelResult:
+        return _decode(await self._send(_Call("DELETE", f"{API}/jobs/{job_id}")), CancelResult)
+
+    async def wait(self, job_id: str, *, timeout: float | None = None,
+                   on_change: Callable[[Job], None] | None = None) -> Job:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: str | None = None
+        interval = self.poll_interval
+        while True:
+            job = await self.job(job_id)
+            if job.state != seen:
+                seen, interval = job.state, self.poll_interval
+                if on_change:
+                    on_change(job)
+            if job.state in FINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout} s")
+            pause = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(pause)
+            interval = min(interval * 1.5, 10.0)
+
+    async def status(self) -> StatusReport:
+        return _decode(await self._send(_Call("GET", f"{API}/status")), StatusReport)
+
+    async def site_status(self, site: str) -> SiteStatus:
+        return _decode(await self._send(_Call("GET", f"{API}/status/{site}")), SiteStatus)
+
+    async def sites(self) -> list[SiteView]:
+        return _decode(await self._send(_Call("GET", f"{API}/sites")), list[SiteView])
+
+    async def site(self, name: str) -> SiteView:
+        return _decode(await self._send(_Call("GET", f"{API}/sites/{name}")), SiteView)
+
+    async def drain_site(self, name: str) -> SiteView:
+        return _decode(await self._send(_Call("POST", f"{API}/sites/{name}/drain")), SiteView)
+
+    async def enable_site(self, name: str) -> SiteView:
+        return _decode(await self._send(_Call("POST", f"{API}/sites/{name}/enable")), SiteView)
+
+    async def events(self) -> AsyncIterator[HealthEvent]:
+        timeout = httpx.Timeout(self.timeout, read=None)  # the stream is quiet between changes
+        async with self.http.stream("GET", f"{API}/status/events", timeout=timeout) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                raise _problem(r)
+            sse = _SSE()
+            async for line in r.aiter_lines():
+                got = sse.feed(line)
+                if got and got[0] == "end":
+                    return
+                if got and got[0] == "health":
+                    yield _event_dec.decode(got[1])
+
+    async def list_files(self, site: str, path: str, *, project: str) -> list[FileEntry]:
+        call = _Call("GET", f"{API}/sites/{site}/files", params=_file_params(project, path))
+        return _decode(await self._send(call), list[FileEntry])
+
+    async def read_file(self, site: str, path: str, *, project: str) -> bytes:
+        call = _Call("GET", f"{API}/sites/{site}/files/content", params=_file_params(project, path))
+        return (await self._send(call)).content
+
+    async def write_file(self, site: str, path: str, data: bytes, *, project: str) -> None:
+        await self._send(_Call("PUT", f"{API}/sites/{site}/files/content", params=_file_params(project, path),
+                               content=data, headers={"Content-Type": "application/octet-stream"}))
+
+    async def audit(self, *, limit: int | None = None, offset: int | None = None) -> AuditPage:
+        call = _Call("GET", f"{API}/audit", params={"limit": limit, "offset": offset})
+        return _decode(await self._send(call), AuditPage)

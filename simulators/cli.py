@@ -19,8 +19,8 @@ DEFAULT_SYSTEMS = {"firecrest": ["daint"], "iri": ["polaris"], "sfapi": ["perlmu
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=sorted(SIM_APPS), help="which facility protocol to speak")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True, help="the port to listen on")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     p.add_argument("--nodes", type=int, default=64, help="nodes per system (default 64)")
     p.add_argument("--systems", help="comma-separated system names (default per kind)")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiplies every `sleep S` (default 1)")

@@ -76,15 +76,17 @@ def test_the_banners_api_url_works_as_superfed_url(
 ) -> None:
     job_id = _post(api, "j")
     monkeypatch.setenv("SUPERFED_URL", f"{api}/api/v1/")
-    assert main(["job", job_id]) == 0
+    assert main(["job", job_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == job_id
 
 
 def test_names_are_printed_as_written(api: str, capsys: pytest.CaptureFixture[str]) -> None:
     job_id = _post(api, "µ-scan→β")
-    assert main(["job", job_id]) == 0
+    assert main(["job", job_id, "--json"]) == 0
     out = capsys.readouterr().out
     assert '"µ-scan→β"' in out and "\\u" not in out
+    assert main(["job", job_id]) == 0
+    assert "name:     µ-scan→β" in capsys.readouterr().out
 
 
 def test_a_closed_pipe_is_not_a_traceback(api: str) -> None:
