@@ -64,8 +64,12 @@ class _Progress:
     def __init__(self) -> None:
         self.start = time.monotonic()
         self.tty = sys.stderr.isatty()
+        self.last: str | None = None
 
     def __call__(self, j: Job) -> None:
+        if j.state == self.last:  # the submission's answer, then the first poll: one line
+            return
+        self.last = j.state
         took = time.monotonic() - self.start
         where = f" at {j.site}" if j.site else ""
         text = f"{j.id}: {paint(j.state) if self.tty else j.state}{where} ({took:.0f} s)"
@@ -80,8 +84,10 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _follow(c: Client, job_id: str, timeout: float | None) -> Job:
+def _follow(c: Client, job_id: str, timeout: float | None, first: Job | None = None) -> Job:
     progress = _Progress()
+    if first is not None:  # what the submission answered: NEW shows even if the job moves before a poll
+        progress(first)
     try:
         return c.wait(job_id, timeout=timeout, on_change=progress)
     finally:
@@ -108,7 +114,7 @@ def submit(c: Client, args: argparse.Namespace) -> int:
     except msgspec.ValidationError as exc:  # checked before sending: the field is named
         raise _fail(f"{args.file}: {exc}") from None
     if args.wait:
-        return _final(args, _follow(c, job.id, args.timeout))
+        return _final(args, _follow(c, job.id, args.timeout, job))
     if args.json:
         emit_json(job)
     elif args.quiet:

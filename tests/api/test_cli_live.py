@@ -1,0 +1,188 @@
+"""The CLI's newer verbs against a real broker: following a job (``job --watch``, ``submit
+--wait``), ``logs``, ``site drain|enable``, ``audit``, ``files``, ``--json`` for scripts, the
+global flags, colour only on a terminal, and the completion script."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from broker import cli_output
+from broker.cli import build_parser, main
+from broker.cli_completion import script
+from tests.api.live_broker import ADMIN, ROOT, Broker, job_body, live
+
+__all__ = ["live"]
+
+ANSI = re.compile(r"\033\[[0-9;]*m")
+
+
+def _submit(live: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str], **spec: str) -> str:
+    f = tmp_path / "job.json"
+    f.write_text(json.dumps(job_body("cli", **spec)))
+    assert main(["submit", str(f), "-q"]) == 0
+    return capsys.readouterr().out.strip()
+
+
+def _finish_when_seen(live: Broker, final: str) -> threading.Thread:
+    """The facility's side: once the broker holds a NEW job, it runs and ends ``final``."""
+
+    def go() -> None:
+        import time
+
+        for _ in range(3000):  # a bound, not a timing: the CLI submits within it
+            new = live.tasks.in_state("NEW")
+            if new:
+                jid = next(iter(new))
+                live.advance(jid, "QUEUED", site="alcf")
+                live.advance(jid, "ACTIVE")
+                live.advance(jid, final, exit_code=0 if final == "COMPLETED" else 3)
+                return
+            time.sleep(0.01)
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def test_submit_wait_follows_the_job_to_its_end(live: Broker, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "job.json"
+    f.write_text(json.dumps(job_body("w")))
+    t = _finish_when_seen(live, "COMPLETED")
+    assert main(["submit", str(f), "--wait", "--json"]) == 0
+    t.join()
+    out = capsys.readouterr()
+    assert json.loads(out.out)["state"] == "COMPLETED"
+    assert "NEW" in out.err and "COMPLETED" in out.err  # the progress, a line per move off a terminal
+    t = _finish_when_seen(live, "FAILED")
+    assert main(["submit", str(f), "--wait"]) == 1  # a job that did not complete is a failure for `&&`
+    t.join()
+    assert "FAILED exit=3" in capsys.readouterr().out
+
+
+def test_job_watch_and_its_timeout(live: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jid = _submit(live, tmp_path, capsys)
+    assert main(["job", jid, "--watch", "--timeout", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "still NEW" in err and err.count("\n") == 2  # the one progress line, then the reason
+    t = _finish_when_seen(live, "COMPLETED")
+    assert main(["job", jid, "--watch"]) == 0
+    t.join()
+    assert capsys.readouterr().out.split()[:2] == [jid, "COMPLETED"]
+
+
+def test_logs_reads_the_jobs_stdout_at_its_site(live: Broker, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    jid = _submit(live, tmp_path, capsys, stdout_path="out.txt", stderr_path=f"{ROOT}/err.txt", directory=ROOT)
+    assert main(["logs", jid]) == 1
+    assert "no site yet" in capsys.readouterr().err
+    live.advance(jid, "QUEUED", site="alcf")
+    (tmp_path / "out").write_text("hello from the job\n")
+    assert main(["files", "put", "alcf", f"{ROOT}/out.txt", str(tmp_path / "out"), "--project", "m1"]) == 0
+    capsys.readouterr()
+    assert main(["logs", jid]) == 0  # a relative stdout_path is the job's directory's
+    assert capsys.readouterr().out == "hello from the job\n"
+    assert main(["logs", jid, "--stderr"]) == 1  # not written: the facility's 404, in one line
+    assert "404" in capsys.readouterr().err
+
+
+def test_files_and_site_admin_verbs(live: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"data\n")
+    assert main(["files", "put", "alcf", f"{ROOT}/in.txt", str(src), "--project", "m1"]) == 0
+    assert main(["files", "ls", "alcf", ROOT, "--project", "m1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "in.txt" in [e["name"] for e in json.loads(out[out.index("["):])]
+    assert main(["files", "get", "alcf", f"{ROOT}/in.txt", "--project", "m1", "-o", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back").read_bytes() == b"data\n"
+    assert main(["files", "get", "alcf", "/etc/passwd", "--project", "m1"]) == 1
+    assert "403" in capsys.readouterr().err
+
+    assert main(["site", "drain", "alcf"]) == 0
+    assert "alcf: draining" in capsys.readouterr().out
+    assert main(["sites"]) == 0
+    assert "draining" in capsys.readouterr().out
+    assert main(["site", "enable", "alcf", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["draining"] is False
+    assert main(["audit"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines[:3]] == ["site.enable", "site.drain", "file.write"]
+    assert main(["site", "drain", "nowhere"]) == 1
+    assert "404" in capsys.readouterr().err
+
+
+def test_json_on_the_listing_commands_and_the_global_flags(live: Broker, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    jid = _submit(live, tmp_path, capsys)
+    monkeypatch.delenv("SUPERFED_URL")
+    monkeypatch.delenv("SUPERFED_TOKEN")
+    assert main(["jobs"]) == 1
+    assert "SUPERFED_TOKEN or pass --token" in capsys.readouterr().err
+    flags = ["--url", live.url, "--token", ADMIN]
+    assert main([*flags, "--json", "jobs"]) == 0  # before the command
+    assert [j["id"] for j in json.loads(capsys.readouterr().out)["items"]] == [jid]
+    assert main(["status", *flags, "--json"]) == 0  # or after it
+    assert json.loads(capsys.readouterr().out)["sites"][0]["site"] == "alcf"
+    assert main(["sites", *flags, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "alcf"
+    assert main(["cancel", jid, *flags, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == jid
+
+
+def test_a_terminal_gets_a_header_colours_and_rows_that_fit(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [["j1", "COMPLETED", "a long name " * 10], ["j2", "FAILED", "short"]]
+    cli_output.table(["ID", "STATE", "NAME"], rows, colour_cols=[1])
+    assert capsys.readouterr().out.splitlines() == ["j1  COMPLETED  " + ("a long name " * 10).strip(),
+                                                    "j2  FAILED  short"]  # a pipe: plain, whole, no header
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "40")  # what shutil.get_terminal_size reads first
+    cli_output.table(["ID", "STATE", "NAME"], rows, colour_cols=[1])
+    lines = capsys.readouterr().out.splitlines()
+    assert ANSI.sub("", lines[0]).split() == ["ID", "STATE", "NAME"]
+    assert "\033[32mCOMPLETED" in lines[1] and "\033[31mFAILED" in lines[2]
+    assert all(len(ANSI.sub("", line)) <= 40 for line in lines)
+    assert ANSI.sub("", lines[1]).endswith("…")
+    monkeypatch.setenv("NO_COLOR", "1")
+    cli_output.table(["ID"], [["j1"]])
+    assert "\033" not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_bash_completion_completes_commands_subcommands_and_options(tmp_path: Path) -> None:
+    (tmp_path / "c.sh").write_text(script(build_parser(), "bash"))
+    probe = """source c.sh
+t(){ COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _superfed_complete; echo "${COMPREPLY[*]}"; }
+t superfed jo; t superfed site ''; t superfed --json files g; t superfed jobs --st; t superfed submit x --w
+"""
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["job jobs", "--help -h drain enable", "get", "--state", "--wait"]
+    assert "bashcompinit" in script(build_parser(), "zsh")
+
+
+def test_version_and_help_on_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("superfed ")
+
+    def walk(p: object, where: str) -> list[str]:
+        import argparse
+
+        assert isinstance(p, argparse.ArgumentParser)
+        bare = [f"{where} {a.dest}" for a in p._actions
+                if not a.help and not isinstance(a, argparse._SubParsersAction)]
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, child in a.choices.items():
+                    bare += walk(child, f"{where} {name}")
+        return bare
+
+    assert walk(build_parser(), "superfed") == []
