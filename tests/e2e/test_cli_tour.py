@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Broker
-from tests.support.servers import superfed, wait_until
+from tests.support.servers import superfed
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +46,11 @@ def test_tour(broker: Broker, tmp_path: Path) -> None:
     assert sub.returncode == 0, sub.stderr
     jid = sub.stdout.strip()
 
-    def completed() -> dict[str, Any] | None:
-        shown: dict[str, Any] = json.loads(sf(broker, "job", jid, role="viewer").stdout)
-        return shown if shown["state"] == "COMPLETED" else None
-
-    shown = wait_until(completed, timeout=60, interval=0.5, what=f"job {jid} COMPLETED")
+    # --watch follows the job to its end (a bound, not a timing: it returns as soon as it is final)
+    watched = sf(broker, "job", jid, "--watch", "--timeout", "50", "--json", role="viewer")
+    assert watched.returncode == 0, watched.stderr
+    shown: dict[str, Any] = json.loads(watched.stdout)
+    assert shown["state"] == "COMPLETED" and "COMPLETED" in watched.stderr
     assert shown["placement"]["ranking"]
     assert jid in sf(broker, "jobs", role="viewer").stdout
 
