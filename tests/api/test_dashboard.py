@@ -74,3 +74,20 @@ def test_overview_counts_rates_and_placement_now(client: TestClient, clean_redis
     a = {s["site"]: s for s in client.get("/api/v1/overview", headers=auth("viewer")).json()["sites"]}["alpha"]
     assert not a["placement"]["eligible"]
     assert any("draining" in why for why in a["placement"]["reasons"])
+
+
+def test_the_page_and_assets_ship_in_the_package() -> None:
+    # a directory without __init__.py is left out of the wheel (packages.find), and with it the
+    # page: only an editable install would serve it
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[2]
+    conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "broker.dashboard" in find_packages(str(root), include=conf["packages"]["find"]["include"])
+    data = conf["package-data"]["*"]
+    for name in ("index.html", "dashboard.js", "dashboard.css"):
+        assert (root / "broker" / "dashboard" / name).exists()
+        assert "*." + name.rsplit(".", 1)[1] in data
