@@ -84,6 +84,28 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
         candidates = [c for c in candidates if c.name not in hints.exclude]
     _refuse(_account_errors(body, candidates))
     _check_profiles(candidates, body)
+    if candidates:
+        recs = await request.app.state.health.many([c.name for c in candidates])
+        _check_projects(candidates, {n: r.allocations if r else None for n, r in recs.items()}, body.project)
+
+
+def _check_projects(candidates: list[SiteConfig], allocations: dict[str, dict[str, float] | None],
+                    project: str) -> None:
+    """A project that no allowed site has an account for is a 422 now: every facility would
+    refuse the job (an unknown account), after a 202 and a trip through the queue. A site's
+    accounts are known from its health checks' allocations; a site whose allocations are not
+    known (not checked yet, or a facility that does not report them) might take it."""
+    missing: list[str] = []
+    for c in candidates:
+        known = allocations.get(c.name)
+        accounts = c.accounts_allowed(project)
+        if known is None or any(a in known for a in accounts):
+            return
+        # not the accounts it does have: those are other projects' business
+        missing.append(f"{c.name}: no allocation for account {', '.join(accounts)}")
+    errors = [FieldError(field="project", message=m, source="body") for m in missing]
+    raise ApiError(422, "Validation failed", f"no site knows project {project!r}: " + "; ".join(missing),
+                   errors=errors)
 
 
 def _check_profiles(candidates: list[SiteConfig], body: JobCreate) -> None:
