@@ -43,6 +43,9 @@ class HealthRecord(msgspec.Struct):
     failures: int = 0  # consecutive failed checks
     error: str | None = None  # why the last check failed
     allocations: dict[str, float] | None = None  # account -> node-hours left
+    # every account the facility reported, hours known or not (FirecREST lists names only);
+    # None: not reported. Intake refuses a project none of its sites has an account for
+    accounts: list[str] | None = None
 
 
 class HealthEvent(msgspec.Struct):
@@ -95,6 +98,7 @@ def next_record(
     down: bool = False,
     latency_ms: float | None = None,
     allocations: dict[str, float] | None = None,
+    accounts: list[str] | None = None,
 ) -> HealthRecord:
     """What one check makes of the previous record.
 
@@ -113,6 +117,7 @@ def next_record(
             failures=0,
             error=None,
             allocations=allocations,
+            accounts=accounts,
         )
     return HealthRecord(
         site=site.name,
@@ -125,6 +130,7 @@ def next_record(
         failures=(prev.failures if prev else 0) + 1,
         error=error,
         allocations=prev.allocations if prev else None,
+        accounts=prev.accounts if prev else None,
     )
 
 

@@ -43,6 +43,7 @@ from adapters.firecrest.wire import (
     WireSubmitted,
     WireSystems,
     WireToken,
+    WireUserInfo,
 )
 from adapters.http import SiteHTTP, decode_json, error_for
 from adapters.secrets import Secret, load_secret
@@ -215,5 +216,10 @@ class FirecrestAdapter(AdapterBase):
         )
 
     async def allocations(self) -> list[Allocation]:
-        # FirecREST v2 has no accounting endpoint (userinfo lists account names, no hours)
-        return []
+        # FirecREST v2 has no accounting endpoint, but userinfo lists the accounts the user may
+        # charge: each is reported with its hours unknown, so the broker knows which projects
+        # the site can take (a job for an account it does not list is refused there)
+        resp = await self.http.request("GET", f"/status/{self.system_or_default(None)}/userinfo")
+        info = decode_json(resp, self.name, WireUserInfo)
+        return [Allocation(project=a.name, allocated=0.0, used=0.0, unit="unknown",
+                           note="FirecREST lists the account, not its hours") for a in info.accounts]

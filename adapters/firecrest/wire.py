@@ -69,3 +69,11 @@ class WireStatOut(msgspec.Struct):
     output: WireStat
 
 
+
+
+class WireAccount(msgspec.Struct):
+    name: str
+
+
+class WireUserInfo(msgspec.Struct):  # GET /status/{system}/userinfo; accounts: what the user may charge
+    accounts: list[WireAccount] = []

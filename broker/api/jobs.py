@@ -17,6 +17,7 @@ from broker.api.auth import require_project
 from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
 from broker.config import SiteConfig
+from broker.health import HealthRecord
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, format_duration, place
 from broker.sanitise import sanitise
@@ -86,23 +87,33 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
     _check_profiles(candidates, body)
     if candidates:
         recs = await request.app.state.health.many([c.name for c in candidates])
-        _check_projects(candidates, {n: r.allocations if r else None for n, r in recs.items()}, body.project)
+        _check_projects(candidates, {n: _accounts(r) for n, r in recs.items()}, body.project)
 
 
-def _check_projects(candidates: list[SiteConfig], allocations: dict[str, dict[str, float] | None],
-                    project: str) -> None:
+def _accounts(rec: HealthRecord | None) -> set[str] | None:
+    """The accounts a site's checks found: every one reported, or (a record written before
+    accounts were kept) those with node hours; None when not known."""
+    if rec is None:
+        return None
+    if rec.accounts is not None:
+        return set(rec.accounts)
+    return set(rec.allocations) if rec.allocations is not None else None
+
+
+def _check_projects(candidates: list[SiteConfig], accounts: dict[str, set[str] | None], project: str) -> None:
     """A project that no allowed site has an account for is a 422 now: every facility would
     refuse the job (an unknown account), after a 202 and a trip through the queue. A site's
-    accounts are known from its health checks' allocations; a site whose allocations are not
-    known (not checked yet, or a facility that does not report them) might take it."""
+    accounts are what its health checks found (the facility's allocations, or FirecREST's
+    userinfo); a site whose accounts are not known (not checked yet, or a facility that reports
+    none) might take it."""
     missing: list[str] = []
     for c in candidates:
-        known = allocations.get(c.name)
-        accounts = c.accounts_allowed(project)
-        if known is None or any(a in known for a in accounts):
+        known = accounts.get(c.name)
+        mine = c.accounts_allowed(project)
+        if known is None or any(a in known for a in mine):
             return
         # not the accounts it does have: those are other projects' business
-        missing.append(f"{c.name}: no allocation for account {', '.join(accounts)}")
+        missing.append(f"{c.name}: no allocation for account {', '.join(mine)}")
     errors = [FieldError(field="project", message=m, source="body") for m in missing]
     raise ApiError(422, "Validation failed", f"no site knows project {project!r}: " + "; ".join(missing),
                    errors=errors)

@@ -36,17 +36,19 @@ async def _check(rt: Runtime, site: SiteConfig, adapter: Any) -> str:
         return f"check failed: {msg}"
     latency = (time.perf_counter() - t0) * 1000
     allocations = prev.allocations if prev else None
-    if prev is None or prev.ok_at is None or time.time() - (prev.ok_at or 0) > ALLOCATIONS_EVERY or allocations is None:
+    accounts = prev.accounts if prev else None
+    if (prev is None or prev.ok_at is None or time.time() - (prev.ok_at or 0) > ALLOCATIONS_EVERY
+            or allocations is None or accounts is None):
         # allocations are a hint for placement; a failure here is not a health failure
         with contextlib.suppress(AdapterError):
-            # an empty answer means the facility does not report allocations (FirecREST v2
-            # has no accounting endpoint): unknown, not "none left"
+            reported = await adapter.allocations()
             # node hours only: storage units and units the adapter does not know ("unknown",
-            # with a note) say nothing about hours left
-            allocations = {
-                a.project: a.allocated - a.used for a in await adapter.allocations() if a.unit == "node_hours"
-            } or None
-    await store_result(rt, site, prev, health, error=None, down=False, latency_ms=latency, allocations=allocations)
+            # with a note: FirecREST's accounts) say nothing about hours left; an empty
+            # answer is unknown, not "none left"
+            allocations = {a.project: a.allocated - a.used for a in reported if a.unit == "node_hours"} or None
+            accounts = sorted({a.project for a in reported}) or None
+    await store_result(rt, site, prev, health, error=None, down=False, latency_ms=latency, allocations=allocations,
+                       accounts=accounts)
     return health.state
 
 
@@ -60,10 +62,12 @@ async def store_result(
     down: bool,
     latency_ms: float | None,
     allocations: dict[str, float] | None = None,
+    accounts: list[str] | None = None,
 ) -> HealthRecord:
     now = time.time()
     rec = next_record(
-        site, prev, health, now=now, error=error, down=down, latency_ms=latency_ms, allocations=allocations
+        site, prev, health, now=now, error=error, down=down, latency_ms=latency_ms, allocations=allocations,
+        accounts=accounts,
     )
     await rt.health.put(rec, changes(site, prev, rec, now))
     return rec
