@@ -45,10 +45,19 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         s = load(args.file)
     except ConfigError as exc:
+        if args.json:  # for a deploy script: the problems as a list, still exit 1
+            _json({"file": args.file, "ok": False, "problems": list(exc.problems)})
+            return 1
         print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for p in exc.problems:
             print(f"  {p}", file=sys.stderr)
         return 1
+    if args.json:
+        _json({"file": args.file, "ok": True, "sites": [x.name for x in s.sites], "tokens": len(s.tokens),
+               "placement": s.placement.strategy,
+               "credentials": {n: {"source": "file" if c.file else "env", "hosts": list(c.hosts)}
+                               for n, c in sorted(s.credentials.items())}})
+        return 0
     print(
         f"{args.file}: ok ({len(s.sites)} sites: {', '.join(x.name for x in s.sites) or 'none'}; "
         f"{len(s.tokens)} tokens; placement {s.placement.strategy})"
@@ -56,6 +65,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for name, cred in sorted(s.credentials.items()):  # what an operator checks: where each secret may go
         print(f"  credential {name}: {'file' if cred.file else 'env'} -> {', '.join(cred.hosts)}")
     return 0
+
+
+def _json(obj: Any) -> None:
+    import json
+
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def cmd_config_export(args: argparse.Namespace) -> int:
@@ -176,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", help="validate a config file")
     cc.add_argument("file", help="the config file to check")
+    cc.add_argument("--json", action="store_true", help="the result as JSON (ok, problems or sites), for scripts")
     cc.set_defaults(func=cmd_config_check)
     ce = csub.add_parser("export", help="write the live config (sites from Redis, the rest from FILE) as TOML")
     ce.add_argument("--config", required=True, help="the config file the broker runs with (for Redis and the rest)")

@@ -175,9 +175,18 @@ def _decode(r: httpx.Response, typ: type[T]) -> T:
 
 
 def _body(job: JobCreate | Mapping[str, Any]) -> bytes:
-    # a mapping is checked against JobCreate here, so a typo fails before the network
-    struct = job if isinstance(job, JobCreate) else msgspec.convert(dict(job), JobCreate)
-    return msgspec.json.encode(struct)
+    # a mapping is checked against JobCreate here, so a typo fails before the network, as the
+    # 422 the broker would send (the same one exception, the field named as the broker names it)
+    if isinstance(job, JobCreate):
+        return msgspec.json.encode(job)
+    try:
+        return msgspec.json.encode(msgspec.convert(dict(job), JobCreate))
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        where = text.rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in text else "body"
+        field_error = FieldError(field=where, message=text.partition(" - at ")[0], source="body")
+        raise ApiError(Problem(type="about:blank", title="Validation failed", status=422,
+                               detail=f"{text} (checked before sending)", errors=[field_error])) from None
 
 
 def _submit_call(job: JobCreate | Mapping[str, Any], key: str | None) -> _Call:

@@ -137,6 +137,33 @@ def test_json_on_the_listing_commands_and_the_global_flags(live: Broker, tmp_pat
     assert json.loads(capsys.readouterr().out)["id"] == jid
 
 
+def test_events_follows_the_stream(live: Broker, capsys: pytest.CaptureFixture[str]) -> None:
+    import redis
+
+    from broker.store.keys import Keys
+
+    r = redis.Redis.from_url(live.settings.redis_url)
+    got = threading.Event()
+    msg = b'{"site":"alcf","component":"compute","state":"down","previous":"up","at":"2026-01-01T00:00:00.000Z"}'
+
+    def publish() -> None:  # until the command has one (it subscribes when it connects)
+        while not got.wait(0.05):
+            r.publish(Keys(live.settings.namespace).events, msg)
+
+    t = threading.Thread(target=publish)
+    t.start()
+    try:
+        assert main(["events", "--count", "2", "--json"]) == 0
+        assert main(["events", "--count", "1"]) == 0
+    finally:
+        got.set()
+        t.join()
+        r.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["state"] for line in lines[:2]] == ["down", "down"]  # one JSON object a line
+    assert lines[2] == "2026-01-01T00:00:00.000Z  alcf/compute         up -> down"
+
+
 def test_a_terminal_gets_a_header_colours_and_rows_that_fit(monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     rows = [["j1", "COMPLETED", "a long name " * 10], ["j2", "FAILED", "short"]]

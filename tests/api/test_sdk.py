@@ -80,6 +80,9 @@ def test_a_problem_is_one_exception_with_the_brokers_words(live: Broker) -> None
             c.submit({"project": "m1", "spec": {"executable": "/bin/true"}, "placement": {"site": "nowhere"}})
         assert exc.value.status == 422 and "nowhere" in exc.value.detail
         assert exc.value.errors and exc.value.errors[0].field == "placement"
+        with pytest.raises(ApiError) as exc:  # a malformed body is refused before it is sent, alike
+            c.submit({"project": "m1", "spec": {"executable": 3}})
+        assert exc.value.status == 422 and [e.field for e in exc.value.errors] == ["spec.executable"]
     with Client(live.url, VIEWER) as c, pytest.raises(ApiError) as exc:
         c.submit(job_body())
     assert exc.value.status == 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def test_examples_are_valid(name: str, capsys: pytest.CaptureFixture[str]) -> No
     assert {x.kind for x in s.sites} == {"sfapi", "firecrest", "iri"}
     assert main(["config", "check", str(ROOT / "config" / name)]) == 0
     assert "ok (3 sites" in capsys.readouterr().out
+    assert main(["config", "check", str(ROOT / "config" / name), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sites"] == [x.name for x in s.sites]
 
 
 def test_the_iri_v2_example_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,6 +74,9 @@ def test_every_problem_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["config", "check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "problem(s)" in err and "sites[0].url: must be an http:// or https:// URL" in err
+    assert main(["config", "check", str(bad), "--json"]) == 1  # the same problems, as a list for a script
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and "sites[0].url: must be an http:// or https:// URL" in report["problems"]
 
 
 def test_unknown_keys_and_token_sources() -> None:
