@@ -5,14 +5,23 @@ entries, so the broker refuses to start (API and workers alike) when its Redis a
 client that did not log in, unless the operator says ``allow_unauthenticated_redis = true``
 (the demo's embedded fallback, which cannot require a password, is the one case it sets).
 The probe connects to the same host and port as ``redis_url`` with no credentials and sends
-PING: a PONG means anyone on that network can do what the broker does."""
+PING: a PONG means anyone on that network can do what the broker does.
+
+The probe asks once. Only when nothing answers (Redis not up yet: refused, timed out) does it
+ask again, for up to ``wait`` seconds; a server that answered, with PONG or with a refusal, is
+never asked twice and never waited for (redis-py's own retries are off: its default retried a
+refused login, which it counts as a connection error, with a backoff of seconds, and every
+start of the API and the workers paid them)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import quote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger("superfed.redis")
 
@@ -21,29 +30,43 @@ class UnauthenticatedRedis(RuntimeError):
     """The broker's Redis accepts clients without a password, and the config does not allow it."""
 
 
-def open_to_anyone(url: str, timeout: float = 2.0) -> bool | None:
+def open_to_anyone(url: str, timeout: float = 2.0, wait: float = 5.0) -> bool | None:
     """True: the server answered PING without credentials; False: it asked for them (NOAUTH,
-    a disabled default user, WRONGPASS); None: it could not be reached to tell."""
+    a disabled default user, WRONGPASS); None: it could not tell (nothing answered, also after
+    asking again for ``wait`` seconds, or an answer that says neither)."""
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        verdict, answered = _probe(url, timeout)
+        if answered or time.monotonic() + delay > deadline:
+            return verdict
+        time.sleep(delay)  # not up yet (started together with Redis): ask again shortly
+        delay = min(delay * 2, 0.5)
+
+
+def _probe(url: str, timeout: float) -> tuple[bool | None, bool]:
+    """One PING without credentials: (verdict as ``open_to_anyone``'s, whether anything answered)."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        return None
-    kwargs: dict[str, object] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+        return None, True  # nothing to ask again
+    kwargs: dict[str, object] = {"socket_connect_timeout": timeout, "socket_timeout": timeout,
+                                 "retry": Retry(NoBackoff(), 0)}
     if parts.scheme == "unix":
         client = redis.Redis(unix_socket_path=parts.path, **kwargs)  # type: ignore[arg-type]
     else:
         client = redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
                              ssl=parts.scheme == "rediss", **kwargs)  # type: ignore[arg-type]
     try:
-        return bool(client.ping())
+        return bool(client.ping()), True
     except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
-        return False
+        return False, True
     except redis.ResponseError as exc:  # "NOAUTH ...", "User disabled", "-NOPERM ..."
         text = str(exc).upper()
         if "NOAUTH" in text or "AUTH" in text or "NOPERM" in text or "DISABLED" in text:
-            return False
-        return None
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return None
+            return False, True
+        return None, True
+    except (redis.ConnectionError, redis.TimeoutError, OSError):  # (AuthenticationError is caught above)
+        return None, False
     finally:
         client.close()
 
