@@ -49,12 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         r = redis.Redis.from_url(info["redis"])
         body = msgspec.convert({"project": "m0001", "spec": SPEC}, JobCreate)
         keys = Keys(settings.namespace)
+        spy = st.profile("demo", 8)  # BENCH_PROFILE=DIR: every process of the demo during the drain
         cpu0 = workers_cpu(config)
         t0 = time.time()
         ids = [create_job_sync(r, keys, settings, body, "bench").id for _ in range(args.jobs)]
         accepted_s = time.time() - t0
         hashes = wait_held(r, ids, 200)
         cpu_ms = (workers_cpu(config) - cpu0) * 1000 / args.jobs
+        if spy:
+            spy.wait(30)
         r.close()
     held = sorted(t for t in (held_at(h) for h in hashes.values()) if t is not None)
     span = held[-1] - t0 if held else float("inf")
