@@ -59,6 +59,15 @@ class AutoPipeline:
         """Run one command (as for ``execute_command``) in the next batch; its reply or error."""
         return await self._submit([args], False)
 
+    async def many(self, cmds: list[Command]) -> list[Any]:
+        """``cmds`` in the next batch, one after the other (not a transaction: another
+        connection's commands may run in between); their replies. Raises the first error."""
+        replies = await self._submit(cmds, True)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return list(replies)
+
     async def transaction(self, cmds: list[Command]) -> list[Any]:
         """MULTI, ``cmds``, EXEC in the next batch; the EXEC replies. Raises the first error
         (a command Redis refused to queue aborts the whole transaction, as it should)."""

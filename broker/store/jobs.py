@@ -25,6 +25,7 @@ from adapters.psij import JobSpec
 from broker import logs
 from broker.schemas import Attempt, HistoryEntry, Job, JobCreate, PlacementHints, PlacementRecord
 from broker.states import ALLOWED, FINAL, JobState
+from broker.store.autopipe import shared
 from broker.store.keys import Keys
 
 
@@ -257,6 +258,12 @@ class JobRecord(msgspec.Struct, frozen=True):
     site: str | None
     system: str | None
     native_id: str | None
+    attempts: str = "[]"  # as stored (JSON); decoded by the one task that reads it (submit)
+
+    def refused(self) -> dict[str, str]:
+        """Sites that refused this job in earlier tries, with their words."""
+        text = self.attempts if self.attempts not in ("", "{}") else "[]"  # cjson writes [] as {}
+        return {a.site: a.error or "refused" for a in _attempts_dec.decode(text) if a.outcome == "rejected"}
 
 
 _hints_dec = msgspec.json.Decoder(PlacementHints)
@@ -287,7 +294,16 @@ def record_from_hash(h: dict[str, str]) -> JobRecord:
         site=_opt(h, "site"),
         system=_opt(h, "system"),
         native_id=_opt(h, "native_id"),
+        attempts=h.get("attempts") or "[]",
     )
+
+
+def as_dict(reply: Any) -> dict[str, str]:
+    """An HGETALL reply as read off the wire: a map (RESP3) or a flat list (RESP2)."""
+    if isinstance(reply, dict):
+        return reply
+    it = iter(reply or ())
+    return dict(zip(it, it, strict=True))
 
 
 def encode_cursor(score: float, job_id: str) -> str:
@@ -310,11 +326,14 @@ class JobStore:
     def __init__(self, r: aioredis.Redis, keys: Keys):
         self.r = r
         self.keys = keys
-        self._advance = r.register_script(_ADVANCE)
-        self._begin_try = r.register_script(_BEGIN_TRY)
+        # the reads and state changes of concurrent tasks (a worker runs several submissions
+        # at once; the API many requests) share round trips (autopipe.py)
+        self._pipe = shared(r)
+        self._advance = self._pipe.script(_ADVANCE)
+        self._begin_try = self._pipe.script(_BEGIN_TRY)
 
     async def get_hash(self, job_id: str) -> dict[str, str] | None:
-        h = cast(dict[str, str], await self.r.hgetall(self.keys.job(job_id)))  # decode_responses=True
+        h = as_dict(await self._pipe.execute("HGETALL", self.keys.job(job_id)))  # decode_responses=True
         return h or None
 
     async def record(self, job_id: str) -> JobRecord | None:
@@ -364,9 +383,10 @@ class JobStore:
         cancel_flag: bool,
     ) -> Any:
         now = time.time()
-        return await self._advance(
-            keys=[self.keys.job(job_id)],
-            args=[
+        return await self._pipe.evalsha(
+            self._advance,
+            [self.keys.job(job_id)],
+            [
                 self.keys.ns,
                 job_id,
                 state or "",
@@ -387,10 +407,11 @@ class JobStore:
         now = time.time()
         logs.bind(site=site)  # the task's lines from here on name the site it tries (broker/logs.py)
         return bool(
-            await self._begin_try(
-                keys=[self.keys.job(job_id), self.keys.assigned(site), self.keys.claims],
-                args=[job_id, repr(now), _enc.encode(Inflight(site, system, now)).decode(), placement or "", rq_id,
-                      runner, self.keys.ns],
+            await self._pipe.evalsha(
+                self._begin_try,
+                [self.keys.job(job_id), self.keys.assigned(site), self.keys.claims],
+                [job_id, repr(now), _enc.encode(Inflight(site, system, now)).decode(), placement or "", rq_id, runner,
+                 self.keys.ns],
             )
         )
 

@@ -13,6 +13,7 @@ import time
 import redis.asyncio as aioredis
 
 from broker.config import PlacementConfig
+from broker.store.autopipe import shared
 from broker.store.keys import Keys
 
 QUICK_FAILURE = 10.0  # seconds: a job that failed sooner after it was accepted counts as refused
@@ -23,11 +24,12 @@ async def record(
 ) -> None:
     when = time.time() if now is None else now
     key = keys.outcomes(site)
-    async with r.pipeline(transaction=False) as p:
-        p.lpush(key, f"{'ok' if ok else 'bad'}:{when:.3f}")
-        p.ltrim(key, 0, last - 1)
-        p.expire(key, 86400)
-        await p.execute()
+    # in the next round trip of the client's shared pipeline (a worker records one per submission)
+    await shared(r).many([
+        ("LPUSH", key, f"{'ok' if ok else 'bad'}:{when:.3f}"),
+        ("LTRIM", key, 0, last - 1),
+        ("EXPIRE", key, 86400),
+    ])
 
 
 def demotion(entries: list[str], *, now: float, guard: PlacementConfig) -> str | None:

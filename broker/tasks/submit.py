@@ -8,6 +8,7 @@ a takeover sends nothing. The job is read once per run into a ``JobRecord`` and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -145,17 +146,6 @@ async def _settle(rt: Runtime, job: JobRecord) -> str | None:
     return None
 
 
-async def _refused_so_far(rt: Runtime, job_id: str) -> dict[str, str]:
-    """Sites that refused this job in earlier rounds, with their words."""
-    raw = await rt.redis.hget(rt.keys.job(job_id), "attempts")
-    text = raw.decode() if isinstance(raw, bytes) else (raw or "[]")
-    out: dict[str, str] = {}
-    for a in msgspec.json.decode(text if text != "{}" else "[]", type=list[Attempt]):
-        if a.outcome == "rejected":
-            out[a.site] = a.error or "refused"
-    return out
-
-
 def _pinned(hints: PlacementHints | None) -> bool:
     """A job that names one site fails with that site's words; any other fails over."""
     return bool(hints and (hints.site or (hints.sites is not None and len(hints.sites) == 1)))
@@ -164,7 +154,7 @@ def _pinned(hints: PlacementHints | None) -> bool:
 async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
     job_id, spec, hints = job.id, job.spec, job.hints
     pc = rt.settings.placement
-    refused = await _refused_so_far(rt, job_id)
+    refused = job.refused()  # sites that refused it in earlier rounds, read with the job
     last_error = ""
     tries = 0
     # each round places the job afresh without the sites that refused it; a round ends at a
@@ -281,8 +271,11 @@ async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
                 refused[name] = exc.message
                 refused_now = True
                 break
-            await _submitted(rt, job_id, site, receipt, outcome="submitted")
-            await outcomes.record(rt.redis, rt.keys, name, ok=True, last=pc.demote_last)
+            # both in the same round trip: neither needs the other's answer
+            await asyncio.gather(
+                _submitted(rt, job_id, site, receipt, outcome="submitted"),
+                outcomes.record(rt.redis, rt.keys, name, ok=True, last=pc.demote_last),
+            )
             return f"submitted to {name} as {receipt.native_id}"
         if not refused_now:
             break
