@@ -1,5 +1,6 @@
 """The picture placement decides on: every site's config, health and counters, read from
-Redis in a few round trips. Used by the workers and by the placement preview alike."""
+Redis in one round trip (two when the configs changed). Used by the workers and by the
+placement preview alike."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from broker.health import HealthRecord, circuit_open
 from broker.placement import PlacementRequest, SiteView
 from broker.schemas import PlacementHints
 from broker.store import outcomes
+from broker.store.autopipe import Command
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
 from broker.store.sitecache import site_cache
@@ -27,32 +29,31 @@ THROUGHPUT_WINDOW = 300.0  # seconds of finished jobs behind "jobs/min finished"
 async def site_views(
     sites: SiteStore, health: HealthStore, jobs: JobStore, guard: PlacementConfig | None = None
 ) -> tuple[list[StoredSite], list[SiteView]]:
-    # two round trips: the configs (one GET while sites:version is unchanged, shared by
-    # concurrent callers), then health, backlog, throughput and the black-hole record of every
-    # site in one pipeline
+    # one round trip while the configs are unchanged (shared with whatever else the process
+    # sends meanwhile: a worker runs several submissions at once): the configs' version, then
+    # health, backlog, throughput and the black-hole record of every site
     guard = guard or PlacementConfig()
-    stored = await site_cache(sites).all()
-    names = [s.config.name for s in stored]
     k = jobs.keys
     now = time.time()
-    async with jobs.r.pipeline(transaction=False) as p:
-        if names:
-            p.mget([k.health(n) for n in names])
+
+    def reads(names: list[str]) -> list[Command]:
+        cmds: list[Command] = [("MGET", *[k.health(n) for n in names])] if names else []
+        cmds += [("HLEN", k.assigned(n)) for n in names]
         for n in names:
-            p.hlen(k.assigned(n))
-        for n in names:
-            p.zremrangebyscore(k.done(n), "-inf", now - THROUGHPUT_WINDOW)
-            p.zcard(k.done(n))
-        for n in names:
-            p.lrange(k.outcomes(n), 0, guard.demote_last - 1)
-        res = await p.execute() if names else []
-    records = {
-        n: (_health_dec.decode(raw) if raw else None) for n, raw in zip(names, res[0] if names else [], strict=True)
-    }
-    backlogs = {n: int(c) for n, c in zip(names, res[1 : 1 + len(names)], strict=True)}
-    done = res[1 + len(names) : 1 + 3 * len(names)]
-    rates = {n: int(done[2 * i + 1]) * 60.0 / THROUGHPUT_WINDOW for i, n in enumerate(names)}
-    latest = res[1 + 3 * len(names) :]
+            cmds += [("ZREMRANGEBYSCORE", k.done(n), "-inf", now - THROUGHPUT_WINDOW), ("ZCARD", k.done(n))]
+        cmds += [("LRANGE", k.outcomes(n), 0, guard.demote_last - 1) for n in names]
+        return cmds
+
+    stored, res = await site_cache(sites).read_with(reads)
+    names = [s.config.name for s in stored]
+    if not names:
+        return stored, []
+    m = len(names)
+    healths, backlog_counts, done, latest = res[0], res[1 : 1 + m], res[1 + m : 1 + 3 * m], res[1 + 3 * m :]
+    done_counts = done[1::2]  # (each after its trim's reply)
+    records = {n: (_health_dec.decode(raw) if raw else None) for n, raw in zip(names, healths, strict=True)}
+    backlogs = {n: int(c) for n, c in zip(names, backlog_counts, strict=True)}
+    rates = {n: int(c) * 60.0 / THROUGHPUT_WINDOW for n, c in zip(names, done_counts, strict=True)}
     demoted = {
         n: outcomes.demotion([x.decode() if isinstance(x, bytes) else x for x in raw], now=now, guard=guard)
         for n, raw in zip(names, latest, strict=True)

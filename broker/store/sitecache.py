@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from broker.health import HealthRecord
+from broker.store.autopipe import Command, shared
 from broker.store.coalesce import SharedCall
 from broker.store.sites import SiteStore, StoredSite
 
@@ -38,6 +40,7 @@ class SiteCache:
         self._stored: list[StoredSite] = []
         self._read_at = 0.0
         self._all = SharedCall(self._read_all)
+        self._reload_shared = SharedCall(self._reload)
 
     def _fresh(self, version: Any) -> bool:
         return version == self._version and time.monotonic() - self._read_at < self.max_age
@@ -65,6 +68,21 @@ class SiteCache:
     async def _read_all(self) -> list[StoredSite]:
         version = await self.r.get(self.keys.sites_version)
         return self._stored if self._fresh(version) else await self._reload()
+
+    async def read_with(self, reads: Callable[[list[str]], list[Command]]) -> tuple[list[StoredSite], list[Any]]:
+        """Every site (as ``all``) and the replies to ``reads(their names)``, in one round
+        trip when nothing changed: the version counter goes in the same batch (autopipe.py,
+        shared with whatever else this process sends meanwhile). When the configs changed they
+        are read again (once for all concurrent callers) and so are ``reads``."""
+        stored, res = self._stored, []
+        for _ in range(2):
+            stored = self._stored
+            res = await shared(self.r).many([("GET", self.keys.sites_version), *reads([s.config.name for s in stored])])
+            if self._fresh(res[0]):
+                break
+            await self._reload_shared()
+        # (changed again meanwhile: the replies still match ``stored``, one version behind)
+        return stored, res[1:]
 
     async def get(self, name: str) -> StoredSite | None:
         return next((s for s in await self.all() if s.config.name == name), None)
