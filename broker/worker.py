@@ -6,11 +6,12 @@ Why one loop rather than RQ's worker plus a loop thread: every job is I/O agains
 facilities, and the adapters' HTTP pools and token caches live on one loop. RQ's worker runs one
 job at a time on its own thread; each job then crossed into the loop and back, and liveness
 needed a heartbeat thread per job and a ticker thread. Here a job is a coroutine on the loop (up
-to ``submit_concurrency`` at once). RQ is used through its public API only: ``Queue.dequeue_any``
-to take jobs, ``Job.prepare_for_execution``, ``Job.set_status``, ``Job.retry`` and the
-registries' ``add`` to settle them, ``Queue.enqueue_job`` to put them back. That API is
-synchronous, so it runs in two threads, each call a batch: one takes jobs (waiting in ``BLPOP``
-while the queues are empty), the other settles finished jobs and moves due retries. A job thus
+to ``submit_concurrency`` at once). RQ is used through its public API only: ``Queue.get_job_ids``,
+``Queue.remove`` and ``Job.fetch_many`` to take queued jobs several at a time (``Queue.dequeue_any``
+to wait for one when none is queued), ``Job.prepare_for_execution``, ``Job.set_status``,
+``Job.retry`` and the registries' ``add`` to settle them, ``Queue.enqueue_job`` to put them back.
+That API is synchronous, so it runs in two threads, each call a batch: one takes jobs (waiting in
+``BLPOP`` while the queues are empty), the other settles finished jobs and moves due retries. A job thus
 crosses threads twice (taken, settled), batched with the others taken or ended at the same time;
 the loop never waits on a Redis reply it could spend on other jobs (called from the loop
 directly, RQ's round trips stalled it by ~10 ms per batch on a busy machine).
@@ -21,8 +22,9 @@ during a job, and its started registry is only cleaned up by RQ's own maintenanc
   every third of that from the loop. When it cannot be renewed (Redis refuses the write, or the
   lease is someone else's) the worker logs an error and takes no more jobs until it holds it again.
 * Each job a worker takes is recorded in the ``claims`` hash (RQ job id -> ``<name>/<token>``,
-  the token being the value of the worker's lease, new for every start) right after the dequeue,
-  and removed when the job is settled. A worker whose lease is gone (or holds another token: a
+  the token being the value of the worker's lease, new for every start) in the same MULTI that
+  takes it out of its queue (right after the BLPOP for one waited for), and removed when the job
+  is settled. A worker whose lease is gone (or holds another token: a
   restart under the same name) is dead: the takeover
   task puts its claimed jobs back at the front of their queue (HDEL decides which worker moves
   each one). With the defaults that is within about 5 s of a kill.
@@ -78,6 +80,13 @@ PROMOTE_EVERY = 0.5  # seconds between moves of due retries to their queue
 TAKEOVER_EVERY = 0.5  # seconds between looks for a dead worker's claimed jobs
 IDLE_WAIT = 1  # seconds one BLPOP waits for work (RQ takes whole seconds)
 
+# KEYS: the claims hash. ARGV: 1 RQ job id, 2 this worker's identity. Withdraws a claim only
+# while it is this worker's.
+_UNCLAIM = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 Periodic = tuple[float, Callable[[], Awaitable[Any]]]
 Done = tuple[RQJob, Queue, BaseException | None]
 
@@ -95,6 +104,8 @@ class Worker:
         self.queues = [queues.queue(self.conn, name) for name in queues.ALL_QUEUES]
         self.by_name = {q.name: q for q in self.queues}
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._limbo: list[tuple[Queue, str]] = []  # claimed, not started yet (Redis went away meanwhile)
+        self._unclaim = self.conn.register_script(_UNCLAIM)
         self.done: list[Done] = []
         self.healthy = False  # holds its lease, so it may take jobs
         self.owned: dict[str, tuple[float, asyncio.Task[None]]] = {}  # periodic lease key -> (period, runner)
@@ -194,45 +205,142 @@ class Worker:
                 self.running[job.id] = asyncio.create_task(self._perform(job, q))
 
     def _take(self, n: int, *, block: bool) -> list[tuple[RQJob, Queue]]:
-        """Up to ``n`` jobs, claimed for this worker (blocking only for the first, and only with
-        ``block``). Jobs that are not the broker's own are refused and failed here."""
-        got: list[tuple[RQJob, Queue]] = []
-        while len(got) < n:
-            try:
-                one = Queue.dequeue_any(
-                    self.queues,
-                    IDLE_WAIT if block and not got else None,
-                    connection=self.conn,
-                    serializer=queues.SERIALIZER,
-                )
-            except DequeueTimeout:
-                break
-            except (redis.ConnectionError, redis.TimeoutError):
-                if got:
-                    break  # claim what we have; the error comes back on the next call
-                raise
-            except Exception as exc:  # a hash RQ cannot even read: nothing to run or settle
-                log.error("worker %s: refused RQ job %s: unreadable (%s)", self.name, getattr(exc, "job_id", "?"), exc)
-                continue
-            if one is None:
-                break
-            got.append(one)
-        if not got:
+        """Up to ``n`` jobs, claimed for this worker (waiting in BLPOP for one only when none is
+        queued, and only with ``block``). Jobs that are not the broker's own are refused and
+        failed here."""
+        taken = self._take_queued(n)  # (job, queue, already claimed)
+        if not taken and block:
+            first = self._dequeue_one()
+            if first is not None:
+                taken = [(*first, False)]
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):  # claim what we have
+                    taken += self._take_queued(n - 1)
+        if not taken:
             return []
+        try:
+            return self._start(taken)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # claimed and not started: kept for the next call (a live worker's claim is never
+            # taken over). One taken by BLPOP had no claim yet: the sweeper finds it
+            self._limbo = [(q, job.id) for job, q, claimed in taken if claimed] + self._limbo
+            raise
+
+    def _start(self, taken: list[tuple[RQJob, Queue, bool]]) -> list[tuple[RQJob, Queue]]:
+        """RQ's bookkeeping for jobs about to run (``prepare_for_execution``), the claims of
+        those not claimed yet, and the refusal of foreign ones, in one pipeline."""
         accepted = []
         with self.conn.pipeline(transaction=False) as p:
-            for job, q in got:
+            for job, q, claimed in taken:
                 why = queues.refusal(job)
                 if why is not None:  # forged or foreign: never imported, never run
                     log.error("worker %s: refused RQ job %s from %s: %s", self.name, job.id, q.name, why)
                     job.set_status(JobStatus.FAILED, pipeline=p)
                     q.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=f"refused: {why}", pipeline=p)
+                    if claimed:
+                        p.hdel(self.keys.claims, job.id)
                     continue
-                p.hset(self.keys.claims, job.id, self.identity)
+                if not claimed:
+                    p.hset(self.keys.claims, job.id, self.identity)
                 job.prepare_for_execution(self.name, p)
                 accepted.append((job, q))
             p.execute()
         return accepted
+
+    def _dequeue_one(self) -> tuple[RQJob, Queue] | None:
+        """The next job of any queue (cancels first), waiting up to IDLE_WAIT for one: RQ's
+        ``dequeue_any`` (BLPOP, then the job's hash). Not claimed yet."""
+        while True:
+            try:
+                return Queue.dequeue_any(self.queues, IDLE_WAIT, connection=self.conn, serializer=queues.SERIALIZER)
+            except DequeueTimeout:
+                return None
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # a hash RQ cannot even read: nothing to run or settle
+                log.error("worker %s: refused RQ job %s: unreadable (%s)", self.name, getattr(exc, "job_id", "?"), exc)
+
+    def _take_queued(self, n: int) -> list[tuple[RQJob, Queue, bool]]:
+        """Up to ``n`` queued jobs (cancels first), taken out of their queue and claimed for
+        this worker together: a handful of round trips for the lot, however many, where RQ's
+        ``dequeue_any`` makes three per job.
+
+        The ids at the head of each queue are read (``Queue.get_job_ids``), then each is
+        removed from its queue (``Queue.remove``: LREM) and claimed (HSETNX) in one MULTI, so
+        between two workers that read the same ids the first MULTI takes them and the second
+        finds them gone. A claim that does not go with a removal is void: the job was already
+        taken and settled by another worker (the claim is withdrawn), or it was a second queue
+        entry of a job another worker holds (that worker's claim decides; the entry is dropped).
+        Claimed jobs whose hashes could not be read yet are kept and started on the next call:
+        a claim of a live worker is never taken over, so it must not be forgotten."""
+        cands: list[tuple[Queue, str]] = []
+        taken: list[tuple[RQJob, Queue, bool]] = []
+        if self._limbo:
+            # still ours? (this worker may have lost its lease meanwhile, and the jobs with it)
+            owners = self.conn.hmget(self.keys.claims, [rq_id for _, rq_id in self._limbo])
+            mine = self.identity.encode()
+            cands = [c for c, owner in zip(self._limbo, owners, strict=True) if owner == mine]
+            self._limbo = []
+        else:
+            for q in self.queues:
+                if len(cands) < n:
+                    cands += [(q, rq_id) for rq_id in q.get_job_ids(0, n - len(cands))]
+            if not cands:
+                return []
+            with self.conn.pipeline(transaction=True) as p:
+                for q, rq_id in cands:
+                    q.remove(rq_id, pipeline=p)
+                    p.hsetnx(self.keys.claims, rq_id, self.identity)
+                replies = p.execute()
+            won, void = [], []
+            for (q, rq_id), removed, claimed in zip(cands, replies[0::2], replies[1::2], strict=True):
+                if removed and claimed:
+                    won.append((q, rq_id))
+                elif claimed:
+                    void.append(rq_id)
+                elif removed:
+                    log.warning("worker %s: dropped a second queue entry of %s (held by %s)", self.name, rq_id,
+                                self.conn.hget(self.keys.claims, rq_id))
+            for rq_id in void:
+                self._unclaim(keys=[self.keys.claims], args=[rq_id, self.identity])
+            cands = won
+        try:
+            jobs = self._fetch([rq_id for _, rq_id in cands])
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._limbo = cands  # claimed: started on the next call
+            raise
+        gone = []
+        for (q, rq_id), job in zip(cands, jobs, strict=True):
+            if job is None:  # expired meanwhile, or unreadable: nothing to run or settle
+                gone.append(rq_id)
+            else:
+                taken.append((job, q, True))
+        if gone:
+            self.conn.hdel(self.keys.claims, *gone)
+        return taken
+
+    def _fetch(self, rq_ids: list[str]) -> list[RQJob | None]:
+        """RQ's ``Job.fetch_many`` (one round trip); one job at a time when a hash among them
+        cannot be read, so that one alone is left out (and logged)."""
+        if not rq_ids:
+            return []
+        try:
+            return RQJob.fetch_many(rq_ids, connection=self.conn, serializer=queues.SERIALIZER)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception:
+            pass
+        out: list[RQJob | None] = []
+        for rq_id in rq_ids:
+            try:
+                out.append(RQJob.fetch(rq_id, connection=self.conn, serializer=queues.SERIALIZER))
+            except NoSuchJobError:
+                out.append(None)
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:
+                log.error("worker %s: refused RQ job %s: unreadable (%s)", self.name, rq_id, exc)
+                out.append(None)
+        return out
 
     async def _perform(self, job: RQJob, q: Queue) -> None:
         fn = entry.TASKS[job.func_name or ""]  # refusal() vouched for the name

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -124,6 +125,75 @@ async def test_jobs_run_together_once_each_and_are_settled_as_rq_would(
         else:
             assert _status(conn, rq_id) == "finished"
             assert rq_id in q.finished_job_registry.get_job_ids()
+
+
+async def test_two_workers_taking_queued_jobs_together_take_each_once(settings: Settings, conn: redis.Redis) -> None:
+    """Several jobs per take: both workers read the same ids at the head of the queue and race
+    for them; every job is taken by exactly one, and claimed for that one."""
+    rq_ids = {queues.submit_rq_id(j) for j in _enqueue(conn, settings, 60)}
+    a, b = Worker(settings, "a"), Worker(settings, "b")
+    start = threading.Barrier(2)
+
+    def drain(w: Worker) -> list[str]:
+        start.wait()
+        out: list[str] = []
+        while got := w._take_queued(8):
+            assert all(claimed for _j, _q, claimed in got)
+            out += [job.id for job, _q, _c in got]
+        return out
+
+    took_a, took_b = await asyncio.gather(asyncio.to_thread(drain, a), asyncio.to_thread(drain, b))
+    assert sorted(took_a + took_b) == sorted(rq_ids) and not set(took_a) & set(took_b)
+    claims = {k.decode(): v.decode() for k, v in conn.hgetall(KEYS.claims).items()}
+    assert claims == {**{i: a.identity for i in took_a}, **{i: b.identity for i in took_b}}
+    assert conn.llen(queues.queue(conn, queues.SUBMIT).key) == 0
+
+
+async def test_ids_read_before_another_worker_took_them_are_left_to_it(
+    settings: Settings, conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b read the queue's head, then a took those jobs (and settled one) before b's MULTI: b
+    takes none of them, leaves a's claims as they are and withdraws its claim on the settled
+    one (nothing holds that one now but RQ's registries)."""
+    rq_ids = [queues.submit_rq_id(j) for j in _enqueue(conn, settings, 4)]
+    a, b = Worker(settings, "a"), Worker(settings, "b")
+    assert [job.id for job, _q, _c in a._take_queued(4)] == rq_ids
+    conn.hdel(KEYS.claims, rq_ids[0])  # a finished and settled that one
+    monkeypatch.setattr(b.queues[1], "get_job_ids", lambda offset=0, length=-1: list(rq_ids))  # b's earlier read
+    assert b._take_queued(4) == []
+    claims = {k.decode(): v.decode() for k, v in conn.hgetall(KEYS.claims).items()}
+    assert claims == {i: a.identity for i in rq_ids[1:]}
+
+
+async def test_a_second_queue_entry_of_a_held_job_is_dropped_not_run(settings: Settings, conn: redis.Redis) -> None:
+    job_id = _enqueue(conn, settings, 1)[0]
+    rq_id = queues.submit_rq_id(job_id)
+    a, b = Worker(settings, "a"), Worker(settings, "b")
+    assert [job.id for job, _q, _c in a._take_queued(8)] == [rq_id]
+    q = queues.queue(conn, queues.SUBMIT)
+    q.enqueue_job(q.fetch_job(rq_id))  # type: ignore[arg-type]  # queued again while a runs it
+    assert b._take_queued(8) == []
+    assert conn.hget(KEYS.claims, rq_id) == a.identity.encode() and conn.llen(q.key) == 0
+
+
+async def test_jobs_claimed_when_redis_went_away_are_started_on_the_next_take(
+    settings: Settings, conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claimed (out of the queue, in the claims hash) but not read: a live worker's claim is
+    never taken over, so the worker itself must not forget them."""
+    rq_ids = [queues.submit_rq_id(j) for j in _enqueue(conn, settings, 3)]
+    w = Worker(settings, "w")
+    fetch = w._fetch
+
+    def broken(ids: list[str]) -> list[object]:
+        monkeypatch.setattr(w, "_fetch", fetch)  # once
+        raise redis.ConnectionError("gone")
+
+    monkeypatch.setattr(w, "_fetch", broken)
+    with pytest.raises(redis.ConnectionError):
+        w._take_queued(8)
+    assert conn.hlen(KEYS.claims) == 3 and conn.llen(queues.queue(conn, queues.SUBMIT).key) == 0
+    assert sorted(job.id for job, _q, _c in w._take_queued(8)) == sorted(rq_ids)
 
 
 async def test_a_dead_workers_claimed_jobs_are_taken_over_and_run_once(
