@@ -398,3 +398,17 @@ def header(title: str) -> None:
         else "no pinning (taskset missing or one CPU): server and load share the CPU(s)"
     )
     print(f"   {pin}")
+
+
+def workers_cpu(config: str) -> float:
+    """CPU seconds (user + system) used so far by the demo's worker processes."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"worker" in cmd and config.encode() in cmd:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total

@@ -8,33 +8,17 @@ the slower part, ``bench.dispatch`` measures intake; this measures the workers."
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import msgspec
 import redis
 
-from bench.common import Stack, header
+from bench.common import Stack, header, workers_cpu
 from bench.dispatch import SPEC, held_at, start_demo, wait_held
 from broker.config import load
 from broker.intake import create_job_sync
 from broker.schemas import JobCreate
 from broker.store.keys import Keys
-
-
-def workers_cpu(config: str) -> float:
-    """CPU seconds (user + system) used so far by the demo's worker processes."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"worker" in cmd and config.encode() in cmd:
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,10 @@ class _Conn:
 
     async def once(self) -> int:
         """One request and its whole answer; returns the status code."""
+        return (await self.exchange())[0]
+
+    async def exchange(self) -> tuple[int, bytes]:
+        """One request and its whole answer: the status code and the body."""
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
@@ -52,11 +56,10 @@ class _Conn:
                 close = True
             elif name == b"transfer-encoding":
                 raise RuntimeError("chunked answers are not supported by this generator")
-        if length:
-            await self.reader.readexactly(length)
+        body = await self.reader.readexactly(length) if length else b""
         if close:
             self.close()
-        return status
+        return status, body
 
     def close(self) -> None:
         if self.writer is not None:
