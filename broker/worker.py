@@ -349,9 +349,8 @@ class Worker:
         try:
             # a child of the API request that enqueued the job (a no-op when tracing is off)
             with tracing.job_span(job.func_name or "", job.meta, job.args[0]):
-                result = await asyncio.wait_for(
-                    fn(self.rt, job.args[0], self.identity), job.timeout or self.cfg.job_timeout
-                )
+                async with asyncio.timeout(job.timeout or self.cfg.job_timeout):  # (wait_for: one more task a job)
+                    result = await fn(self.rt, job.args[0], self.identity)
             log.debug("%s: %s", job.id, result)
         except asyncio.CancelledError:
             self.running.pop(job.id, None)
