@@ -37,7 +37,7 @@ from bench.common import PY, Stack, header
 from bench.dispatch import start_demo
 from broker.config import Settings, load
 from broker.store.keys import Keys
-from broker.worker import Worker, loop_factory
+from broker.worker import Worker
 
 _CREATE = """
 import sys, msgspec, redis
@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--profile", metavar="FILE", help="cProfile the worker (CPU time per thread) into FILE")
-    ap.add_argument("--asyncio-loop", action="store_true", help="asyncio's own loop, not uvloop (as the worker)")
     args = ap.parse_args(argv)
     header(f"profile_worker: {args.jobs:,} submissions drained by one in-process worker")
     with Stack("profile-worker", deadline=300) as st:
@@ -157,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             time.sleep(settings.worker.abandoned_after + 1.0)  # their leases run out
             threading.excepthook = lambda a: None  # RQ threads ending at the stop: not our business
-            with asyncio.Runner(loop_factory=None if args.asyncio_loop else loop_factory()) as runner:
-                runner.run(drive(settings, config, info["redis"], args.jobs, args.profile))
+            asyncio.run(drive(settings, config, info["redis"], args.jobs, args.profile))
         finally:
             for pid in stopped:
                 with contextlib.suppress(OSError):

@@ -550,16 +550,4 @@ def run(settings: Settings, *, burst: bool = False, name: str | None = None, log
                 loop.add_signal_handler(sig, worker.request_stop)
         return await worker.main(burst=burst)
 
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main())
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when it is installed (it comes with uvicorn[standard], as for the
-    API): a worker spends a good part of its CPU in the loop's socket transports and
-    scheduling, which uvloop does in C. None: asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    return asyncio.run(main())
