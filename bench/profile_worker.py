@@ -9,7 +9,8 @@ Run: ``.venv/bin/python -m bench.profile_worker [--jobs 1000] [--profile FILE]``
 and drains the jobs. Jobs are accepted by a child process (the broker's intake function straight
 into Redis) so that their cost is not counted here. A round trip is one command or pipeline
 written to Redis (``send_packed_command`` of redis-py's sync and async connections), counted
-in every thread of this process. Not a target: a tool for changes to broker/worker.py and the
+in every thread of this process; HTTP requests are those of the adapters' httpx clients
+(submissions, health checks, polls). Not a target: a tool for changes to broker/worker.py and the
 submit task. With ``--profile`` CPU figures include cProfile's own overhead."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 import redis.asyncio.connection as aconn
 import redis.connection as sconn
@@ -67,13 +69,21 @@ def counting_round_trips() -> Iterator[None]:
         trips["async (loop)"] += 1
         return await async_send(self, *args, **kw)
 
+    http_send = httpx.AsyncClient.send
+
+    async def h(self: Any, *args: Any, **kw: Any) -> Any:
+        trips["HTTP requests to the facilities"] += 1
+        return await http_send(self, *args, **kw)
+
     sconn.AbstractConnection.send_packed_command = s  # type: ignore[method-assign]
     aconn.AbstractConnection.send_packed_command = a  # type: ignore[method-assign]
+    httpx.AsyncClient.send = h  # type: ignore[method-assign]
     try:
         yield
     finally:
         sconn.AbstractConnection.send_packed_command = sync_send  # type: ignore[method-assign]
         aconn.AbstractConnection.send_packed_command = async_send  # type: ignore[method-assign]
+        httpx.AsyncClient.send = http_send  # type: ignore[method-assign]
 
 
 def demo_workers(config: str) -> list[int]:
@@ -127,9 +137,11 @@ async def drive(settings: Settings, config: str, redis_url: str, n: int, profile
         await asyncio.wait_for(task, 10)
     print(f"{n:,} jobs in {span:.2f} s ({n / span:,.0f} jobs/s, one worker, the job creator alongside); "
           f"CPU {cpu * 1000 / n:.2f} ms/job (this process, every thread)")
+    http = counted.pop("HTTP requests to the facilities", 0)
     total = sum(counted.values())
     print(f"Redis round trips per job: {total / n:.2f} ("
-          + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(counted.items())) + ")")
+          + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(counted.items()))
+          + f"); HTTP requests per job: {http / n:.2f}")
     if profile:
         st = pstats.Stats(profs[0])
         for p in profs[1:]:
