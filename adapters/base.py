@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import httpx
 import msgspec
 
-from adapters.http import HttpSettings, make_client
+from adapters.http import HttpSettings, Lanes, make_client
 from adapters.profile import Vocabulary
 from adapters.types import (
     Allocation,
@@ -81,7 +81,7 @@ class AdapterBase:
         systems: list[str],
         auth: msgspec.Struct,
         http: HttpSettings | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | Lanes | None = None,
     ):
         self.name = name
         self.url = url.rstrip("/")
@@ -89,7 +89,7 @@ class AdapterBase:
         self.auth = auth
         self.http_settings = http or HttpSettings()
         self._owns_client = client is None
-        self.client = client or make_client(self.url, self.http_settings)
+        self.client: httpx.AsyncClient | Lanes = client or make_client(self.url, self.http_settings)
 
     @classmethod
     def endpoints(cls, url: str, auth: msgspec.Struct) -> list[str]:
