@@ -121,16 +121,19 @@ class Stack:
 
     def profile(self, name: str, seconds: float) -> subprocess.Popen[bytes] | None:
         """With BENCH_PROFILE=DIR and py-spy installed, sample ``name`` (and its children) for
-        ``seconds`` into DIR/<name>.txt (collapsed stacks, for flame graphs or grep)."""
+        ``seconds`` into DIR/<name>.txt (collapsed stacks, for flame graphs or grep); with
+        BENCH_PROFILE_GIL=1 only threads holding the GIL (CPU, not waits)."""
         out = os.environ.get("BENCH_PROFILE")
         spy = shutil.which("py-spy") or str(Path(PY).with_name("py-spy"))
         if not out or not Path(spy).exists():
             return None
         Path(out).mkdir(parents=True, exist_ok=True)
+        gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []  # CPU only: threads holding the GIL
         return subprocess.Popen(
             [
                 spy,
                 "record",
+                *gil,
                 "--subprocesses",
                 "-r",
                 "200",
