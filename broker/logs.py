@@ -16,9 +16,9 @@ from typing import IO, Any
 
 FORMATS = ("json", "text")
 # what the current task's lines are about: one mutable dict per job, set where the job starts.
-# A dict, not a value per key, because asyncio.wait_for runs the job in a child task (a copy
-# of the context): a site bound down there must still reach the worker's own line about the
-# job's end, so it is written into the dict both contexts share.
+# A dict, not a value per key, because a job's code may run parts of it in child tasks (gather,
+# wait_for: each with a copy of the context): a site bound down there must still reach the
+# worker's own line about the job's end, so it is written into the dict both contexts share.
 ABOUT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("superfed_log_about", default=None)
 
 _TEXT = "%(asctime)s %(name)s %(levelname)s %(message)s%(about)s"
