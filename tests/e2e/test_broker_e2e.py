@@ -98,7 +98,10 @@ def test_cancel_reaches_the_facility(broker: Broker) -> None:
 def test_a_job_cancelled_at_a_pbs_site_says_what_its_exit_means(broker: Broker) -> None:
     """PBS reports a job qdel ended as exit 265 (256 + SIGKILL): the job's message says so,
     and so does `superfed jobs`."""
-    from broker.client import job_line
+    import msgspec
+
+    from broker.cli_api import job_line
+    from broker.schemas import Job
 
     with broker.client() as c:
         r = c.post("/api/v1/jobs", json={"project": "m0001", "spec": spec("sleep 600"), "placement": {"site": "alcf"}})
@@ -110,7 +113,7 @@ def test_a_job_cancelled_at_a_pbs_site_says_what_its_exit_means(broker: Broker) 
     assert (job["state"], job["site"], job["exit_code"]) == ("CANCELED", "alcf", 265), job
     why = "; exit 265: killed by SIGKILL, as qdel does (PBS reports 256 + the signal's number, 9)"
     assert job["message"].endswith(why), job
-    assert job_line(job).endswith(f" exit=265 ({job['message']})")
+    assert job_line(msgspec.convert(job, Job)).endswith(f" exit=265 ({job['message']})")
 
 
 HOMES = {"nersc": "/global/homes/s/superfed", "cscs": "/home/superfed", "alcf": "/home/superfed"}
