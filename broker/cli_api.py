@@ -149,7 +149,7 @@ def _job_text(j: Job) -> None:
             print(f"  {r.site:<10} {'eligible' if r.eligible else 'no':<8} {'; '.join(r.reasons)}")
     print("history:")
     for h in j.history:
-        print(f"  {h.at}  {paint(h.state):<9} {h.detail or ''}".rstrip())
+        print(f"  {h.at}  {paint(h.state.ljust(9), h.state)} {h.detail or ''}".rstrip())
 
 
 def job(c: Client, args: argparse.Namespace) -> int:
