@@ -34,10 +34,11 @@ from broker.api.status import StatusController
 from broker.api.system import SystemController
 from broker.bootstrap import seed
 from broker.config import Settings
+from broker.health import accounts_known
 from broker.metrics import Recorder
 from broker.store import redis_auth
 from broker.store.connect import async_client, sync_client
-from broker.store.health import HealthStore
+from broker.store.health import HealthStore, RecentAccounts
 from broker.store.jobs import JobStore
 from broker.store.keys import Keys
 from broker.store.sites import SiteStore
@@ -58,6 +59,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.jobs = JobStore(st.redis, st.rkeys)
         st.sites = SiteStore(st.redis, st.rkeys)
         st.health = HealthStore(st.redis, st.rkeys)
+        st.accounts = RecentAccounts(st.health, accounts_known)
         st.tokens = TokenStore(st.redis, st.rkeys)
         st.metrics = Recorder(st.redis, st.rkeys)
         st.adapters = AdapterPool(st.sites, settings.allowed_site_hosts, settings.credentials, st.metrics)

@@ -57,6 +57,16 @@ class HealthEvent(msgspec.Struct):
     detail: str = ""
 
 
+def accounts_known(rec: HealthRecord | None) -> set[str] | None:
+    """The accounts a site's checks found: every one reported, or (a record written before
+    accounts were kept) those with node hours; None when not known."""
+    if rec is None:
+        return None
+    if rec.accounts is not None:
+        return set(rec.accounts)
+    return set(rec.allocations) if rec.allocations is not None else None
+
+
 def is_stale(ok_at: float | None, stale_after: float, now: float) -> bool:
     """No successful check yet, or the last one older than ``stale_after``: the reading is
     ``unknown``, never silently ``up``. Written so that a NaN age reads stale."""

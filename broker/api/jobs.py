@@ -17,7 +17,6 @@ from broker.api.auth import require_project
 from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
 from broker.config import SiteConfig
-from broker.health import HealthRecord
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, format_duration, place
 from broker.sanitise import sanitise
@@ -86,18 +85,9 @@ async def _check_against_sites(request: Request[Any, Any, Any], body: JobCreate)
     _refuse(_account_errors(body, candidates))
     _check_profiles(candidates, body)
     if candidates:
-        recs = await request.app.state.health.many([c.name for c in candidates])
-        _check_projects(candidates, {n: _accounts(r) for n, r in recs.items()}, body.project)
-
-
-def _accounts(rec: HealthRecord | None) -> set[str] | None:
-    """The accounts a site's checks found: every one reported, or (a record written before
-    accounts were kept) those with node hours; None when not known."""
-    if rec is None:
-        return None
-    if rec.accounts is not None:
-        return set(rec.accounts)
-    return set(rec.allocations) if rec.allocations is not None else None
+        # read once a second per process, not per request (broker/store/health.py)
+        accounts = await request.app.state.accounts.get([c.name for c in candidates])
+        _check_projects(candidates, accounts, body.project)
 
 
 def _check_projects(candidates: list[SiteConfig], accounts: dict[str, set[str] | None], project: str) -> None:

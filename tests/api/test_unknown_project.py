@@ -46,7 +46,11 @@ def broker(clean_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         })
         tasks = Tasks(settings, {})
         try:
-            with ThreadedServer(create_app(settings)) as srv:
+            app = create_app(settings)
+            with ThreadedServer(app) as srv:
+                # intake reads the accounts once a second (tests/unit/test_recent_accounts.py):
+                # here each check must count at once
+                app.state.accounts.ttl = 0
                 yield srv.url, tasks
         finally:
             tasks.close()
