@@ -138,5 +138,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # outermost, so that every answer carries them: errors, 404s and the docs included
     app.asgi_handler = SecurityHeaders(app.asgi_handler)
     # outside the router, so that 404s and errors are counted too (under the route they matched)
-    app.asgi_handler = RequestMetrics(app.asgi_handler, app.state)
+    app.asgi_handler = RequestMetrics(app.asgi_handler, app.state, settings.api.access_log)
     return app

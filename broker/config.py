@@ -132,6 +132,10 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     auth_failures_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 30
     # when set, GET /metrics needs "Authorization: Bearer <token>" with this SHA-256 (hex)
     metrics_token_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")] | None = None
+    # a log line per request (logger superfed.access: client, method, path, status, ms). Off by
+    # default: in production the reverse proxy in front keeps the access log (deploy/nginx), and
+    # Python's logging costs a busy status endpoint about a quarter of its rate (bench.status)
+    access_log: bool = False
     # Server-Sent Events streams one token may hold open on one API process (429 beyond)
     max_streams_per_token: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 8
 

@@ -223,6 +223,7 @@ class Demo:
             "allowed_site_hosts": ["127.0.0.1"],
             "placement": {"strategy": "best", "max_attempts": 3},
             "worker": {"abandoned_after": 3},
+            "api": {"access_log": True},  # a person watching the demo sees each request
             "tokens": [
                 {"name": f"demo-{role}", "role": role, "projects": ["*"], "token": tok} for role, tok in tokens.items()
             ],

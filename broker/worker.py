@@ -351,7 +351,7 @@ class Worker:
             with tracing.job_span(job.func_name or "", job.meta, job.args[0]):
                 async with asyncio.timeout(job.timeout or self.cfg.job_timeout):  # (wait_for: one more task a job)
                     result = await fn(self.rt, job.args[0], self.identity)
-            log.debug("%s: %s", job.id, result)
+            log.info("%s: %s", job.args[0], result)  # what the worker did: one line a job it ran
         except asyncio.CancelledError:
             self.running.pop(job.id, None)
             raise  # a cold stop: the claim stays for the takeover

@@ -1,4 +1,5 @@
-"""Requests and their latency by route, for /metrics (broker/metrics.py keeps them in Redis).
+"""Requests and their latency by route, for /metrics (broker/metrics.py keeps them in Redis),
+and the access log (logger ``superfed.access``: a line a request, `[api] access_log`).
 
 The label is the route's template (``/api/v1/jobs/{job_id}``), never the raw path: a path holds job
 ids and file names, and one label value per job would grow Prometheus' series without bound.
@@ -7,6 +8,7 @@ under ``OTHER`` (both bounded for the same reason)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,6 +17,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
+access = logging.getLogger("superfed.access")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -22,9 +25,10 @@ class RequestMetrics:
     """ASGI wrapper outside the router: it sees every answer, errors and 404s included, and
     reads the template the router wrote into the scope once the request is done."""
 
-    def __init__(self, app: ASGIApp, state: State):
+    def __init__(self, app: ASGIApp, state: State, log_access: bool = True):
         self.app = app
         self.state = state
+        self.log_access = log_access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,3 +54,8 @@ class RequestMetrics:
                 method = method if method in _METHODS else "OTHER"
                 recorder.count(HTTP_REQUESTS, (method, route, str(status)))
                 recorder.observe(HTTP_LATENCY, (method, route), time.perf_counter() - start)
+            if self.log_access and access.isEnabledFor(logging.INFO):
+                # the path, never the query (it may name files) nor any header (tokens)
+                client = scope.get("client")
+                access.info("%s %s %s %d %.1f ms", client[0] if client else "-", scope.get("method", ""),
+                            scope.get("path", ""), status, (time.perf_counter() - start) * 1000)

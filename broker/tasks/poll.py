@@ -46,6 +46,9 @@ async def run(rt: Runtime, site_name: str) -> str:
                 fields["message"] = st.message
             changed = await rt.jobs.advance(job_id, st.state, fields=fields)
             moved += max(0, changed)
+            if changed > 0:  # a line per move, so a worker's log tells each job's way
+                log.info("%s: %s at %s (%s %s)", job_id, st.state, site_name, system, native,
+                         extra={"job_id": job_id, "site": site_name})
             if st.state == "FAILED" and changed > 0:
                 await _count_quick_failure(rt, site_name, job_id)
     return f"{len(active)} polled, {moved} moved"
