@@ -219,6 +219,17 @@ def sites(c: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def projects(c: Client, args: argparse.Namespace) -> int:
+    found = c.projects()
+    if args.json:
+        emit_json(found)
+        return 0
+    rows = [[p.project, s.site, f"{s.allocated:g}", f"{s.used:g}", s.unit + (f" ({s.note})" if s.note else "")]
+            for p in found for s in p.sites]
+    table(["PROJECT", "SITE", "ALLOCATED", "USED", "UNIT"], rows)
+    return 0
+
+
 def events(c: Client, args: argparse.Namespace) -> int:
     """Health changes as they happen, a line each (``--json``: one JSON object a line), until
     Ctrl-C, ``--count`` of them, or the broker ends the stream (the token expired or was revoked)."""
@@ -382,6 +393,7 @@ def add_commands(sub: Any, run: Run) -> None:
     add(sub, "cancel", cancel, "cancel a job").add_argument("id", help="the job's id")
     add(sub, "status", status, "every site's health")
     add(sub, "sites", sites, "every site")
+    add(sub, "projects", projects, "each project's allocation and use at every site (the token's projects)")
     p = add(sub, "events", events, "follow health changes as they happen (the status event stream)")
     p.add_argument("--count", type=int, help="stop after this many events")
 

@@ -30,6 +30,7 @@ import msgspec
 
 from adapters.types import FileEntry
 from broker.api.admin import AuditPage, TokenCreated, TokenView
+from broker.api.files import ProjectUsage
 from broker.api.problems import FieldError, Problem
 from broker.api.status import SiteStatus, SiteView, StatusReport
 from broker.schemas import CancelResult, Job, JobCreate, JobPage
@@ -353,6 +354,10 @@ class Client(_Base):
     def site(self, name: str) -> SiteView:
         return _decode(self._send(_Call("GET", f"{API}/sites/{name}")), SiteView)
 
+    def projects(self) -> list[ProjectUsage]:
+        """Each project the token may see, with its allocation and use at every site."""
+        return _decode(self._send(_Call("GET", f"{API}/projects")), list[ProjectUsage])
+
     def drain_site(self, name: str) -> SiteView:
         return _decode(self._send(_Call("POST", f"{API}/sites/{name}/drain")), SiteView)
 
@@ -513,6 +518,9 @@ class AsyncClient(_Base):
 
     async def site(self, name: str) -> SiteView:
         return _decode(await self._send(_Call("GET", f"{API}/sites/{name}")), SiteView)
+
+    async def projects(self) -> list[ProjectUsage]:
+        return _decode(await self._send(_Call("GET", f"{API}/projects")), list[ProjectUsage])
 
     async def drain_site(self, name: str) -> SiteView:
         return _decode(await self._send(_Call("POST", f"{API}/sites/{name}/drain")), SiteView)

@@ -213,3 +213,14 @@ def test_version_and_help_on_every_option(capsys: pytest.CaptureFixture[str]) ->
         return bare
 
     assert walk(build_parser(), "superfed") == []
+
+
+def test_projects_shows_each_projects_allocation_per_site(live: Broker,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["projects", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [(p["project"], [(s["site"], s["allocated"], s["unit"]) for s in p["sites"]]) for p in found] == [
+        ("m0001", [("alcf", 10000.0, "node_hours")]), ("m0002", [("alcf", 10000.0, "node_hours")])]
+    assert main(["projects"]) == 0  # not a terminal: plain lines, one a project and site
+    assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
+        ["m0001", "alcf", "10000", "0", "node_hours"], ["m0002", "alcf", "10000", "0", "node_hours"]]
