@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import time
+import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import tomli_w
 
 from adapters.slurm import tag_from_comment
 from adapters.tags import tag_from_name
@@ -118,9 +120,12 @@ class Cluster:
             self.sims = self.demo.start_sims(free_port(), creds, time_scale)
             self.tokens = {r: f"sf_drill_{r}_{secrets.token_urlsafe(12)}" for r in ("viewer", "submitter", "admin")}
             cfg = self.demo.write_config(self.redis_url, self.sims, creds, self.tokens)
-            text = cfg.read_text().replace("[worker]\nabandoned_after = 3\n", worker_toml)
-            text = text.replace("[placement]\n", "[api]\nrate_limit_per_minute = 0\n\n[placement]\n", 1)
-            cfg.write_text(text)
+            # the demo's config with the drill's worker settings and no rate limit (as TOML,
+            # not text: the demo's file may hold any of these tables already)
+            data = tomllib.loads(cfg.read_text())
+            data["worker"] = {**data.get("worker", {}), **tomllib.loads(worker_toml)["worker"]}
+            data["api"] = {**data.get("api", {}), "rate_limit_per_minute": 0}
+            cfg.write_text(tomli_w.dumps(data))
             self.config = cfg
             self.start_api()
             for _ in range(workers):
