@@ -416,10 +416,15 @@ class Worker:
 
     # -- leases ----------------------------------------------------------------------------
     async def _keep_leases(self) -> None:
-        while not self.stopping.is_set():
-            await self._sleep(self.lease_ms / 3000)
-            if not self.stopping.is_set():
-                await self._lease_round(periodic=True)
+        # renewed until main() cancels this, through a warm stop too: a worker finishing its
+        # jobs must keep its lease, or the others take those jobs over (and ask the facility
+        # for them a second time); its periodic tasks are handed over at the stop
+        while True:
+            if self.stopping.is_set():
+                await asyncio.sleep(self.lease_ms / 3000)
+            else:
+                await self._sleep(self.lease_ms / 3000)  # a stop wakes it: periodic tasks go at once
+            await self._lease_round(periodic=not self.stopping.is_set())
 
     async def _lease_round(self, *, periodic: bool) -> None:
         """Renew (or take back) this worker's lease; then take, keep or give up periodic tasks."""

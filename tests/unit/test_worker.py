@@ -324,3 +324,32 @@ async def test_the_sweeper_enqueues_a_lost_submission_again_and_leaves_held_ones
         assert q.get_job_ids() == [queues.submit_rq_id(queued), queues.submit_rq_id(lost)]
     finally:
         await rt.aclose()
+
+
+async def test_a_warm_stop_keeps_the_lease_until_its_jobs_end(
+    settings: Settings, conn: redis.Redis, workers: Callable[[str], Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping worker finishing a job longer than its lease keeps renewing the lease: the
+    others must not take the job over (the drill saw them ask the facility a second time)."""
+    [jid] = _enqueue(conn, settings, 1)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow_run(_rt: Runtime, job_id: str, runner: str) -> str:
+        started.set()
+        await release.wait()
+        return "submitted"
+
+    monkeypatch.setitem(entry.TASKS, queues.SUBMIT_FN, slow_run)
+    w = workers("w1")
+    await asyncio.wait_for(started.wait(), 20)
+    w.request_stop()  # warm: the job under way finishes first
+    lease = KEYS.worker_lease("w1")
+    # past the lease's whole length (abandoned_after, default 3 s) the lease is still there
+    deadline = time.monotonic() + settings.worker.abandoned_after * 1.5
+    while time.monotonic() < deadline:
+        assert conn.exists(lease), "the stopping worker's lease ran out while its job ran"
+        await asyncio.sleep(0.2)
+    assert conn.hget(KEYS.claims, queues.submit_rq_id(jid)) is not None  # still its job
+    release.set()
+    await _until(lambda: not conn.exists(lease), "the worker gone once its job ended (its lease released)")
