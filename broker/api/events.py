@@ -78,7 +78,7 @@ class EventHub:
 
     async def _run(self, s: _Stream, token: TokenRecord, digest: str) -> AsyncGenerator[ServerSentEventMessage, None]:
         try:
-            yield ServerSentEventMessage(comment="subscribed")
+            yield ServerSentEventMessage(comment="subscribed", data=None)
             last_check = time.monotonic()
             while True:
                 wait = KEEPALIVE
@@ -97,7 +97,7 @@ class EventHub:
                 if kind == "health":
                     yield ServerSentEventMessage(data=data, event="health")
                 else:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
                 if time.monotonic() - last_check > RECHECK:
                     last_check = time.monotonic()
                     if not await self.redis.hexists(self.keys.tokens, digest):

@@ -143,3 +143,15 @@ def test_a_stream_ends_when_its_token_expires(wide: ThreadedServer) -> None:
                 assert [line async for line in lines] in ([], [""])
 
     asyncio.run(go())
+
+
+def test_comments_carry_no_data_line(wide: ThreadedServer) -> None:
+    """Issue 13: ': subscribed' and the keep-alives came with an empty 'data:' line, which a
+    browser's EventSource delivers as an empty message. A comment block is the comment alone."""
+    async def go() -> None:
+        async with httpx.AsyncClient(base_url=wide.url, timeout=30) as client, \
+                _open(client, auth("viewer")) as (r, lines):
+            assert r.status_code == 200
+            assert [await _first_line(lines), await _first_line(lines)] == [": subscribed", ""]
+
+    asyncio.run(go())
