@@ -18,18 +18,8 @@ def test_a_workers_line_about_a_job_names_the_job_and_the_site_in_json(healthy: 
     for f in t.sim.values():
         f.slow.busy = True  # every submission answered 503: the job waits for a retry, and the worker says so
     jid = t.create()  # enqueued as the API does
-    out = io.StringIO()
-    h = logs.handler("json", out)
-    logger = logging.getLogger("superfed")
-    logger.addHandler(h)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        t.call(partial(Worker(t.settings, "logs-w1").main, burst=True))
-    finally:
-        logger.removeHandler(h)
-        logger.setLevel(old)
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]  # every line one JSON object
+    # every line one JSON object
+    lines = _json_lines(lambda: t.call(partial(Worker(t.settings, "logs-w1").main, burst=True)))
     about = [rec for rec in lines if rec.get("job_id") == jid]
     assert about, lines
     line = next(rec for rec in about if "every eligible site failed" in rec["msg"])
