@@ -138,6 +138,10 @@ class Worker:
             for _period, runner in self.owned.values():
                 runner.cancel()
             settler.cancel()
+            # a round under way gives its jobs back to self.done when cancelled: wait for that,
+            # or they would be left claimed by a worker that is gone
+            with contextlib.suppress(BaseException):
+                await settler
             with contextlib.suppress(Exception):
                 await self._settle_now()
             with contextlib.suppress(Exception):
