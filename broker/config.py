@@ -24,6 +24,7 @@ from adapters.profile import SystemProfile
 from broker import credentials as creds
 from broker import site_hosts
 from broker.credentials import CredentialName, CredentialSource
+from broker.store.connect import url_problem
 
 SiteName = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$(?!\n)", description="lower-case letters, digits, '-'")
@@ -164,7 +165,10 @@ class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    # redis://, rediss://, unix:// or redis+sentinel://[USER:PASSWORD@]HOST:26379,HOST:26379/SERVICE[/DB]
+    # (broker/store/connect.py); or redis_url_file: a file holding it (a container's secret)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url_file: str | None = None
     # the broker refuses to start when its Redis answers clients that did not log in, unless
     # this says that is wanted (the demo's embedded fallback only; see deploy/redis.conf)
     allow_unauthenticated_redis: bool = False
@@ -354,6 +358,10 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
     except msgspec.ValidationError as exc:
         problems.extend(_each_field(base, Settings, {}, "") or [_place(exc)])
         settings = Settings()
+    if "redis_url" in raw and "redis_url_file" in raw:
+        problems.append("redis_url_file: give redis_url or redis_url_file, not both")
+    elif isinstance(raw.get("redis_url"), str) and (why := url_problem(raw["redis_url"])):
+        problems.append(f"redis_url: {why}")
     sites: list[SiteConfig] = []
     if not isinstance(sites_raw, list):
         problems.append("sites: expected an array of tables ([[sites]])")
@@ -455,4 +463,20 @@ def _resolve_relative(settings: Settings, base: Path) -> Settings:
         else t
         for t in settings.tokens
     ]
-    return msgspec.structs.replace(settings, credentials=credentials, tokens=tokens)
+    settings = msgspec.structs.replace(settings, credentials=credentials, tokens=tokens)
+    if settings.redis_url_file:
+        settings = _read_redis_url(settings, base)
+    return settings
+
+
+def _read_redis_url(settings: Settings, base: Path) -> Settings:
+    """``redis_url`` from the file ``redis_url_file`` names (relative: to the config file)."""
+    path = Path(settings.redis_url_file or "").expanduser()
+    path = path if path.is_absolute() else (base / path).resolve()
+    try:
+        url = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError([f"redis_url_file: cannot read {path}: {exc.strerror}"], settings.source) from None
+    if why := url_problem(url):
+        raise ConfigError([f"redis_url_file: the URL in {path} {why}"], settings.source)
+    return msgspec.structs.replace(settings, redis_url=url, redis_url_file=str(path))

@@ -57,6 +57,8 @@ def _token(t: dict[str, Any]) -> dict[str, Any]:
 def render(settings: Settings, sites: list[StoredSite]) -> str:
     data = msgspec.to_builtins(settings)
     data.pop("source", None)
+    if data.get("redis_url_file"):
+        data.pop("redis_url", None)  # read from that file (it holds a password): not copied out
     data["tokens"] = [_token(t) for t in data.get("tokens", [])]
     data["sites"] = [msgspec.to_builtins(s.config) for s in sites]
     revisions = ", ".join(f"{s.config.name}@{s.revision}" for s in sites) or "none"

@@ -16,12 +16,15 @@ start of the API and the workers paid them)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from urllib.parse import quote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from broker.store import connect
 
 log = logging.getLogger("superfed.redis")
 
@@ -45,17 +48,28 @@ def open_to_anyone(url: str, timeout: float = 2.0, wait: float = 5.0) -> bool | 
 
 
 def _probe(url: str, timeout: float) -> tuple[bool | None, bool]:
-    """One PING without credentials: (verdict as ``open_to_anyone``'s, whether anything answered)."""
+    """One PING without credentials: (verdict as ``open_to_anyone``'s, whether anything answered).
+    Behind Sentinel: each sentinel (whoever can talk to an open one can make the broker follow
+    a Redis of their choice: SENTINEL MONITOR/SET/FAILOVER), then the primary they name."""
+    if connect.is_sentinel(url):
+        return _probe_sentinel(url, timeout)
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
+    if parts.scheme not in connect.PLAIN_SCHEMES:
         return None, True  # nothing to ask again
-    kwargs: dict[str, object] = {"socket_connect_timeout": timeout, "socket_timeout": timeout,
-                                 "retry": Retry(NoBackoff(), 0)}
     if parts.scheme == "unix":
-        client = redis.Redis(unix_socket_path=parts.path, **kwargs)  # type: ignore[arg-type]
-    else:
-        client = redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
-                             ssl=parts.scheme == "rediss", **kwargs)  # type: ignore[arg-type]
+        return _ping_client(redis.Redis(unix_socket_path=parts.path, **_kwargs(timeout)))  # type: ignore[arg-type]
+    return _ping(parts.hostname or "127.0.0.1", parts.port or 6379, parts.scheme == "rediss", timeout)
+
+
+def _kwargs(timeout: float) -> dict[str, object]:
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+
+
+def _ping(host: str, port: int, ssl: bool, timeout: float) -> tuple[bool | None, bool]:
+    return _ping_client(redis.Redis(host=host, port=port, ssl=ssl, **_kwargs(timeout)))  # type: ignore[arg-type]
+
+
+def _ping_client(client: redis.Redis) -> tuple[bool | None, bool]:
     try:
         return bool(client.ping()), True
     except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
@@ -69,6 +83,20 @@ def _probe(url: str, timeout: float) -> tuple[bool | None, bool]:
         return None, False
     finally:
         client.close()
+
+
+def _probe_sentinel(url: str, timeout: float) -> tuple[bool | None, bool]:
+    t = connect.parse_sentinel(url)
+    answered = False
+    for host, port in t.sentinels:
+        verdict, said = _ping(host, port, False, timeout)
+        if verdict:
+            return True, True
+        answered = answered or said
+    where = connect.primary_address(url, timeout)
+    if where is None:  # no sentinel answered, or none knows a primary yet: ask again
+        return None, False
+    return _ping(where[0], where[1], t.ssl, timeout)
 
 
 def check(url: str, allow_unauthenticated: bool, who: str) -> None:
@@ -88,11 +116,26 @@ def check(url: str, allow_unauthenticated: bool, who: str) -> None:
         f"Redis at {where} accepts clients without a password: anyone who can reach it could make "
         "admin tokens and run jobs. Give it an ACL user (see deploy/redis.conf) and put the user and "
         "password in redis_url (redis://USER:PASSWORD@host:port/0), or set "
-        "allow_unauthenticated_redis = true to run anyway")
+        "allow_unauthenticated_redis = true to run anyway" + (_SENTINEL_HINT if connect.is_sentinel(url) else ""))
+
+
+_SENTINEL_HINT = (" (behind Sentinel: the sentinels need a requirepass of their own, given as "
+                  "?sentinel_password= in the URL, and the primary and replicas an ACL user)")
+
+
+_SECRET_PARAM = re.compile(r"(?i)([?&]sentinel_password=)[^&#]*")
 
 
 def redacted(url: str) -> str:
-    """``url`` with its password replaced, for messages and logs."""
+    """``url`` with its passwords replaced, for messages and logs."""
+    if connect.is_sentinel(url):
+        scheme, _, rest = _SECRET_PARAM.sub(r"\1***", url).partition("://")
+        netloc, slash, tail = rest.partition("/")
+        user, at, hosts = netloc.rpartition("@")
+        if at:
+            name, colon, _pw = user.partition(":")
+            netloc = f"{name}:***@{hosts}" if colon else f"***@{hosts}"
+        return f"{scheme}://{netloc}{slash}{tail}"
     parts = urlsplit(url)
     if parts.password is None:
         return url
