@@ -50,6 +50,8 @@ def _has(problems: list[str], *needles: str) -> None:
 
 @pytest.mark.parametrize("name", list(check.CHECKS))
 def test_the_deployment_files_pass(name: str) -> None:
+    if name == "systemd/" and shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
     assert check.CHECKS[name]() == []
 
 
