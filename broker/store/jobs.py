@@ -261,9 +261,12 @@ class JobRecord(msgspec.Struct, frozen=True):
     attempts: str = "[]"  # as stored (JSON); decoded by the one task that reads it (submit)
 
     def refused(self) -> dict[str, str]:
-        """Sites that refused this job in earlier tries, with their words."""
+        """Sites that refused this job in earlier tries, with their words, and those where a try
+        was given up unconfirmed (a second try there could make a second job)."""
         text = self.attempts if self.attempts not in ("", "{}") else "[]"  # cjson writes [] as {}
-        return {a.site: a.error or "refused" for a in _attempts_dec.decode(text) if a.outcome == "rejected"}
+        return {
+            a.site: a.error or "refused" for a in _attempts_dec.decode(text) if a.outcome in ("rejected", "abandoned")
+        }
 
 
 _hints_dec = msgspec.json.Decoder(PlacementHints)

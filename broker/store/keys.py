@@ -127,3 +127,8 @@ class Keys:
     def sweep_suspects(self) -> str:
         """hash job id -> when the sweeper first found its submission held by nothing"""
         return f"{self.ns}:sweep:suspects"
+
+    def watched(self, site: str) -> str:
+        """hash job id -> a try at ``site`` given up unconfirmed (JSON ``Watch``): a copy of the
+        job that shows up there later is canceled (broker/tasks/late_copies.py)"""
+        return f"{self.ns}:watched:{site}"

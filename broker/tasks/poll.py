@@ -1,4 +1,5 @@
-"""Status polls: per site, one request per system for all the broker's jobs there."""
+"""Status polls: per site, one request per system for all the broker's jobs there; and a look
+for late copies of jobs whose try there was given up (broker/tasks/late_copies.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import msgspec
 from adapters.errors import AdapterError
 from broker.schemas import Attempt
 from broker.store import outcomes
+from broker.tasks import late_copies
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.poll")
@@ -19,12 +21,14 @@ log = logging.getLogger("superfed.poll")
 
 async def run(rt: Runtime, site_name: str) -> str:
     active = await rt.jobs.active(site_name)
-    if not active:
+    watched = await rt.late.watched(site_name)
+    if not active and not watched:
         return "nothing to poll"
     found = await rt.adapters.by_name(site_name)
     if found is None:
         return "no such site"
     _site, adapter = found
+    copies = await late_copies.check(rt, site_name, adapter, watched) if watched else 0
     by_system: dict[str, dict[str, str]] = defaultdict(dict)  # system -> native id -> job id
     for job_id, where in active.items():
         by_system[where.system][where.native_id] = job_id
@@ -51,7 +55,7 @@ async def run(rt: Runtime, site_name: str) -> str:
                          extra={"job_id": job_id, "site": site_name})
             if st.state == "FAILED" and changed > 0:
                 await _count_quick_failure(rt, site_name, job_id)
-    return f"{len(active)} polled, {moved} moved"
+    return f"{len(active)} polled, {moved} moved" + (f", {copies} late copies canceled" if copies else "")
 
 
 async def _count_quick_failure(rt: Runtime, site_name: str, job_id: str) -> None:

@@ -11,6 +11,7 @@ from broker.store.connect import async_client
 from broker.store.health import HealthStore
 from broker.store.jobs import JobStore
 from broker.store.keys import Keys
+from broker.store.late_copies import LateCopies
 from broker.store.sites import SiteStore
 
 
@@ -22,6 +23,7 @@ class Runtime:
         self.jobs = JobStore(self.redis, self.keys)
         self.sites = SiteStore(self.redis, self.keys)
         self.health = HealthStore(self.redis, self.keys)
+        self.late = LateCopies(self.redis, self.keys)
         self.metrics = Recorder(self.redis, self.keys)  # adapter latency, flushed to Redis (metrics.py)
         self.adapters = AdapterPool(self.sites, settings.allowed_site_hosts, settings.credentials, self.metrics)
 

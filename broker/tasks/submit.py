@@ -2,7 +2,10 @@
 
 A job is never run twice because the broker was unsure: before anything is sent, the job
 records which site it is about to try (``inflight``); a later run that finds this mark asks
-that facility for the job's tag before trying anything else. Under a worker, the try is also
+that facility for the job's tag before trying anything else. A try given up without the
+facility confirming it holds no job (it did not answer for long, or a slow one may still make
+the job) is never repeated at that site, and the site is watched: a copy that shows up there
+later is canceled at once and recorded (broker/tasks/late_copies.py). Under a worker, the try is also
 fenced by the worker's claim on the job (``JobStore.begin_try``): a worker that lost the job to
 a takeover sends nothing. The job is read once per run into a ``JobRecord`` and passed along."""
 
@@ -51,6 +54,10 @@ async def run(rt: Runtime, job_id: str, runner: str = "") -> str:
         settled = await _settle(rt, job)
         if settled:
             return settled
+        job = await rt.jobs.record(job_id) or job  # with the try just given up among its attempts
+        if job.cancel_requested:  # asked for while the try was unsettled: no job was made there
+            await rt.jobs.advance(job_id, "CANCELED", detail="canceled before it reached a facility")
+            return "canceled"
     elif job.created < await redis_started_at(rt):
         # Redis restarted since the job was accepted: with AOF `everysec` its last second of
         # writes (an inflight mark, a QUEUED) may be gone. Ask every site for the tag first.
@@ -65,7 +72,11 @@ async def give_up(rt: Runtime, job_id: str, error: BaseException) -> None:
     silently stays NEW). One already placed is left alone."""
     job = await rt.jobs.record(job_id)
     if job is not None and job.state == "NEW":
-        await rt.jobs.advance(job_id, "FAILED", fields={"message": f"gave up after retries: {error}"})
+        fields = {"message": f"gave up after retries: {error}"}
+        if job.inflight is not None:  # its last try may still make a job there: watch for it
+            await rt.late.watch(job.inflight.site, job_id, job.inflight.system)
+            fields["inflight"] = ""
+        await rt.jobs.advance(job_id, "FAILED", fields=fields)
 
 
 _redis_start: tuple[float, float] = (0.0, 0.0)  # (when read, Redis's start time)
@@ -116,23 +127,16 @@ async def _settle(rt: Runtime, job: JobRecord) -> str | None:
         receipt = await adapter.find_by_tag(job_id, system)
     except AdapterError as exc:
         unsure_for = time.time() - since
-        if unsure_for < UNSURE_GIVE_UP:
+        if unsure_for < UNSURE_GIVE_UP or _pinned(job.hints):
+            # (a job pinned to this site has nowhere else to go: it waits for the facility's
+            # answer until its retries run out; give_up then watches the site for a late copy)
             raise TryLater(f"cannot settle the earlier try at {site_name}: {exc}") from None
-        # the facility has not answered for a long while: place the job again rather than
-        # hold it forever (the one case left where a duplicate is possible; logged)
-        log.warning("%s: %s unanswerable for %.0f s; placing the job again", job_id, site_name, unsure_for)
-        receipt = None
-        await rt.jobs.advance(
-            job_id,
-            fields={"inflight": ""},
-            attempt=Attempt(
-                site=site_name,
-                at=now_iso(),
-                outcome="uncertain",  # type: ignore[arg-type]
-                error=f"could not check for {unsure_for:.0f} s whether the earlier try made a job: {exc}",
-            ),
+        # the facility has not answered for a long while: place the job elsewhere rather than
+        # hold it forever, and watch this one for a copy made late
+        log.warning("%s: %s unanswerable for %.0f s; placing the job elsewhere", job_id, site_name, unsure_for)
+        await _abandon(
+            rt, job_id, site_name, system, f"could not check for {unsure_for:.0f} s whether the try made a job: {exc}"
         )
-        await rt.jobs.release(site_name, job_id)
         return None
     if receipt is not None:
         await _submitted(rt, job_id, site, receipt, outcome="settled")
@@ -141,9 +145,27 @@ async def _settle(rt: Runtime, job: JobRecord) -> str | None:
     window = site.http.connect_timeout + site.http.read_timeout
     if time.time() - since < window:
         raise TryLater(f"the earlier try at {site_name} may still be under way; will check again")
-    await rt.jobs.set_fields(job_id, inflight="")
-    await rt.jobs.release(site_name, job_id)
+    if _pinned(job.hints):
+        # the one site it may run at confirmed it holds no job: try there again
+        await rt.jobs.set_fields(job_id, inflight="")
+        await rt.jobs.release(site_name, job_id)
+        return None
+    # absent now, but a facility that got the request may still make the job late: another
+    # try here could make a second one, so the job goes elsewhere and this site is watched
+    await _abandon(rt, job_id, site_name, system, f"no job {window:.0f} s after a try with no answer")
     return None
+
+
+async def _abandon(rt: Runtime, job_id: str, site_name: str, system: str, why: str) -> None:
+    """Give up a try whose outcome the facility never confirmed. The watch is written first: a
+    crash before the rest leaves the inflight mark, and the next run settles it again."""
+    await rt.late.watch(site_name, job_id, system)
+    await rt.jobs.advance(
+        job_id,
+        fields={"inflight": ""},
+        attempt=Attempt(site=site_name, at=now_iso(), outcome="abandoned", error=why),
+    )
+    await rt.jobs.release(site_name, job_id)
 
 
 def _pinned(hints: PlacementHints | None) -> bool:

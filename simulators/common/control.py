@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
@@ -41,6 +42,11 @@ class ChaosBody(msgspec.Struct, forbid_unknown_fields=True):
     status: Annotated[int, msgspec.Meta(ge=400, le=599)] = 503
     garbage_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
     retry_after: Annotated[int, msgspec.Meta(ge=0, le=3600)] | None = None
+    # "submit": only job submissions (the facility's submit route) are slowed, failed or held
+    only: Literal["", "submit"] = ""
+    # the facility does the work at once and holds its answer this long (a job made, the client
+    # timed out: the duplicate risk), where latency_ms delays the work itself
+    answer_delay_ms: Annotated[float, msgspec.Meta(ge=0, le=60_000)] = 0.0
 
 
 class CredentialsBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,6 +71,7 @@ def control_controller(facility: Facility) -> type[Controller]:
             c = facility.chaos
             c.latency_ms, c.error_rate, c.status = data.latency_ms, data.error_rate, data.status
             c.garbage_rate, c.retry_after = data.garbage_rate, data.retry_after
+            c.only, c.answer_delay_ms = data.only, data.answer_delay_ms
             return msgspec.to_builtins(data)
 
         @post("/credentials", status_code=200)
@@ -94,20 +101,34 @@ def control_controller(facility: Facility) -> type[Controller]:
 
 
 class ChaosMiddleware:
-    """Latency, errors and garbage on the protocol endpoints; ``/_sim`` is never affected."""
+    """Latency, errors, garbage and held answers on the protocol endpoints (or on job
+    submissions alone); ``/_sim`` is never affected."""
 
-    def __init__(self, app: ASGIApp, facility: Facility, error_body: ErrorBody):
+    def __init__(self, app: ASGIApp, facility: Facility, error_body: ErrorBody, submit_path: re.Pattern[str]):
         self.app = app
         self.facility = facility
         self.error_body = error_body
+        self.submit_path = submit_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chaos = self.facility.chaos
         if scope["type"] != "http" or not chaos.active or scope["path"].startswith("/_sim"):
             await self.app(scope, receive, send)
             return
+        if chaos.only == "submit" and not (scope.get("method") == "POST" and self.submit_path.fullmatch(scope["path"])):
+            await self.app(scope, receive, send)
+            return
         if chaos.latency_ms:
+            # a slow facility has the request (body and all) and works on it late, whether or
+            # not the client is still waiting: read it now, carry it out after the delay
+            request: list[Any] = []
+            while not request or request[-1].get("more_body"):
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                request.append(message)
             await asyncio.sleep(chaos.latency_ms / 1000)
+            receive = _replay(request, receive)
         if self.facility.roll_error():
             body, ctype = self.error_body(chaos.status, "Service temporarily unavailable (simulated)")
             headers = [(b"content-type", ctype.encode()), CHAOS_HEADER]
@@ -119,7 +140,25 @@ class ChaosMiddleware:
             body, ctype = random.choice(_GARBAGE)
             await _send(send, 200, body, [(b"content-type", ctype.encode()), CHAOS_HEADER])
             return
+        if chaos.answer_delay_ms:
+            held: list[Any] = []
+
+            async def hold(message: Any) -> None:
+                held.append(message)
+
+            await self.app(scope, receive, hold)  # the work is done now
+            await asyncio.sleep(chaos.answer_delay_ms / 1000)
+            for message in held:
+                await send(message)
+            return
         await self.app(scope, receive, send)
+
+
+def _replay(body: list[Any], receive: Receive) -> Receive:
+    async def again() -> Any:
+        return body.pop(0) if body else await receive()
+
+    return again  # type: ignore[return-value]
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -138,15 +177,19 @@ def build_sim_app(
     route_handlers: Sequence[Any],
     *,
     error_body: ErrorBody,
+    submit_path: str,
     exception_handlers: dict[Any, Any] | None = None,
     **kwargs: Any,
 ) -> Litestar:
     """A Litestar app with the facility's routes, ``/_sim``, and chaos around everything.
+    ``submit_path``: a regular expression for the path of a job submission (a POST), which
+    chaos may single out.
 
     The facility is reachable from handlers as ``request.app.state.facility``."""
+    submissions = re.compile(submit_path)
 
     def chaos_factory(app: ASGIApp) -> ASGIApp:
-        return ChaosMiddleware(app, facility, error_body)
+        return ChaosMiddleware(app, facility, error_body, submissions)
 
     app = Litestar(
         route_handlers=[*route_handlers, control_controller(facility)],

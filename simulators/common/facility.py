@@ -24,10 +24,12 @@ class Chaos:
     status: int = 503
     garbage_rate: float = 0.0  # 200 answers whose body is not what the protocol says
     retry_after: int | None = None
+    only: str = ""  # "submit": job submissions alone are affected; "": every protocol endpoint
+    answer_delay_ms: float = 0.0  # the request is carried out at once, its answer held this long
 
     @property
     def active(self) -> bool:
-        return bool(self.latency_ms or self.error_rate or self.garbage_rate)
+        return bool(self.latency_ms or self.error_rate or self.garbage_rate or self.answer_delay_ms)
 
 
 @dataclass

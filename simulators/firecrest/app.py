@@ -24,4 +24,7 @@ def create_app(settings: SimSettings) -> Litestar:
         *transfer.ROUTES,
         *staging.ROUTES,
     ]
-    return build_sim_app(facility, routes, error_body=chaos_error_body, exception_handlers=EXCEPTION_HANDLERS)
+    return build_sim_app(
+        facility, routes, error_body=chaos_error_body, submit_path=r"/compute/[^/]+/jobs",
+        exception_handlers=EXCEPTION_HANDLERS,
+    )

@@ -56,5 +56,6 @@ def create_app(settings: SimSettings, versions: tuple[str, ...] = ("v1", "v2")) 
         *routes_sim.ROUTES,
     ]
     return build_sim_app(
-        facility, routes, error_body=error_body, exception_handlers=EXCEPTION_HANDLERS
+        facility, routes, error_body=error_body, submit_path=r"/api/v[12]/compute/job/[^/]+",
+        exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -54,5 +54,6 @@ def create_app(settings: SimSettings) -> Litestar:
         facility,
         routes,
         error_body=error_body,
+        submit_path=r"/api/v1\.2/compute/jobs/[^/]+",
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
     )

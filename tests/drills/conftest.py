@@ -18,7 +18,7 @@ import signal
 import time
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,8 @@ class Audit:
 class Cluster:
     """redis-server (AOF), three simulators, API, workers: each a process of its own."""
 
-    def __init__(self, tmp: Path, *, workers: int = 2, time_scale: float = 0.1, worker_toml: str = DRILL_WORKER):
+    def __init__(self, tmp: Path, *, workers: int = 2, time_scale: float = 0.1, worker_toml: str = DRILL_WORKER,
+                 edit: Callable[[dict[str, Any]], None] | None = None):
         self.dir = tmp
         self.demo = Demo(tmp)
         self.procs: list[Proc] = []
@@ -125,6 +126,8 @@ class Cluster:
             data = tomllib.loads(cfg.read_text())
             data["worker"] = {**data.get("worker", {}), **tomllib.loads(worker_toml)["worker"]}
             data["api"] = {**data.get("api", {}), "rate_limit_per_minute": 0}
+            if edit is not None:  # the drill's own changes to the config
+                edit(data)
             cfg.write_text(tomli_w.dumps(data))
             self.config = cfg
             self.start_api()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -318,3 +320,63 @@ def test_garbage_answers(cluster: Cluster) -> None:
         log = (c.dir / f"worker-{i + 1}.log").read_text()
         # RQ logs each retried job with its traceback; what must not appear is RQ's loop dying
         assert "restarting it" not in log and "quitting" not in log, log[-2000:]
+
+
+def _alcf_first_and_quick_to_give_up(data: dict[str, Any]) -> None:
+    """Every job tries ALCF first; the broker gives up waiting for ALCF's answer after 2 s."""
+    data["placement"] = {**data.get("placement", {}), "strategy": "priority", "priority": ["alcf", "nersc", "cscs"]}
+    for site in data["sites"]:
+        if site["name"] == "alcf":
+            site["http"] = {"connect_timeout": 1.0, "read_timeout": 2.0}
+
+
+@pytest.mark.parametrize("cluster", [{"edit": _alcf_first_and_quick_to_give_up}], indirect=True)
+def test_late_answers_to_submissions_make_no_second_job(cluster: Cluster) -> None:
+    """9. (issue 15) ALCF, where every job goes first, answers submissions late; nothing else.
+    (a) It makes each job at once and holds the answer past the broker's timeout: the tag lookup
+    finds the job; no second one anywhere. (b) It makes each job 15 s late, after the broker gave
+    the try up and placed the job at NERSC: that late copy is canceled at ALCF's next poll and
+    recorded on the job. Either way, one job runs per accepted job."""
+    c = cluster
+    c.chaos(("iri",), only="submit", answer_delay_ms=4000)
+    first = c.post(20, "sleep 1", "d9a")
+    c.wait_jobs(set(first.values()), timeout=180)
+    a = c.audit("late-answer", first)
+    settled = sum(1 for j in first.values() if a.jobs[j]["attempts"][-1]["outcome"] == "settled")
+    a.report()
+    a.check()  # no facility holds a second job of any of them
+    assert settled > 0, "no submission was answered late: the chaos did not bite"
+
+    c.chaos(("iri",), only="submit", latency_ms=15_000)
+    t0 = time.monotonic()
+    second = c.post(20, "sleep 100", "d9b")  # 10 s at the drill's time scale: still running when copies come
+    c.wait_jobs(set(second.values()), timeout=180)
+    jobs = c.all_jobs()
+    given_up = [j for j in second.values() if any(x["outcome"] == "abandoned" for x in jobs[j]["attempts"])]
+    assert given_up, "no try was given up: the chaos did not bite"
+
+    def copies_canceled() -> dict[str, dict[str, Any]] | None:
+        now = c.all_jobs()
+        ok = all(any(x["outcome"] == "canceled-copy" for x in now[j]["attempts"]) for j in given_up)
+        return now if ok else None
+
+    # each given-up try's job shows up at ALCF ~15 s after its request: canceled at the next poll
+    jobs = wait_until(copies_canceled, timeout=120, interval=0.5, what="every late copy canceled")
+    copies_done = time.monotonic() - t0
+    c.chaos(("iri",))
+    b = c.audit("late-creation", second, expect={"COMPLETED"})
+    alcf = {str(row["id"]): row for row in b.held["iri"]}
+    # a second copy that the job records as canceled at ALCF, and that ALCF ended canceled (it
+    # never ran to its end), is not a duplicated job; any other second copy is
+    explained = []
+    for tag in b.duplicated:
+        recorded = {x["native_id"].split(".")[0] for x in jobs.get(tag, {}).get("attempts", [])
+                    if x["outcome"] == "canceled-copy"}
+        if recorded and all(alcf.get(n, {}).get("state") == "CANCELLED" for n in recorded):
+            explained.append(tag)
+    b = dataclasses.replace(b, duplicated=[t for t in b.duplicated if t not in explained])
+    DRILL_LINES.append(f"late-creation: {len(given_up)} tries given up, {len(explained)} late copies canceled "
+                       f"(the last {copies_done:.1f} s after the burst), none ran to its end")
+    b.report()
+    b.check()
+    assert sorted(explained) == sorted(given_up)

@@ -47,11 +47,16 @@ LONG = {**SPEC, "arguments": ["-c", "sleep 100000"]}  # runs until cancelled
 class Slow:
     """Makes the facility's next job submission outlast the client's read timeout.
     ``made``: the facility makes the job and answers too late (the duplicate risk);
-    ``lost``: the request never reaches the facility's scheduler."""
+    ``lost``: the request never reaches the facility's scheduler;
+    ``late``: the request waits in the facility until ``release`` is set, long after the client
+    gave up, and then makes the job (the late copy that duplicates a job placed elsewhere)."""
 
     mode: str | None = None
     hits: int = 0
     busy: bool = False  # every submission is refused with a 503 (nothing made; reads still work)
+    release: threading.Event = field(default_factory=threading.Event)
+    holding: int = 0  # ``late`` requests not yet through
+    on_submit: Callable[[], None] | None = None  # called (once) as a slowed submission arrives
 
 
 class SlowSubmit:
@@ -73,6 +78,31 @@ class SlowSubmit:
             return
         self.slow.mode = None  # once
         self.slow.hits += 1
+        hook, self.slow.on_submit = self.slow.on_submit, None
+        if hook is not None:
+            hook()
+        if mode == "late":
+            body = []  # read now: once the client has gone, the server hands out no more of it
+            while True:
+                msg = await receive()
+                body.append(msg)
+                if not msg.get("more_body"):
+                    break
+
+            async def replay() -> Any:
+                return body.pop(0) if body else {"type": "http.disconnect"}
+
+            async def drop(msg: Any) -> None:
+                pass
+
+            self.slow.holding += 1
+            try:
+                while not self.slow.release.is_set():  # the test lets it through
+                    await asyncio.sleep(0.02)
+                await self.app(scope, replay, drop)
+            finally:
+                self.slow.holding -= 1
+            return
         if mode == "lost":
             await asyncio.sleep(READ_TIMEOUT + 2)
             await send({"type": "http.response.start", "status": 504, "headers": []})
@@ -260,6 +290,10 @@ class Tasks:
         """What DELETE /api/v1/jobs/{id} records before it enqueues the cancel."""
         self.r.hset(self.keys.job(job_id), "cancel_requested", "1")
 
+    def watched(self, site: str) -> set[str]:
+        """Jobs whose try at ``site`` was given up unconfirmed: watched there for a late copy."""
+        return set(self.r.hkeys(self.keys.watched(site)))
+
     def assigned(self, site: str) -> set[str]:
         return set(self.r.hkeys(self.keys.assigned(site)))
 
@@ -283,8 +317,13 @@ class Tasks:
 def make_tasks(clean_redis: str, facilities: dict[str, Facility], tmp_path: Path) -> Iterator[Callable[..., Tasks]]:
     """``make_tasks(**placement_settings)``: a fresh worker view over fresh facilities."""
     for f in facilities.values():
+        f.slow.release.set()  # a request an earlier test held goes through before the reset
+        deadline = time.monotonic() + 30
+        while f.slow.holding and time.monotonic() < deadline:
+            time.sleep(0.02)
+        f.slow.release.clear()
         f.control("reset")
-        f.slow.mode, f.slow.hits, f.slow.busy = None, 0, False
+        f.slow.mode, f.slow.hits, f.slow.busy, f.slow.on_submit = None, 0, False, None
     token_file = tmp_path / "iri.token"
     token_file.write_text(SIM_TOKEN)
     made: list[Tasks] = []

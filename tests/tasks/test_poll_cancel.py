@@ -107,12 +107,19 @@ def test_a_cancel_asked_while_the_submission_lands_is_carried_out(healthy: Tasks
     t.mark_inflight(jid, "alpha", age=3600)
     assert t.cancel(jid) == "submission in flight; the submitter cancels it when it lands"
     assert t.job(jid)["state"] == "NEW"
-    # the API set the flag meanwhile; the submission lands (the mark is settled, then placed)
+    # the API set the flag meanwhile; alpha holds no job of it (the try is given up): the cancel
+    # is carried out at once, and the job is placed nowhere
     t.request_cancel(jid)
-    assert "submitted to alpha" in t.submit(jid)
-    (at_facility,) = t.sim["alpha"].jobs_tagged(jid)
-    assert at_facility["state"] == "CANCELLED"  # cancelled there the moment it landed
-    assert t.poll_until(jid, FINAL, "alpha")["state"] == "CANCELED"
+    assert t.submit(jid) == "canceled"
+    assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == [] and t.job(jid)["state"] == "CANCELED"
+    # a cancel asked for while the request is at the facility: canceled there the moment it lands
+    jid2 = t.create(LONG, site="alpha")
+    t.sim["alpha"].slow.mode = "made"
+    t.sim["alpha"].slow.on_submit = lambda: t.request_cancel(jid2)
+    assert "submitted to alpha" in t.submit(jid2)
+    (at_facility,) = t.sim["alpha"].jobs_tagged(jid2)
+    assert at_facility["state"] == "CANCELLED"
+    assert t.poll_until(jid2, FINAL, "alpha")["state"] == "CANCELED"
 
 
 def test_a_cancel_before_submission_touches_no_facility(healthy: Tasks) -> None:

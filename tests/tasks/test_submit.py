@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from broker.tasks import submit
 from broker.tasks.submit import TryLater
 from tests.tasks.conftest import LONG, SPEC, Tasks
 
@@ -124,11 +125,28 @@ def test_a_timeout_whose_job_was_not_made_is_held_then_placed_again(healthy: Tas
     with pytest.raises(TryLater, match="may still be under way"):
         t.submit(jid)
     assert t.sim["alpha"].jobs() == [] and t.sim["beta"].jobs() == []
-    # once the request cannot be pending any more (its timeouts have passed), it is placed again
+    # once the request cannot be pending any more (its timeouts have passed), it is placed
+    # again, but not at alpha: alpha may still make the job late, and is watched for that
+    t.age_inflight(jid, 60)
+    assert "submitted to beta" in t.submit(jid)
+    assert t.sim["alpha"].jobs() == [] and len(t.sim["beta"].jobs_tagged(jid)) == 1
+    h = t.job(jid)
+    assert h["state"] == "QUEUED" and [(a["site"], a["outcome"]) for a in h["attempts"]] == [
+        ("alpha", "uncertain"), ("alpha", "abandoned"), ("beta", "submitted")]
+    assert t.assigned("alpha") == set() and t.watched("alpha") == {jid}
+
+
+def test_a_pinned_job_whose_site_confirmed_no_job_is_tried_there_again(healthy: Tasks) -> None:
+    t = healthy
+    t.sim["alpha"].slow.mode = "lost"
+    jid = t.create(site="alpha")
+    with pytest.raises(TryLater, match="outcome is unknown"):
+        t.submit(jid)
     t.age_inflight(jid, 60)
     assert "submitted to alpha" in t.submit(jid)
     assert len(t.sim["alpha"].jobs_tagged(jid)) == 1 and t.sim["beta"].jobs() == []
-    assert t.job(jid)["state"] == "QUEUED"
+    assert [a["outcome"] for a in t.job(jid)["attempts"]] == ["uncertain", "submitted"]
+    assert t.watched("alpha") == set()
 
 
 def test_an_earlier_try_found_at_the_facility_is_settled_not_repeated(healthy: Tasks) -> None:
@@ -193,15 +211,28 @@ def test_an_unanswerable_facility_holds_the_job_rather_than_risk_a_duplicate(hea
     with pytest.raises(TryLater, match="cannot settle the earlier try at alpha"):
         t.submit(jid)
     assert t.sim["beta"].jobs() == []
-    t.age_inflight(jid, 60)  # unanswerable for a long while
-    with pytest.raises(TryLater):  # given up on: placed again (alpha first, still unanswerable)
-        t.submit(jid)
-    attempts = t.job(jid)["attempts"]
-    assert [a["outcome"] for a in attempts] == ["uncertain", "uncertain", "uncertain"]
-    assert "could not check for" in attempts[1]["error"]
-    t.age_inflight(jid, 60)
-    t.sim["alpha"].control("chaos", {})
-    t.sim["alpha"].slow.busy = True  # alpha answers again (no job of ours there), takes no job: beta
+    t.age_inflight(jid, 60)  # unanswerable for a long while: placed elsewhere, alpha watched
     assert "submitted to beta" in t.submit(jid)
-    assert [a["outcome"] for a in t.job(jid)["attempts"]][3:] == ["retriable", "submitted"]
+    attempts = t.job(jid)["attempts"]
+    assert [(a["site"], a["outcome"]) for a in attempts] == [
+        ("alpha", "uncertain"), ("alpha", "abandoned"), ("beta", "submitted")]
+    assert "could not check for" in attempts[1]["error"]
+    assert t.watched("alpha") == {jid} and t.assigned("alpha") == set()
+    t.sim["alpha"].control("chaos", {})
     assert t.sim["alpha"].jobs() == []
+
+
+def test_an_unanswerable_facility_holds_a_job_pinned_to_it(healthy: Tasks) -> None:
+    """Pinned: nowhere else to go, so it waits for the facility whatever the time; when its
+    retries run out it fails, and the site is watched for a copy made late."""
+    t = healthy
+    t.sim["alpha"].control("chaos", {"error_rate": 1.0, "status": 503})
+    jid = t.create(site="alpha")
+    with pytest.raises(TryLater, match="cannot check whether the job was made"):
+        t.submit(jid)
+    t.age_inflight(jid, 60)
+    with pytest.raises(TryLater, match="cannot settle the earlier try at alpha"):
+        t.submit(jid)
+    assert t.inflight(jid) == "alpha" and t.watched("alpha") == set() and t.sim["beta"].jobs() == []
+    t.call(submit.give_up, t.rt, jid, TryLater("out of retries"))
+    assert t.job(jid)["state"] == "FAILED" and t.watched("alpha") == {jid}
