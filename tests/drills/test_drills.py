@@ -62,7 +62,6 @@ def test_worker_sigkill_mid_submission(cluster: Cluster) -> None:
                 "all placed after": all_placed - killed_at,
                 "all finished after": done - killed_at})
     a.check()
-    assert all_placed - killed_at < 60
     assert outcomes[-1] in ("settled", "submitted"), outcomes
 
 
