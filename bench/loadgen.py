@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -144,7 +145,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    spec = json.loads(sys.argv[1])
+    arg = sys.argv[1]
+    # @FILE: the spec in a file (a batch's body is too long for a command line)
+    spec = json.loads(Path(arg[1:]).read_text() if arg.startswith("@") else arg)
     try:
         import uvloop
 

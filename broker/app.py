@@ -21,6 +21,7 @@ from broker.adapter_pool import AdapterPool
 from broker.api.admin import ADMIN_CONTROLLERS
 from broker.api.auth import BearerAuth
 from broker.api.authfail import AuthFailures
+from broker.api.batch import JobBatchController
 from broker.api.dashboard import DashboardController, assets_router
 from broker.api.events import EventHub
 from broker.api.files import FileController, ProjectController
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # ADMIN_CONTROLLERS includes the site routes (status.SiteController extended with admin ones)
     api_handlers = [
         JobController,
+        JobBatchController,
         PlacementController,
         StatusController,
         OverviewController,

@@ -7,6 +7,7 @@ import argparse
 import posixpath
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,8 @@ def _final(args: argparse.Namespace, j: Job) -> int:
 
 
 def submit(c: Client, args: argparse.Namespace) -> int:
+    if args.batch:
+        return _submit_batch(c, args)
     body = _read_job(args.file)
     if not isinstance(body, dict):
         raise _fail(f"{args.file}: a job is a JSON object {{project, spec, placement?}}")
@@ -119,6 +122,53 @@ def submit(c: Client, args: argparse.Namespace) -> int:
     else:
         print(f"{job.id} {paint(job.state)} (superfed job {job.id} --watch to follow it)")
     return 0
+
+
+def _read_lines(path: str) -> list[dict[str, Any]]:
+    """A JSON Lines file of jobs (blank lines skipped), each line's mistakes named by its number."""
+    try:
+        text = Path(path).read_bytes() if path != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise _fail(f"{path}: not readable ({exc})") from None
+    out: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            body = msgspec.json.decode(line)
+        except msgspec.DecodeError as exc:
+            raise _fail(f"{path}:{n}: not JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise _fail(f"{path}:{n}: a job is a JSON object {{project, spec, placement?, idempotency_key?}}")
+        out.append(body)
+    if not out:
+        raise _fail(f"{path}: no jobs in it")
+    return out
+
+
+def _submit_batch(c: Client, args: argparse.Namespace) -> int:
+    """Every line's job, in batches of up to 1,000 (POST /api/v1/jobs/batch); a line's own
+    idempotency_key is kept, so running the same file again makes no second job of it."""
+    if args.wait or args.idempotency_key:
+        raise _fail("--batch takes each job's key from its line (idempotency_key) and does not --wait")
+    lines = _read_lines(args.file)
+    keys = [str(b.pop("idempotency_key", None) or uuid.uuid4()) for b in lines]
+    for b in lines:
+        if args.project:
+            b["project"] = args.project
+    out = c.submit_many(lines, keys=keys)
+    if args.json:
+        emit_json([x if isinstance(x, Job) else x.problem for x in out])
+    for n, x in enumerate(out, 1):
+        if isinstance(x, Job):
+            if not args.json:
+                print(x.id if args.quiet else f"{x.id} {paint(x.state)}")
+        else:  # on stderr: stdout stays the accepted ids, one a line, in the file's order
+            print(f"{args.file}: job {n}: refused ({x.status} {x.title}): {x.detail}", file=sys.stderr)
+    refused = sum(1 for x in out if not isinstance(x, Job))
+    if refused:
+        print(f"{len(out) - refused} accepted, {refused} refused", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def jobs(c: Client, args: argparse.Namespace) -> int:
@@ -369,6 +419,9 @@ def add_commands(sub: Any, run: Run) -> None:
     p.add_argument("--idempotency-key", help="the key for this submission (default: a new one; "
                    "the same key and body never makes a second job)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
+    p.add_argument("--batch", action="store_true",
+                   help="FILE is JSON Lines, a job a line (each may carry its own idempotency_key), sent "
+                   "1,000 a request; prints each accepted id in order, each refusal on stderr; exit 1 if any")
     p.add_argument("--wait", action="store_true",
                    help="follow the job until it is final; exit 0 only if it COMPLETED")
     timeout(p)

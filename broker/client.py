@@ -30,10 +30,11 @@ import msgspec
 
 from adapters.types import FileEntry
 from broker.api.admin import AuditPage, TokenCreated, TokenView
+from broker.api.batch import JobBatchAnswer
 from broker.api.files import ProjectUsage
 from broker.api.problems import FieldError, Problem
 from broker.api.status import SiteStatus, SiteView, StatusReport
-from broker.schemas import CancelResult, Job, JobCreate, JobPage
+from broker.schemas import MAX_BATCH, CancelResult, Job, JobBatch, JobBatchItem, JobCreate, JobPage
 from broker.states import FINAL
 
 __all__ = [
@@ -176,12 +177,16 @@ def _decode(r: httpx.Response, typ: type[T]) -> T:
 
 
 def _body(job: JobCreate | Mapping[str, Any]) -> bytes:
+    return msgspec.json.encode(_job_create(job))
+
+
+def _job_create(job: JobCreate | Mapping[str, Any]) -> JobCreate:
     # a mapping is checked against JobCreate here, so a typo fails before the network, as the
     # 422 the broker would send (the same one exception, the field named as the broker names it)
     if isinstance(job, JobCreate):
-        return msgspec.json.encode(job)
+        return job
     try:
-        return msgspec.json.encode(msgspec.convert(dict(job), JobCreate))
+        return msgspec.convert(dict(job), JobCreate)
     except msgspec.ValidationError as exc:
         text = str(exc)
         where = text.rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in text else "body"
@@ -193,6 +198,69 @@ def _body(job: JobCreate | Mapping[str, Any]) -> bytes:
 def _submit_call(job: JobCreate | Mapping[str, Any], key: str | None) -> _Call:
     return _Call("POST", f"{API}/jobs", json=_body(job),
                  headers={"Idempotency-Key": key or str(uuid.uuid4())}, retry_409=True)
+
+
+class _Batch:
+    """``submit_many``'s jobs, sent as batches (``POST /api/v1/jobs/batch``, at most
+    ``MAX_BATCH`` a request), each job with its own idempotency key: a job the broker answers
+    409 (its key still being handled) is sent again in the next round, alone with the others
+    such; the sync and async clients share this and differ only in the I/O."""
+
+    def __init__(self, jobs: Iterable[JobCreate | Mapping[str, Any]], keys: Iterable[str] | None, size: int):
+        todo = list(jobs)
+        ks = list(keys) if keys is not None else [str(uuid.uuid4()) for _ in todo]
+        if len(ks) != len(todo):
+            raise ValueError("one idempotency key per job")
+        if not 1 <= size <= MAX_BATCH:
+            raise ValueError(f"batch_size: 1 to {MAX_BATCH}")
+        self.size = size
+        self.out: list[Job | ApiError | None] = [None] * len(todo)
+        self.items: dict[int, JobBatchItem] = {}
+        for i, (job, key) in enumerate(zip(todo, ks, strict=True)):
+            try:
+                c = _job_create(job)
+            except ApiError as exc:  # refused before sending, as the broker would
+                self.out[i] = exc
+                continue
+            self.items[i] = JobBatchItem(project=c.project, spec=c.spec, placement=c.placement, idempotency_key=key)
+        self.pending = sorted(self.items)
+
+    def calls(self) -> list[tuple[list[int], _Call]]:
+        """This round's requests: the jobs not answered yet, ``size`` a request."""
+        chunks = [self.pending[i:i + self.size] for i in range(0, len(self.pending), self.size)]
+        return [(idx, _Call("POST", f"{API}/jobs/batch", json=_batch_enc.encode(
+            JobBatch(jobs=[self.items[i] for i in idx])))) for idx in chunks]
+
+    def take(self, idx: list[int], r: httpx.Response | ApiError) -> float | None:
+        """A request's answer into ``out``; the jobs to send again stay pending. Returns a wait
+        (seconds) when some should be sent again."""
+        if isinstance(r, ApiError):  # the whole request failed (after the client's retries)
+            for i in idx:
+                self.out[i] = r
+            return None
+        answer = msgspec.json.decode(r.content, type=JobBatchAnswer)
+        again: list[int] = []
+        for res in answer.results:
+            i = idx[res.index]
+            if res.job is not None:
+                self.out[i] = res.job
+            elif res.status == 409:
+                again.append(i)
+            else:
+                self.out[i] = ApiError(res.problem or Problem(type="about:blank", title="Error", status=res.status,
+                                                               detail="refused"))
+        sent = set(idx)
+        self.pending = [i for i in self.pending if i not in sent] + again
+        self.pending.sort()
+        return 1.0 if again else None
+
+    def result(self) -> list[Job | ApiError]:
+        return [x if x is not None else ApiError(Problem(
+            type="about:blank", title="Conflict", status=409,
+            detail="its idempotency key was still being handled after every retry")) for x in self.out]
+
+
+_batch_enc = msgspec.json.Encoder()
 
 
 def _jobs_params(project: str | None, state: str | None, site: str | None, limit: int | None,
@@ -278,23 +346,31 @@ class Client(_Base):
         """Submit one job (202). The key (made here when not given) makes retries safe."""
         return _decode(self._send(_submit_call(job, idempotency_key)), Job)
 
-    def submit_many(self, jobs: Iterable[JobCreate | Mapping[str, Any]], *, concurrency: int = 8,
-                    keys: Iterable[str] | None = None) -> list[Job | ApiError]:
-        """Submit many jobs at once, in order; each its own key, so each may be retried alone.
-        A refused job is its :class:`ApiError` in the list, so the others' ids are not lost."""
-        todo = list(jobs)
-        ks = list(keys) if keys is not None else [str(uuid.uuid4()) for _ in todo]
-        if len(ks) != len(todo):
-            raise ValueError("one idempotency key per job")
+    def submit_many(self, jobs: Iterable[JobCreate | Mapping[str, Any]], *, concurrency: int = 4,
+                    keys: Iterable[str] | None = None, batch_size: int = MAX_BATCH) -> list[Job | ApiError]:
+        """Submit many jobs, in order, ``batch_size`` a request (``POST /api/v1/jobs/batch``,
+        ``concurrency`` requests at once); each job its own idempotency key, so a request
+        retried after its answer was lost makes no second job. A refused job is its
+        :class:`ApiError` in the list, so the others' ids are not lost."""
+        batch = _Batch(jobs, keys, batch_size)
+        for attempt in range(self.retry.attempts):
+            calls = batch.calls()
+            if not calls:
+                break
 
-        def one(pair: tuple[JobCreate | Mapping[str, Any], str]) -> Job | ApiError:
-            try:
-                return self.submit(pair[0], idempotency_key=pair[1])
-            except ApiError as exc:
-                return exc
+            def one(call: _Call) -> httpx.Response | ApiError:
+                try:
+                    return self._send(call)
+                except ApiError as exc:
+                    return exc
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            return list(pool.map(one, zip(todo, ks, strict=True)))
+            with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(calls)))) as pool:
+                answers = list(pool.map(one, [c for _idx, c in calls]))
+            waits = [batch.take(idx, a) for (idx, _c), a in zip(calls, answers, strict=True)]
+            wait = max((w for w in waits if w is not None), default=None)
+            if wait is not None and attempt < self.retry.attempts - 1:
+                time.sleep(self.retry.delay(attempt, wait))
+        return batch.result()
 
     def job(self, job_id: str) -> Job:
         return _decode(self._send(_Call("GET", f"{API}/jobs/{job_id}")), Job)
@@ -449,22 +525,29 @@ class AsyncClient(_Base):
     async def submit(self, job: JobCreate | Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
         return _decode(await self._send(_submit_call(job, idempotency_key)), Job)
 
-    async def submit_many(self, jobs: Iterable[JobCreate | Mapping[str, Any]], *, concurrency: int = 8,
-                          keys: Iterable[str] | None = None) -> list[Job | ApiError]:
-        todo = list(jobs)
-        ks = list(keys) if keys is not None else [str(uuid.uuid4()) for _ in todo]
-        if len(ks) != len(todo):
-            raise ValueError("one idempotency key per job")
+    async def submit_many(self, jobs: Iterable[JobCreate | Mapping[str, Any]], *, concurrency: int = 4,
+                          keys: Iterable[str] | None = None, batch_size: int = MAX_BATCH) -> list[Job | ApiError]:
+        """As :meth:`Client.submit_many`."""
+        batch = _Batch(jobs, keys, batch_size)
         gate = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(job: JobCreate | Mapping[str, Any], key: str) -> Job | ApiError:
+        async def one(call: _Call) -> httpx.Response | ApiError:
             async with gate:
                 try:
-                    return await self.submit(job, idempotency_key=key)
+                    return await self._send(call)
                 except ApiError as exc:
                     return exc
 
-        return list(await asyncio.gather(*(one(j, k) for j, k in zip(todo, ks, strict=True))))
+        for attempt in range(self.retry.attempts):
+            calls = batch.calls()
+            if not calls:
+                break
+            answers = await asyncio.gather(*(one(c) for _idx, c in calls))
+            waits = [batch.take(idx, a) for (idx, _c), a in zip(calls, answers, strict=True)]
+            wait = max((w for w in waits if w is not None), default=None)
+            if wait is not None and attempt < self.retry.attempts - 1:
+                await asyncio.sleep(self.retry.delay(attempt, wait))
+        return batch.result()
 
     async def job(self, job_id: str) -> Job:
         return _decode(await self._send(_Call("GET", f"{API}/jobs/{job_id}")), Job)

@@ -91,3 +91,27 @@ class CancelResult(msgspec.Struct):
     id: str
     state: str
     detail: str
+
+
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                             description="as the Idempotency-Key header of a single submission")]
+MAX_BATCH = 1000  # jobs in one POST /api/v1/jobs/batch
+
+
+class JobBatchItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One job of a batch: a submission's body, and its own idempotency key"""
+
+    project: ProjectName
+    spec: JobSpec
+    placement: PlacementHints | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+    def create(self) -> JobCreate:
+        return JobCreate(project=self.project, spec=self.spec, placement=self.placement)
+
+
+class JobBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Up to 1,000 jobs, each accepted or refused on its own"""
+
+    jobs: Annotated[list[JobBatchItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+

@@ -29,6 +29,7 @@ ROUTE_ROLES: dict[str, str] = {
     "listJobs": "viewer",
     "getJob": "viewer",
     "createJob": "submitter",
+    "createJobs": "submitter",
     "cancelJob": "submitter",
     "previewPlacement": "submitter",
     "listFiles": "viewer",

@@ -14,7 +14,9 @@ cannot declare:
 - the JobSpec and its parts as msgspec describes them: Litestar's schemas drop the constraints on
   list items and dict keys and values (argument sizes, environment names, attribute limits);
 - the site configuration the admin routes take: they read the body as a dict, so that
-  ``validate_site`` can name every bad field at once, and Litestar sees no type."""
+  ``validate_site`` can name every bad field at once, and Litestar sees no type;
+- the body of ``createJobs`` (``JobBatch``): the route reads it itself, so that a bad job is
+  that job's answer rather than the batch's."""
 
 from __future__ import annotations
 
@@ -22,12 +24,21 @@ from typing import Any
 
 import msgspec
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPI, OpenAPIHeader, OpenAPIMediaType, OpenAPIResponse, Reference, Schema
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 
 from adapters.psij import JobSpec
 from broker.api.problems import PROBLEM, Problem
 from broker.config import SiteConfig
+from broker.schemas import JobBatch
 
 DESCRIPTIONS: dict[int, str] = {
     400: "Bad request: a parameter or header is malformed",
@@ -54,6 +65,7 @@ HEADERS: dict[int, dict[str, str]] = {  # what those answers carry besides the d
     503: {"Retry-After": _WAIT},
 }
 SITE_BODY_OPERATIONS = ("createSite", "replaceSite")
+BATCH_OPERATION = "createJobs"
 
 
 def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
@@ -75,6 +87,7 @@ def document(openapi: OpenAPI) -> OpenAPI:
     site = _site_config_schema(schemas)
     _, jobspec = msgspec.json.schema_components([JobSpec], ref_template="#/components/schemas/{name}")
     schemas.update({name: jobspec[name] for name in ("JobSpec", "JobAttributes", "ResourceSpec")})
+    batch = _batch_schema(schemas)
     for item in (openapi.paths or {}).values():
         for op in (item.get, item.put, item.post, item.delete, item.patch):
             if op is None:
@@ -87,7 +100,19 @@ def document(openapi: OpenAPI) -> OpenAPI:
                 assert not isinstance(op.request_body, Reference)
                 op.request_body.description = "the site's configuration, as a [[sites]] table of the config file has it"
                 op.request_body.content = {"application/json": OpenAPIMediaType(schema=site)}
+            if op.operation_id == BATCH_OPERATION:
+                op.request_body = RequestBody(
+                    required=True, description="the jobs, each a submission's body and its own idempotency_key",
+                    content={"application/json": OpenAPIMediaType(schema=batch)})
     return openapi
+
+
+def _batch_schema(components: dict[str, Any]) -> Reference:
+    """JobBatch (msgspec's schema) into the components; the JobSpec parts are the ones above."""
+    _, defs = msgspec.json.schema_components([JobBatch], ref_template="#/components/schemas/{name}")
+    for name, schema in defs.items():
+        components.setdefault(name, schema)
+    return Reference(ref="#/components/schemas/JobBatch")
 
 
 def _site_config_schema(components: dict[str, Any]) -> Reference:

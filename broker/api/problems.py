@@ -98,7 +98,7 @@ _TITLES = {
 _REGEX_MESSAGE = re.compile(r"Expected `str` matching regex '(.*)'", re.S)
 
 
-def _readable(message: str) -> str:
+def readable(message: str) -> str:
     """msgspec names a failed pattern by its regex; say what the pattern means instead."""
     m = _REGEX_MESSAGE.fullmatch(message)
     if m is None:
@@ -119,7 +119,7 @@ def _field_errors(extra: Any) -> list[FieldError]:
     if not isinstance(extra, list):
         return []
     return [
-        FieldError(field=str(item.get("key") or "body"), message=_readable(str(item.get("message", ""))),
+        FieldError(field=str(item.get("key") or "body"), message=readable(str(item.get("message", ""))),
                    source=_source(item))
         for item in extra
         if isinstance(item, dict)

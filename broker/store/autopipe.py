@@ -177,8 +177,19 @@ def _arg(a: Any) -> bytes:
     raise TypeError(f"not a Redis argument: {type(a).__name__}")
 
 
+_pack_c: Any
+try:  # redis-py's optional C parser also packs; twice as fast on a long command (a batch's script call)
+    from hiredis import pack_command as _pack_c
+except ImportError:  # pragma: no cover - hiredis is a dependency, but redis-py runs without it
+    _pack_c = None
+
+LONG = 64  # arguments; below, the C call saves less than it costs to check for
+
+
 def pack(args: Command) -> bytes:
     """One command in the Redis protocol (RESP): an array of bulk strings."""
+    if _pack_c is not None and len(args) > LONG:
+        return bytes(_pack_c(args))  # refuses bool and None, as _arg does (TypeError)
     parts = [b"*%d\r\n" % len(args)]
     for a in args:
         b = _arg(a)

@@ -224,3 +224,24 @@ def test_projects_shows_each_projects_allocation_per_site(live: Broker,
     assert main(["projects"]) == 0  # not a terminal: plain lines, one a project and site
     assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
         ["m0001", "alcf", "10000", "0", "node_hours"], ["m0002", "alcf", "10000", "0", "node_hours"]]
+
+
+def test_submit_batch_from_json_lines(live: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "jobs.jsonl"
+    bad = job_body("bad", attributes={"account": "someone-else"})
+    lines = [json.dumps({**job_body("l1"), "idempotency_key": "line-1"}), "", json.dumps(job_body("l2")),
+             json.dumps(bad)]
+    f.write_text("\n".join(lines) + "\n")
+    assert main(["submit", "--batch", str(f), "-q"]) == 1  # one job refused
+    out = capsys.readouterr()
+    ids = out.out.split()
+    assert len(ids) == 2
+    assert "job 3: refused (422" in out.err and "spec.attributes.account" in out.err
+    assert "2 accepted, 1 refused" in out.err
+    # the line's own key: the same line again is the same job
+    f.write_text(lines[0] + "\n")
+    assert main(["submit", "--batch", str(f), "-q"]) == 0
+    assert capsys.readouterr().out.split() == [ids[0]]
+    f.write_text("{not json\n")
+    assert main(["submit", "--batch", str(f)]) != 0
+    assert f"{f}:1: not JSON" in capsys.readouterr().err

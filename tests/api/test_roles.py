@@ -31,6 +31,7 @@ EXPECTED: dict[str, str] = {
     "listJobs": "viewer",
     "getJob": "viewer",
     "createJob": "submitter",
+    "createJobs": "submitter",
     "cancelJob": "submitter",
     "previewPlacement": "submitter",
     "listFiles": "viewer",
@@ -63,6 +64,7 @@ SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "listJobs": ("GET", "/api/v1/jobs", {}),
     "getJob": ("GET", "/api/v1/jobs/{job}", {}),
     "createJob": ("POST", "/api/v1/jobs", {"json": {"project": "m1", "spec": SPEC}}),
+    "createJobs": ("POST", "/api/v1/jobs/batch", {"json": {"jobs": [{"project": "m1", "spec": SPEC}]}}),
     "cancelJob": ("DELETE", "/api/v1/jobs/{job}", {}),
     "previewPlacement": ("POST", "/api/v1/placement", {"json": {"project": "m1", "spec": SPEC}}),
     "listFiles": ("GET", "/api/v1/sites/alpha/files", {"params": {"path": "/home/u", "project": "m1"}}),
@@ -189,6 +191,10 @@ def test_project_scope(api: str, job_id: str) -> None:
         r = _call(api, op, s1, job_id, json={"project": "m2", "spec": SPEC})
         assert r.status_code == 403, (op, r.text)
         assert _call(api, op, s1, job_id).status_code in (200, 202)
+    # in a batch, that job's own 403 (the batch's other jobs are accepted)
+    r = _call(api, "createJobs", s1, job_id, json={"jobs": [{"project": "m2", "spec": SPEC},
+                                                            {"project": "m1", "spec": SPEC}]})
+    assert [x["status"] for x in r.json()["results"]] == [403, 202], r.text
     # another project's job: 404 whether or not it exists
     for op in ("getJob", "cancelJob"):
         assert _call(api, op, s1, other).status_code == 404, op

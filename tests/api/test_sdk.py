@@ -71,6 +71,18 @@ def test_submit_many_keeps_order_and_each_refusal_in_its_place(live: Broker) -> 
         assert len(list(c.iter_jobs(page_size=2))) == 5  # three pages through the cursor
 
 
+def test_submit_many_sends_batches_and_a_lost_answer_makes_no_second_job(live: Broker) -> None:
+    net = LoseFirstAnswer()  # the first batch is written, and its answer lost
+    with Client(live.url, ADMIN, transport=net, retry=RetryPolicy(backoff=0)) as c:
+        out = c.submit_many([job_body(f"n{i}") for i in range(6)], batch_size=4)
+        assert [x.name for x in out if isinstance(x, Job)] == [f"n{i}" for i in range(6)]
+        # the first batch twice (its answer lost), then the second: three requests, not six
+        assert len(net.posts) == 3
+        assert sorted(j.id for j in c.iter_jobs()) == sorted(x.id for x in out if isinstance(x, Job))
+    with Client(live.url, ADMIN) as c, pytest.raises(ValueError, match="batch_size"):
+        c.submit_many([job_body("x")], batch_size=1001)
+
+
 def test_a_problem_is_one_exception_with_the_brokers_words(live: Broker) -> None:
     with Client(live.url, ADMIN) as c:
         with pytest.raises(ApiError) as exc:

@@ -83,3 +83,54 @@ async def test_async_intake_with_an_idempotency_key_replays(clean_redis: str) ->
     finally:
         await r.aclose()
         conn.close()
+
+
+def test_a_batched_jobs_rq_commands_are_what_rq_itself_records(clean_redis: str) -> None:
+    """The batch makes each job's RQ commands from the first's (rq_commands_like): for another
+    id they are RQ's own, but for the times, and the compressed call names the new id."""
+    import zlib
+
+    from broker.intake import rq_commands_like, rq_submit_commands
+
+    settings = validate({"redis_url": clean_redis})
+    conn = sync_client(clean_redis)
+    try:
+        first, other = "j19ad0000000aaaaaaaaaa", "j19ad0000001bbbbbbbbbb"
+        made = rq_commands_like(rq_submit_commands(conn, first, settings), first, other)
+        real = rq_submit_commands(conn, other, settings)
+    finally:
+        conn.close()
+    assert len(made) == len(real)
+    for m, t in zip(made, real, strict=True):
+        assert len(m) == len(t)
+        for a, b in zip(m, t, strict=True):
+            if isinstance(a, bytes) and a[:1] == b"x":  # RQ's zlib-compressed call: same when unpacked
+                assert zlib.decompress(a) == zlib.decompress(b)
+                assert other.encode() in zlib.decompress(a)
+            elif a != b:
+                assert isinstance(a, str) and a.endswith("Z"), (m[0], a, b)  # a time: created_at, enqueued_at
+    assert not any(first in str(a) for cmd in made for a in cmd)
+
+
+async def test_rq_runs_batched_submissions(clean_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from broker.intake import BatchItem, create_jobs
+
+    settings = validate({"redis_url": clean_redis})
+    keys = Keys(settings.namespace)
+    r = async_client(clean_redis)
+    conn = sync_client(clean_redis)
+    try:
+        jobs = await create_jobs(r, conn, keys, settings, [BatchItem(BODY)] * 3, "alice")
+        ids = [j.id for j in jobs]  # type: ignore[union-attr]
+        ran: list[str] = []
+
+        async def fake_submit(_rt: Runtime, job_id: str, _runner: str) -> str:
+            ran.append(job_id)
+            return "ok"
+
+        monkeypatch.setitem(entry.TASKS, queues.SUBMIT_FN, fake_submit)
+        assert await Worker(settings, "w").main(burst=True) == 0
+        assert sorted(ran) == sorted(ids)
+    finally:
+        await r.aclose()
+        conn.close()

@@ -143,3 +143,18 @@ async def test_autopipe_transactions_are_atomic(clean_redis: str) -> None:
             await pipe.transaction([("SET", "d", "x"), ("INCR", "d")])
     finally:
         await r.aclose()
+
+
+def test_a_long_command_packs_as_a_short_one_does() -> None:
+    """autopipe packs a long command in C (hiredis): the same bytes as its own packing, and the
+    same refusals (bool, None)."""
+    from broker.store import autopipe
+
+    args = ("HSET", "k", *[x for i in range(40) for x in (f"f{i}", b"\x00v\xff", i, 1.5 + i, "é")])
+    assert len(args) > autopipe.LONG
+    c = autopipe.pack(args)
+    py = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(b), b) for b in map(autopipe._arg, args))
+    assert c == py
+    for bad in (True, None):
+        with pytest.raises(TypeError):
+            autopipe.pack((*args, bad))
