@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from pathlib import Path
@@ -93,18 +92,6 @@ class TokenStore:
                 source="config",
             )
             await self.r.hset(self.keys.tokens, d, _enc.encode(rec))
-
-    async def lookup(self, token: str) -> TokenRecord | None:
-        # The lookup is by digest, so timing reveals nothing about the secret; the compare
-        # below guards against a hash-table collision ever matching a different token.
-        d = digest(token)
-        raw = await self.r.hget(self.keys.tokens, d)
-        if raw is None or not hmac.compare_digest(d, digest(token)):
-            return None
-        rec = _dec.decode(raw)
-        if rec.expires_at is not None and rec.expires_at < time.time():
-            return None
-        return rec
 
     async def authenticate(self, token: str, limit_per_minute: int) -> tuple[TokenRecord | None, Verdict]:
         """Look the token up, count the request against its rate limit and note its use, in one

@@ -5,7 +5,10 @@ state stays final; a cancel reaches the facility and the poll confirms it."""
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from tests.tasks.conftest import LONG, SPEC, Tasks
@@ -154,3 +157,30 @@ def test_a_failed_poll_changes_nothing_and_says_where(healthy: Tasks, caplog: py
     (warning,) = [r for r in caplog.records if r.name == "superfed.poll"]
     assert warning.getMessage().startswith("poll alpha/polaris failed: ") and "503" in warning.getMessage()
 
+
+
+def _exits_3(t: Tasks) -> str:
+    jid = t.create({**SPEC, "arguments": ["-c", "exit 3"]})
+    assert "submitted to alpha" in t.submit(jid)
+    return jid
+
+
+def test_a_job_that_fails_at_once_counts_against_its_site(healthy: Tasks) -> None:
+    """The black-hole guard: a job failing within seconds of its acceptance at a site is
+    recorded as a bad outcome there, once, beside the submission's good one."""
+    t = healthy
+    jid = _exits_3(t)
+    assert t.poll_until(jid, FINAL, "alpha")["exit_code"] == "3"
+    t.poll("alpha")  # a second look at a final job records nothing more
+    kinds = [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)]
+    assert kinds == ["bad", "ok"]  # newest first
+
+
+def test_a_job_that_fails_long_after_its_acceptance_says_nothing_of_the_site(healthy: Tasks) -> None:
+    t = healthy
+    jid = _exits_3(t)
+    tries = msgspec.json.decode(t.r.hget(t.keys.job(jid), "attempts"))
+    tries[-1]["at"] = datetime.fromtimestamp(time.time() - 3600, UTC).isoformat()  # accepted an hour ago
+    t.r.hset(t.keys.job(jid), "attempts", msgspec.json.encode(tries))
+    t.poll_until(jid, FINAL, "alpha")
+    assert [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)] == ["ok"]

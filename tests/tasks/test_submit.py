@@ -91,6 +91,7 @@ def test_every_site_failing_retriably_is_retried_later(healthy: Tasks) -> None:
     h = t.job(jid)
     assert h["state"] == "NEW" and t.inflight(jid) is None
     assert [a["outcome"] for a in h["attempts"]] == ["retriable", "retriable"]
+    assert "the scheduler is busy" in h["message"]  # what a user sees of the job while it waits
     assert t.assigned("alpha") == t.assigned("beta") == set()
     for f in t.sim.values():
         f.slow.busy = False
@@ -236,3 +237,63 @@ def test_an_unanswerable_facility_holds_a_job_pinned_to_it(healthy: Tasks) -> No
     assert t.inflight(jid) == "alpha" and t.watched("alpha") == set() and t.sim["beta"].jobs() == []
     t.call(submit.give_up, t.rt, jid, TryLater("out of retries"))
     assert t.job(jid)["state"] == "FAILED" and t.watched("alpha") == {jid}
+
+
+def test_out_of_retries_a_waiting_job_fails_with_the_last_reason(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create()
+    t.call(submit.give_up, t.rt, jid, TryLater("no eligible site yet (alpha: down)"))
+    h = t.job(jid)
+    assert h["state"] == "FAILED" and h["message"] == "gave up after retries: no eligible site yet (alpha: down)"
+    assert t.watched("alpha") == set()  # nothing was sent: nothing to watch
+    placed = t.create()
+    t.submit(placed)
+    t.call(submit.give_up, t.rt, placed, TryLater("late"))  # a job already placed is left alone
+    assert t.job(placed)["state"] == "QUEUED" and "gave up" not in t.job(placed).get("message", "")
+
+
+def test_refused_credentials_mark_the_site_down_and_fail_over(healthy: Tasks) -> None:
+    t = healthy
+    t.sim["alpha"].control("credentials", {"valid": False})
+    jid = t.create()
+    assert "submitted to beta" in t.submit(jid)
+    tries = t.job(jid)["attempts"]
+    assert [(a["site"], a["outcome"]) for a in tries] == [("alpha", "auth"), ("beta", "submitted")]
+    health = t.call(t.rt.health.get, "alpha")
+    assert health.state == "down" and "credentials refused" in (health.error or "")
+    assert t.sim["alpha"].jobs() == []
+
+
+def test_after_a_redis_restart_a_job_made_before_it_is_found_by_its_tag(healthy: Tasks) -> None:
+    """Redis lost the job's last second (the inflight mark, its QUEUED): a job accepted before
+    Redis started asks every site for its tag before it is placed."""
+    t = healthy
+    jid = t.create(site="beta")
+    assert "submitted to beta" in t.submit(jid)
+    native = t.job(jid)["native_id"]
+    t.r.hset(t.keys.job(jid), mapping={"state": "NEW", "native_id": "", "site": ""})  # as AOF lost it
+    t.r.hdel(t.keys.job(jid), "inflight")
+    t.age(jid, 10 * 86400)  # accepted long before this Redis started
+    assert t.submit(jid) == "settled at beta (after a Redis restart)"
+    h = t.job(jid)
+    assert (h["state"], h["site"], h["native_id"]) == ("QUEUED", "beta", native)
+    assert h["attempts"][-1]["outcome"] == "settled" and t.assigned("beta") == {jid}
+    assert len(t.sim["beta"].jobs_tagged(jid)) == 1 and t.sim["alpha"].jobs() == []
+
+
+def test_after_a_redis_restart_a_job_found_nowhere_is_placed(healthy: Tasks) -> None:
+    t = healthy
+    jid = t.create()
+    t.age(jid, 10 * 86400)
+    assert "submitted to alpha" in t.submit(jid)
+    assert len(t.sim["alpha"].jobs_tagged(jid)) == 1 and t.sim["beta"].jobs() == []
+
+
+def test_after_a_redis_restart_a_site_that_cannot_be_asked_holds_the_job(healthy: Tasks) -> None:
+    t = healthy
+    t.sim["beta"].control("chaos", {"error_rate": 1.0, "status": 503})
+    jid = t.create()
+    t.age(jid, 10 * 86400)
+    with pytest.raises(TryLater, match="cannot check beta for an earlier try after a Redis restart"):
+        t.submit(jid)
+    assert t.sim["alpha"].jobs() == [] and t.job(jid)["state"] == "NEW"
