@@ -98,3 +98,24 @@ def test_redis_url_file_problems(tmp_path: Path) -> None:
         load(cfg)
     with pytest.raises(ConfigError, match="not both"):
         validate({"redis_url": "redis://h/0", "redis_url_file": "x"})
+
+
+def test_every_redis_client_is_made_in_connect() -> None:
+    """A client made anywhere else would miss the Sentinel URL form, the retries and the
+    re-check of the primary (redis_auth's probe is the one exception: it must not log in)."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    allowed = {"broker/store/connect.py", "broker/store/redis_auth.py"}
+    maker = re.compile(r"\b(Redis|StrictRedis|ConnectionPool|BlockingConnectionPool|Sentinel|from_url)\(")
+    found = []
+    for base in ("broker", "adapters", "simulators"):
+        for f in sorted((root / base).rglob("*.py")):
+            rel = f.relative_to(root).as_posix()
+            if rel in allowed:
+                continue
+            for n, line in enumerate(f.read_text().splitlines(), start=1):
+                code = line.split("#", 1)[0]
+                if maker.search(code):
+                    found.append(f"{rel}:{n}: {line.strip()}")
+    assert not found, "Redis clients made outside broker/store/connect.py:\n" + "\n".join(found)
