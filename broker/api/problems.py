@@ -18,6 +18,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from adapters.validation import DESCRIPTIONS
 
@@ -156,6 +157,18 @@ def from_redis_down(exc: RedisConnectionError | RedisTimeoutError) -> ApiError:
                     headers={"Retry-After": "2"})
 
 
+def from_watch_lost(exc: WatchError) -> ApiError:
+    """redis-py raises WatchError, not ConnectionError, when the connection of a pipeline that
+    WATCHes drops (a Redis or Sentinel failover between WATCH and EXEC: the idempotent intake):
+    nothing was written, so it is a 503 the client retries with its key. Any other WatchError
+    reaching here is a bug: 500."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, RedisConnectionError | RedisTimeoutError):
+        return from_redis_down(cause)
+    log.error("unexpected WatchError: %s", exc, exc_info=exc)
+    return ApiError(500, "Internal error", "the broker failed to handle this request; it has been logged")
+
+
 # These two stay plain exception handlers: their log line names the request, and the plugin's
 # conversion functions see only the exception.
 def on_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
@@ -179,6 +192,7 @@ def problem_details() -> ProblemDetailsPlugin:
         ValidationException: from_validation,
         RedisConnectionError: from_redis_down,
         RedisTimeoutError: from_redis_down,
+        WatchError: from_watch_lost,
     }))
 
 

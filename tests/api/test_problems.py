@@ -13,10 +13,21 @@ from litestar.params import FromPath
 from litestar.testing import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from broker.api.problems import ApiError, FieldError
 from broker.app import create_app
 from tests.api.conftest import auth, settings_for
+
+
+def _watch_lost_context() -> WatchError:
+    """What redis-py raises when the connection of a WATCHing pipeline drops (intake's
+    idempotent path, at a Redis or Sentinel failover): a WatchError raised while handling the
+    ConnectionError."""
+    exc = WatchError("A ConnectionError occurred while watching one or more keys")
+    exc.__context__ = RedisConnectionError("Connection closed by server.")
+    return exc
+
 
 RAISED: dict[str, BaseException] = {
     "api": ApiError(409, "Conflict", "busy", headers={"Retry-After": "1"}),
@@ -24,6 +35,8 @@ RAISED: dict[str, BaseException] = {
                        errors=[FieldError(field="a", message="b", source="body"), FieldError(field="c", message="d")]),
     "redis": RedisConnectionError("refused"),
     "redis-slow": RedisTimeoutError("timed out"),
+    "watch-lost": _watch_lost_context(),
+    "watch-bug": WatchError("Watched variable changed."),
     "deep": RecursionError(),
     "bug": RuntimeError("a secret in the message"),
     "no-token": NotAuthorizedException("nope"),
@@ -56,6 +69,9 @@ def _type(status: int) -> str:
      {"retry-after": "2"}),
     ("redis-slow", 503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
      {"retry-after": "2"}),
+    ("watch-lost", 503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
+     {"retry-after": "2"}),
+    ("watch-bug", 500, "Internal error", "the broker failed to handle this request; it has been logged", {}),
     ("deep", 400, "Invalid request", "the JSON body is nested too deeply (or is otherwise too deep to read)", {}),
     ("bug", 500, "Internal error", "the broker failed to handle this request; it has been logged", {}),
     ("no-token", 401, "Not authenticated", "nope", {"www-authenticate": 'Bearer realm="superfed"'}),
