@@ -66,7 +66,7 @@ from rq.job import JobStatus
 from broker import logs, queues, tracing
 from broker.bootstrap import seed
 from broker.config import Settings
-from broker.store import redis_auth
+from broker.store import primary, redis_auth
 from broker.store.connect import sync_client
 from broker.store.keys import Keys
 from broker.store.leases import Leases
@@ -506,9 +506,9 @@ class Worker:
         orphans = [rq_id for rq_id, w in claims.items() if w in dead]
         if not orphans:
             return
-        if time.time() - await submit.redis_started_at(self.rt) < self.lease_ms / 1000 + 2:
-            # Redis itself restarted moments ago: a lease that ran out while it was down says
-            # nothing of its owner, which renews it within a second of Redis being back
+        if time.time() - await primary.since(self.rt.redis, self.keys) < self.lease_ms / 1000 + 2:
+            # Redis itself restarted, or a replica took over, moments ago: a lease that ran out
+            # while nothing answered says nothing of its owner, which renews it within a second
             return
         async with self.rt.redis.pipeline(transaction=False) as p:
             for rq_id in orphans:

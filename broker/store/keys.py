@@ -114,6 +114,10 @@ class Keys:
         """a periodic task's lease (one owner per site and task): the owner's token, with a TTL"""
         return f"{self.ns}:lease:{what}:{site}"
 
+    def primary_since(self, replid: str) -> str:
+        """when the Redis primary with this replication id was first seen promoted (primary.py)"""
+        return f"{self.ns}:primary:{replid}"
+
     def worker_lease(self, name: str) -> str:
         """a worker's lease: while it exists, the jobs it claimed are its own"""
         return f"{self.ns}:lease:worker:{name}"
