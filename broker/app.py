@@ -33,6 +33,7 @@ from broker.api.problems import EXCEPTION_HANDLERS, problem_details
 from broker.api.reqmetrics import RequestMetrics
 from broker.api.status import StatusController
 from broker.api.system import SystemController
+from broker.api.usage import UsageController
 from broker.bootstrap import seed
 from broker.config import Settings
 from broker.health import accounts_known
@@ -40,6 +41,7 @@ from broker.metrics import Recorder
 from broker.store import redis_auth
 from broker.store.connect import async_client, sync_client
 from broker.store.health import HealthStore, RecentAccounts
+from broker.store.history import HistoryDB
 from broker.store.jobs import JobStore
 from broker.store.keys import Keys
 from broker.store.sites import SiteStore
@@ -58,6 +60,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.redis = async_client(settings.redis_url)
         st.sync_redis = sync_client(settings.redis_url)  # RQ's enqueue is synchronous
         st.jobs = JobStore(st.redis, st.rkeys)
+        # final jobs past their retention are read from there (None: every job stays in Redis)
+        st.history = HistoryDB(settings.history.url, settings.namespace) if settings.history.active else None
         st.sites = SiteStore(st.redis, st.rkeys)
         st.health = HealthStore(st.redis, st.rkeys)
         st.accounts = RecentAccounts(st.health, accounts_known)
@@ -77,6 +81,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await st.metrics.aclose()
             await st.redis.aclose()
             st.sync_redis.close()
+            if st.history is not None:
+                await st.history.aclose()
 
     return lifespan
 
@@ -92,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         OverviewController,
         FileController,
         ProjectController,
+        UsageController,
         *ADMIN_CONTROLLERS,
     ]
     swagger = SwaggerWithCsp(

@@ -164,6 +164,72 @@ class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     service_name: str = "superfed"
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds from ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"``, ``"2w"`` or a number of seconds;
+    ValueError (in words) otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as \"1h\", \"30m\" or \"7d\", got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"expected a duration such as \"1h\", \"30m\" or \"7d\", got {value!r}")
+        seconds = float(m.group(1)) * _UNIT_S[m.group(2) or "s"]
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"must be a positive duration, got {value!r}")
+    return seconds
+
+
+HISTORY_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+class HistoryConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Final jobs older than ``retention`` move from Redis to this database (broker/store/history.py);
+    the API reads them from there as it reads the others."""
+
+    enabled: bool = True
+    # sqlite:///ABSOLUTE/PATH.db, sqlite:RELATIVE.db (to the config file's directory), or
+    # postgresql://user@host/db (the ``postgres`` extra). Empty: history.db next to the config file
+    # (a Settings made in code, with no file, keeps every job in Redis unless a URL is given)
+    url: str = ""
+    retention: str | float = "1h"  # how long a final job stays in Redis first ("90s", "30m", "1h", "7d")
+    interval: str | float = "1m"  # between two runs of the mover (each moves every job due, in batches)
+    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # jobs copied and deleted per step
+
+    @property
+    def retention_s(self) -> float:
+        return parse_duration(self.retention)
+
+    @property
+    def interval_s(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and bool(self.url)
+
+
+def _history_problems(h: HistoryConfig) -> list[str]:
+    problems = []
+    for name in ("retention", "interval"):
+        try:
+            parse_duration(getattr(h, name))
+        except ValueError as exc:
+            problems.append(f"history.{name}: {exc}")
+    if h.url:
+        scheme = h.url.partition(":")[0].lower()
+        if scheme not in HISTORY_SCHEMES:
+            problems.append("history.url: must start with sqlite: (sqlite:///absolute/path.db) or postgresql://")
+        elif scheme == "sqlite" and not h.url[len("sqlite:"):].strip("/"):
+            problems.append("history.url: names no file (sqlite:///absolute/path.db or sqlite:relative.db)")
+    return problems
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # redis://, rediss://, unix:// or redis+sentinel://[USER:PASSWORD@]HOST:26379,HOST:26379/SERVICE[/DB]
     # (broker/store/connect.py); or redis_url_file: a file holding it (a container's secret)
@@ -185,6 +251,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     api: ApiConfig = ApiConfig()
     worker: WorkerConfig = WorkerConfig()
     tracing: TracingConfig = TracingConfig()
+    history: HistoryConfig = HistoryConfig()
     source: str | None = None  # the file it came from
 
 
@@ -394,6 +461,7 @@ def validate(raw: dict[str, Any], source: str | None = None) -> Settings:
         if len(given) != 1:
             problems.append(f"tokens[{i}] ({tok.name}): give exactly one of token, sha256, file, env")
     problems += _weak_token_problems(settings.tokens)
+    problems += _history_problems(settings.history)
     for name in settings.placement.priority:
         if name not in names and not any(p.startswith("sites[") for p in problems):
             problems.append(f"placement.priority: no site is named {name!r}")
@@ -463,7 +531,8 @@ def _resolve_relative(settings: Settings, base: Path) -> Settings:
         else t
         for t in settings.tokens
     ]
-    settings = msgspec.structs.replace(settings, credentials=credentials, tokens=tokens)
+    settings = msgspec.structs.replace(settings, credentials=credentials, tokens=tokens,
+                                       history=_history_url(settings.history, base))
     if settings.redis_url_file:
         settings = _read_redis_url(settings, base)
     return settings
@@ -480,3 +549,13 @@ def _read_redis_url(settings: Settings, base: Path) -> Settings:
     if why := url_problem(url):
         raise ConfigError([f"redis_url_file: the URL in {path} {why}"], settings.source)
     return msgspec.structs.replace(settings, redis_url=url, redis_url_file=str(path))
+
+
+def _history_url(h: HistoryConfig, base: Path) -> HistoryConfig:
+    """The history database next to the config file by default; a relative SQLite path is the
+    config file's directory's (as secret files are)."""
+    if not h.url:
+        return msgspec.structs.replace(h, url=f"sqlite://{(base / 'history.db').resolve()}")
+    if h.url.startswith("sqlite:") and not h.url.startswith("sqlite:/"):
+        return msgspec.structs.replace(h, url=f"sqlite://{(base / h.url[len('sqlite:'):]).resolve()}")
+    return h

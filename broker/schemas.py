@@ -115,3 +115,32 @@ class JobBatch(msgspec.Struct, forbid_unknown_fields=True):
 
     jobs: Annotated[list[JobBatchItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
+
+class UsageRow(msgspec.Struct):
+    """Final jobs of one project at one site (site None: never placed)."""
+
+    site: str | None
+    project: str
+    jobs: int  # final jobs: completed + failed + canceled
+    completed: int
+    failed: int
+    canceled: int
+    node_hours: float  # nodes x run time (first seen ACTIVE to final), summed
+    unmeasured: int  # jobs with no run time (never seen ACTIVE): counted in jobs, not in node_hours
+
+
+class UsageTotals(msgspec.Struct):
+    jobs: int
+    completed: int
+    failed: int
+    canceled: int
+    node_hours: float
+    unmeasured: int
+
+
+class UsageReport(msgspec.Struct):
+    start: str | None  # jobs that reached their final state at or after this time (None: since ever)
+    end: str | None  # and before this one (None: until now)
+    generated_at: str
+    totals: UsageTotals
+    rows: list[UsageRow]  # by site, then project

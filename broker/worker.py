@@ -1,6 +1,6 @@
 """``superfed worker``: one asyncio event loop that runs the broker's RQ jobs (submissions and
-cancels) and its periodic work (health checks, polls, retry promotion, the sweeper, and the
-takeover of a dead worker's jobs).
+cancels) and its periodic work (health checks, polls, retry promotion, the sweeper, the
+move of old final jobs to the history database, and the takeover of a dead worker's jobs).
 
 Why one loop rather than RQ's worker plus a loop thread: every job is I/O against Redis and the
 facilities, and the adapters' HTTP pools and token caches live on one loop. RQ's worker runs one
@@ -71,7 +71,7 @@ from broker.store.connect import sync_client
 from broker.store.keys import Keys
 from broker.store.leases import Leases
 from broker.store.sitecache import site_cache
-from broker.tasks import entry, health, poll, submit, sweep
+from broker.tasks import archive, entry, health, poll, submit, sweep
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.worker")
@@ -118,6 +118,7 @@ class Worker:
     # -- the process ------------------------------------------------------------------
     async def main(self, *, burst: bool = False) -> int:
         self.rt = Runtime(self.settings)
+        self.mover = archive.Mover(self.rt, self.rt.history) if self.rt.history is not None else None
         self.leases = Leases(self.rt.redis, self.token)
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()  # a slot came free, the lease came back, or a stop
@@ -475,6 +476,8 @@ class Worker:
             k.lease("promote", "all"): (PROMOTE_EVERY, self._promote),
             k.lease("sweep", "all"): (float(self.cfg.maintenance_interval), partial(sweep.run, self.rt, self.conn)),
         }
+        if self.mover is not None:  # final jobs past their retention, to the history database
+            out[k.lease("archive", "all")] = (self.settings.history.interval_s, self.mover.run)
         for stored in await site_cache(self.rt.sites).all():
             s = stored.config
             out[k.lease("health", s.name)] = (s.health_interval, partial(health.run, self.rt, s.name))

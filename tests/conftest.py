@@ -56,3 +56,27 @@ def clean_redis(redis_url: str) -> Iterator[str]:
 @pytest.fixture
 def tmp_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL for this session (tests/support/postgres.py says which)."""
+    from tests.support.postgres import postgres_url
+
+    with postgres_url() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty history database: a SQLite file in tmp_path, or the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'history.db'}"
+    url: str = request.getfixturevalue("postgres_server")
+    import psycopg
+
+    from broker.store.history import TABLE
+
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    return url

@@ -36,6 +36,7 @@ ROUTE_ROLES: dict[str, str] = {
     "readFile": "viewer",
     "writeFile": "submitter",
     "listProjects": "viewer",
+    "getUsage": "viewer",  # jobs and node-hours of the token's projects only (broker/api/usage.py)
     # administration (broker/api/admin.py)
     "createSite": "admin",
     "getSiteConfig": "admin",

@@ -1,4 +1,6 @@
-"""Jobs: create, read, list, cancel, placement preview."""
+"""Jobs: create, read, list, cancel, placement preview. Final jobs past their retention are read
+from the history database (broker/store/history.py) where Redis no longer has them: the same
+body, the same project scopes."""
 
 from __future__ import annotations
 
@@ -24,13 +26,30 @@ from broker.schemas import CancelResult, Job, JobCreate, JobPage, PlacementRecor
 from broker.snapshot import placement_request, site_views
 from broker.states import FINAL, STATES
 from broker.store.audit import AuditLog
-from broker.store.jobs import now_iso
+from broker.store.history import HistoryUnavailable
+from broker.store.jobs import decode_cursor, encode_cursor, job_from_hash, now_iso
 from broker.store.sitecache import site_cache
 from broker.store.tokens import TokenRecord
 
 
 def _not_found(job_id: str) -> ApiError:
     return ApiError(404, "Not found", f"no job {job_id!r}")
+
+
+def history_away(exc: HistoryUnavailable) -> ApiError:
+    """The history database is out of reach: a 503 (as for Redis), naming it, never its password."""
+    return ApiError(503, "Service unavailable", f"job history unavailable: {exc}", headers={"Retry-After": "5"})
+
+
+async def job_hash(state: Any, job_id: str) -> dict[str, str] | None:
+    """A job's record: in Redis, or (a final job past its retention) in the history database."""
+    h = await state.jobs.get_hash(job_id)
+    if h is None and state.history is not None:
+        try:
+            h = await state.history.get(job_id)
+        except HistoryUnavailable as exc:
+            raise history_away(exc) from None
+    return h
 
 
 def _spec_errors(body: JobCreate) -> list[FieldError]:
@@ -198,9 +217,10 @@ class JobController(Controller):
 
     @get("/{job_id:str}", operation_id="getJob", summary="One job", responses=api_problems(404))
     async def read(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> Job:
-        job = await request.app.state.jobs.get(job_id)
-        if job is None or not request.user.may_see(job.project):
+        h = await job_hash(request.app.state, job_id)
+        if h is None or not request.user.may_see(h["project"]):
             raise _not_found(job_id)  # same answer whether it exists or not: no hint
+        job = job_from_hash(h)
         return job if request.user.role == "admin" else for_non_admins(job)
 
     @get("/", operation_id="listJobs", summary="Jobs, newest first, with cursor pagination",
@@ -225,11 +245,10 @@ class JobController(Controller):
         if projects == []:
             return JobPage(items=[], next_cursor=None)
         try:
-            items, nxt = await request.app.state.jobs.page(
-                projects=projects, state=state, site=site, limit=limit, cursor=cursor
-            )
+            after = decode_cursor(cursor) if cursor else None
         except ValueError:
             raise ApiError(400, "Invalid request", "cursor: not a cursor this API gave out") from None
+        items, nxt = await _page(request.app.state, projects, state, site, limit, after)
         if token.role != "admin":
             items = [for_non_admins(j) for j in items]
         return JobPage(items=items, next_cursor=nxt)
@@ -238,7 +257,7 @@ class JobController(Controller):
             responses=api_problems(404))
     async def cancel(self, request: Request[TokenRecord, Any, Any], job_id: FromPath[str]) -> CancelResult:
         st = request.app.state
-        h = await st.jobs.get_hash(job_id)
+        h = await job_hash(st, job_id)
         if h is None or not request.user.may_see(h["project"]):
             raise _not_found(job_id)
         if h["state"] in FINAL:
@@ -251,6 +270,29 @@ class JobController(Controller):
         return CancelResult(
             id=job_id, state=h["state"], detail="cancel requested; the job reads CANCELED once the facility confirms"
         )
+
+
+async def _page(st: Any, projects: list[str] | None, state: str | None, site: str | None, limit: int,
+                after: tuple[int, str] | None) -> tuple[list[Job], str | None]:
+    """One page of jobs from Redis and the history database, merged in the list's order (newest
+    first, then id). Redis is read first: a job the mover takes between the two reads is then
+    in both (shown once, as Redis had it), never in neither."""
+    rows, more = await st.jobs.page_rows(projects=projects, state=state, site=site, limit=limit, after=after)
+    merged: dict[str, tuple[int, str, Job]] = {jid: (s, jid, j) for s, jid, j in rows}
+    if st.history is not None and (state is None or state in FINAL):
+        try:
+            old = await st.history.page(projects=projects, state=state, site=site, after=after, limit=limit + 1)
+        except HistoryUnavailable as exc:
+            raise history_away(exc) from None
+        more = more or len(old) > limit
+        for s, jid, h in old:
+            if jid not in merged:
+                merged[jid] = (s, jid, job_from_hash(h))
+    ordered = sorted(merged.values(), key=lambda r: (r[0], r[1]), reverse=True)
+    more = more or len(ordered) > limit
+    page = ordered[:limit]
+    nxt = encode_cursor(page[-1][0], page[-1][1]) if more and page else None
+    return [j for _s, _i, j in page], nxt
 
 
 def for_non_admins(job: Job) -> Job:

@@ -432,6 +432,22 @@ class JobStore:
         cursor: str | None,
     ) -> tuple[list[Job], str | None]:
         """Newest first. ``projects`` None means every project."""
+        after = decode_cursor(cursor) if cursor else None
+        rows, more = await self.page_rows(projects=projects, state=state, site=site, limit=limit, after=after)
+        last = rows[-1] if rows and more else None
+        return [j for _s, _i, j in rows], encode_cursor(last[0], last[1]) if last else None
+
+    async def page_rows(
+        self,
+        *,
+        projects: Sequence[str] | None,
+        state: str | None,
+        site: str | None,
+        limit: int,
+        after: tuple[int, str] | None,
+    ) -> tuple[list[tuple[int, str, Job]], bool]:
+        """Up to ``limit`` jobs as (created_us, id, job), newest first, strictly after the cursor
+        ``after``; and whether more follow."""
         k = self.keys
         if site:
             index = k.jobs_by_site(site)
@@ -442,13 +458,8 @@ class JobStore:
         else:
             index = k.jobs_all
         allowed = set(projects) if projects is not None else None
-        max_score: str = "+inf"
-        after: tuple[int, str] | None = None
-        if cursor:
-            after = decode_cursor(cursor)
-            max_score = str(after[0])
-        out: list[Job] = []
-        last: tuple[float, str] | None = None
+        max_score = str(after[0]) if after else "+inf"
+        out: list[tuple[int, str, Job]] = []
         batch = max(limit * 2, 50)
         offset = 0
         while len(out) <= limit:
@@ -474,12 +485,11 @@ class JobStore:
                 if site and h.get("site") != site:
                     continue
                 if len(out) == limit:
-                    return out, encode_cursor(last[0], last[1]) if last else None
-                out.append(job_from_hash(h))
-                last = (score, jid)
+                    return out, True
+                out.append((int(score), jid, job_from_hash(h)))
             if len(rows) < batch and offset >= await self.r.zcard(index):
                 break
-        return out, None
+        return out, False
 
     async def active(self, site: str) -> dict[str, ActiveJob]:
         """job id -> system and native id of the broker's unfinished jobs at ``site``."""

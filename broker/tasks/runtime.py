@@ -9,6 +9,7 @@ from broker.config import Settings
 from broker.metrics import Recorder
 from broker.store.connect import async_client
 from broker.store.health import HealthStore
+from broker.store.history import HistoryDB
 from broker.store.jobs import JobStore
 from broker.store.keys import Keys
 from broker.store.late_copies import LateCopies
@@ -26,8 +27,12 @@ class Runtime:
         self.late = LateCopies(self.redis, self.keys)
         self.metrics = Recorder(self.redis, self.keys)  # adapter latency, flushed to Redis (metrics.py)
         self.adapters = AdapterPool(self.sites, settings.allowed_site_hosts, settings.credentials, self.metrics)
+        # final jobs past their retention move there (broker/tasks/archive.py); None: they stay in Redis
+        self.history = HistoryDB(settings.history.url, settings.namespace) if settings.history.active else None
 
     async def aclose(self) -> None:
         await self.adapters.aclose()
         await self.metrics.aclose()
         await self.redis.aclose()
+        if self.history is not None:
+            await self.history.aclose()
