@@ -38,6 +38,7 @@ EXPECTED: dict[str, str] = {
     "readFile": "viewer",
     "writeFile": "submitter",
     "listProjects": "viewer",
+    "getUsage": "viewer",
     "createSite": "admin",
     "getSiteConfig": "admin",
     "replaceSite": "admin",
@@ -72,6 +73,7 @@ SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "writeFile": ("PUT", "/api/v1/sites/alpha/files/content",
                   {"params": {"path": "/home/u/x", "project": "m1"}, "content": b"hi"}),
     "listProjects": ("GET", "/api/v1/projects", {}),
+    "getUsage": ("GET", "/api/v1/usage", {}),
     "createSite": ("POST", "/api/v1/sites", {"json": {"name": "Bad Name"}}),
     "getSiteConfig": ("GET", "/api/v1/sites/alpha/config", {}),
     "replaceSite": ("PUT", "/api/v1/sites/alpha", {"json": {"kind": "iri"}}),  # no If-Match: 428
