@@ -30,7 +30,7 @@ def test_every_history_problem_is_named() -> None:
     assert "history.retention" in text and "'soon'" in text
     assert "history.interval" in text
     assert "history.url: must start with sqlite:" in text
-    with pytest.raises(ConfigError, match="history.url: names no file"):
+    with pytest.raises(ConfigError, match=r"history\.url: names no file"):
         validate({"history": {"url": "sqlite:///"}})
     with pytest.raises(ConfigError, match="batch"):
         validate({"history": {"batch": 0}})
