@@ -1,4 +1,4 @@
-"""``superfed submit|jobs|job|logs|cancel|status|sites|site|audit|files|token``: the API from a
+"""``superfed submit|jobs|job|logs|cancel|status|sites|site|projects|usage|audit|files|token``: the API from a
 shell, through the SDK (``broker.client``). ``--json`` on any of them prints the API's body."""
 
 from __future__ import annotations
@@ -280,6 +280,23 @@ def projects(c: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def usage(c: Client, args: argparse.Namespace) -> int:
+    """Final jobs, node-hours and failures per site and project (``GET /api/v1/usage``)."""
+    rep = c.usage(project=args.project, site=args.site, start=getattr(args, "from"), end=args.to)
+    if args.json:
+        emit_json(rep)
+        return 0
+    t = rep.totals
+    rows = [[u.site or "-", u.project, str(u.jobs), str(u.completed), str(u.failed), str(u.canceled),
+             f"{u.node_hours:.2f}"] for u in rep.rows]
+    rows.append(["total", "", str(t.jobs), str(t.completed), str(t.failed), str(t.canceled), f"{t.node_hours:.2f}"])
+    table(["SITE", "PROJECT", "JOBS", "COMPLETED", "FAILED", "CANCELED", "NODE-HOURS"], rows)
+    window = f"{rep.start or 'the start'} to {rep.end or 'now'}"
+    note = f"; {t.unmeasured} never seen running (no node-hours)" if t.unmeasured else ""
+    print(f"final jobs from {window}{note}", file=sys.stderr)
+    return 0
+
+
 def events(c: Client, args: argparse.Namespace) -> int:
     """Health changes as they happen, a line each (``--json``: one JSON object a line), until
     Ctrl-C, ``--count`` of them, or the broker ends the stream (the token expired or was revoked)."""
@@ -447,6 +464,12 @@ def add_commands(sub: Any, run: Run) -> None:
     add(sub, "status", status, "every site's health")
     add(sub, "sites", sites, "every site")
     add(sub, "projects", projects, "each project's allocation and use at every site (the token's projects)")
+    p = add(sub, "usage", usage, "final jobs, node-hours and failures per site and project (the token's projects)")
+    p.add_argument("--project", help="only this project")
+    p.add_argument("--site", help="only this site")
+    p.add_argument("--from", dest="from", metavar="TIME",
+                   help="jobs that ended at or after TIME (ISO 8601 with a zone, e.g. 2026-11-01T00:00:00Z, or a date)")
+    p.add_argument("--to", metavar="TIME", help="jobs that ended before TIME")
     p = add(sub, "events", events, "follow health changes as they happen (the status event stream)")
     p.add_argument("--count", type=int, help="stop after this many events")
 

@@ -34,7 +34,7 @@ from broker.api.batch import JobBatchAnswer
 from broker.api.files import ProjectUsage
 from broker.api.problems import FieldError, Problem
 from broker.api.status import SiteStatus, SiteView, StatusReport
-from broker.schemas import MAX_BATCH, CancelResult, Job, JobBatch, JobBatchItem, JobCreate, JobPage
+from broker.schemas import MAX_BATCH, CancelResult, Job, JobBatch, JobBatchItem, JobCreate, JobPage, UsageReport
 from broker.states import FINAL
 
 __all__ = [
@@ -268,6 +268,11 @@ def _jobs_params(project: str | None, state: str | None, site: str | None, limit
     return {"project": project, "state": state, "site": site, "limit": limit, "cursor": cursor}
 
 
+def _usage_params(project: str | None, site: str | None, start: str | None, end: str | None) -> dict[str, Any]:
+    given = {"project": project, "site": site, "from": start, "to": end}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _file_params(project: str, path: str) -> dict[str, Any]:
     return {"project": project, "path": path}
 
@@ -433,6 +438,13 @@ class Client(_Base):
     def projects(self) -> list[ProjectUsage]:
         """Each project the token may see, with its allocation and use at every site."""
         return _decode(self._send(_Call("GET", f"{API}/projects")), list[ProjectUsage])
+
+    def usage(self, *, project: str | None = None, site: str | None = None, start: str | None = None,
+              end: str | None = None) -> UsageReport:
+        """Final jobs, node-hours and failures per site and project, of the jobs that ended in
+        [start, end) (ISO 8601 times with a zone, or dates)."""
+        return _decode(self._send(_Call("GET", f"{API}/usage", params=_usage_params(project, site, start, end))),
+                       UsageReport)
 
     def drain_site(self, name: str) -> SiteView:
         return _decode(self._send(_Call("POST", f"{API}/sites/{name}/drain")), SiteView)
@@ -604,6 +616,11 @@ class AsyncClient(_Base):
 
     async def projects(self) -> list[ProjectUsage]:
         return _decode(await self._send(_Call("GET", f"{API}/projects")), list[ProjectUsage])
+
+    async def usage(self, *, project: str | None = None, site: str | None = None, start: str | None = None,
+                    end: str | None = None) -> UsageReport:
+        call = _Call("GET", f"{API}/usage", params=_usage_params(project, site, start, end))
+        return _decode(await self._send(call), UsageReport)
 
     async def drain_site(self, name: str) -> SiteView:
         return _decode(await self._send(_Call("POST", f"{API}/sites/{name}/drain")), SiteView)

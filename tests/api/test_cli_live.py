@@ -245,3 +245,21 @@ def test_submit_batch_from_json_lines(live: Broker, tmp_path: Path, capsys: pyte
     f.write_text("{not json\n")
     assert main(["submit", "--batch", str(f)]) != 0
     assert f"{f}:1: not JSON" in capsys.readouterr().err
+
+
+def test_usage_counts_finished_jobs_per_site_and_project(live: Broker, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    t = _finish_when_seen(live, "FAILED")
+    _submit(live, tmp_path, capsys)
+    t.join()
+    assert main(["usage", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["totals"]["jobs"] == 1 and rep["totals"]["failed"] == 1
+    assert [(r["site"], r["project"], r["jobs"]) for r in rep["rows"]] == [("alcf", "m1", 1)]
+    assert main(["usage", "--project", "m1", "--from", "2000-01-01"]) == 0
+    out = capsys.readouterr()
+    lines = [line.split() for line in out.out.splitlines()]  # not a terminal: plain lines
+    assert lines[0][:6] == ["alcf", "m1", "1", "0", "1", "0"] and lines[-1][:2] == ["total", "1"]
+    assert "final jobs from 2000-01-01T00:00:00.000Z to now" in out.err
+    assert main(["usage", "--to", "2026-11-30T12:00:00"]) == 1  # no zone: the API says so
+    assert "time zone" in capsys.readouterr().err
