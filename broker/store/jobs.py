@@ -422,21 +422,6 @@ class JobStore:
         mapping: dict[Any, Any] = fields  # redis-py's stubs want a wider key type
         await self.r.hset(self.keys.job(job_id), mapping=mapping)
 
-    async def page(
-        self,
-        *,
-        projects: Sequence[str] | None,
-        state: str | None,
-        site: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> tuple[list[Job], str | None]:
-        """Newest first. ``projects`` None means every project."""
-        after = decode_cursor(cursor) if cursor else None
-        rows, more = await self.page_rows(projects=projects, state=state, site=site, limit=limit, after=after)
-        last = rows[-1] if rows and more else None
-        return [j for _s, _i, j in rows], encode_cursor(last[0], last[1]) if last else None
-
     async def page_rows(
         self,
         *,
@@ -446,8 +431,9 @@ class JobStore:
         limit: int,
         after: tuple[int, str] | None,
     ) -> tuple[list[tuple[int, str, Job]], bool]:
-        """Up to ``limit`` jobs as (created_us, id, job), newest first, strictly after the cursor
-        ``after``; and whether more follow."""
+        """Up to ``limit`` jobs as (created_us, id, job), newest first (then by id, descending),
+        strictly after the cursor ``after`` (``decode_cursor``); and whether more follow.
+        ``projects`` None means every project."""
         k = self.keys
         if site:
             index = k.jobs_by_site(site)
