@@ -109,6 +109,7 @@ class Worker:
         self.done: list[Done] = []
         self.healthy = False  # holds its lease, so it may take jobs
         self.owned: dict[str, tuple[float, asyncio.Task[None]]] = {}  # periodic lease key -> (period, runner)
+        self.mover: archive.Mover | None = None  # made at the first lease round when [history] is on
         # RQ's API is synchronous: its calls run in two threads, so the loop never waits on a
         # Redis reply it could spend on other jobs; one thread takes jobs (and may wait in
         # BLPOP), the other settles them and moves due retries
@@ -118,7 +119,6 @@ class Worker:
     # -- the process ------------------------------------------------------------------
     async def main(self, *, burst: bool = False) -> int:
         self.rt = Runtime(self.settings)
-        self.mover = archive.Mover(self.rt, self.rt.history) if self.rt.history is not None else None
         self.leases = Leases(self.rt.redis, self.token)
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()  # a slot came free, the lease came back, or a stop
@@ -476,7 +476,8 @@ class Worker:
             k.lease("promote", "all"): (PROMOTE_EVERY, self._promote),
             k.lease("sweep", "all"): (float(self.cfg.maintenance_interval), partial(sweep.run, self.rt, self.conn)),
         }
-        if self.mover is not None:  # final jobs past their retention, to the history database
+        if self.rt.history is not None:  # final jobs past their retention, to the history database
+            self.mover = self.mover or archive.Mover(self.rt, self.rt.history)
             out[k.lease("archive", "all")] = (self.settings.history.interval_s, self.mover.run)
         for stored in await site_cache(self.rt.sites).all():
             s = stored.config

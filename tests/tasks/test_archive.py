@@ -189,3 +189,22 @@ def test_a_job_written_after_the_copy_is_copied_again(clean_redis: str, history_
     assert r.exists(f"superfed:job:{ids[0]}")
     assert run_mover(s) == "1 final jobs moved to the history"
     assert history(s, "get", ids[0])["message"] == "written late"
+
+
+def test_a_worker_runs_the_mover_under_one_lease_when_history_is_on(clean_redis: str, tmp_path: Any) -> None:
+    from broker.worker import Worker
+
+    async def wanted(settings: Settings) -> dict[str, Any]:
+        w = Worker(settings, name="t")
+        w.rt = Runtime(settings)  # what Worker.main makes first
+        try:
+            return await w._wanted()
+        finally:
+            await w.rt.aclose()
+            w.conn.close()
+
+    on = asyncio.run(wanted(settings_for(clean_redis, f"sqlite://{tmp_path / 'h.db'}", interval="30s")))
+    period, fn = on["superfed:lease:archive:all"]
+    assert period == 30.0 and getattr(fn, "__self__", None).__class__ is archive.Mover
+    off = asyncio.run(wanted(validate({"redis_url": clean_redis, "history": {"enabled": False, "url": "sqlite:x"}})))
+    assert not any(":archive:" in k for k in off)
