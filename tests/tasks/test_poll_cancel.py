@@ -184,3 +184,22 @@ def test_a_job_that_fails_long_after_its_acceptance_says_nothing_of_the_site(hea
     t.r.hset(t.keys.job(jid), "attempts", msgspec.json.encode(tries))
     t.poll_until(jid, FINAL, "alpha")
     assert [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)] == ["ok"]
+
+
+def test_a_sites_backlog_and_throughput_follow_its_jobs(healthy: Tasks) -> None:
+    """What placement reads of a site (snapshot.site_views): the jobs it holds for the broker,
+    and the jobs it finished per minute over the last five minutes."""
+    t = healthy
+    jobs = t.rt.jobs
+    long = t.create(LONG, site="alpha")
+    short = t.create(site="alpha")
+    t.submit(long)
+    t.submit(short)
+    assert t.call(jobs.backlogs, ["alpha", "beta"]) == {"alpha": 2, "beta": 0}
+    t.poll_until(short, FINAL, "alpha")
+    assert t.call(jobs.backlogs, ["alpha", "beta"]) == {"alpha": 1, "beta": 0}
+    assert t.call(jobs.throughputs, ["alpha", "beta"]) == {"alpha": 1 * 60 / 300, "beta": 0.0}
+    assert t.call(jobs.throughputs, ["alpha"], 60.0) == {"alpha": 1.0}
+    t.r.zadd(t.keys.done("alpha"), {"finished-long-ago": time.time() - 301})  # out of the window
+    assert t.call(jobs.throughputs, ["alpha"]) == {"alpha": 0.2}
+    assert t.r.zscore(t.keys.done("alpha"), "finished-long-ago") is None  # and forgotten
