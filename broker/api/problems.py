@@ -17,8 +17,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from adapters.validation import DESCRIPTIONS
 
@@ -151,7 +151,7 @@ def from_http(exc: HTTPException) -> ApiError:
     return ApiError(status, title, detail, errors=_field_errors(exc.extra), headers=headers)
 
 
-def from_redis_down(exc: RedisConnectionError | RedisTimeoutError) -> ApiError:
+def from_redis_down(exc: RedisConnectionError | RedisTimeoutError | ReadOnlyError) -> ApiError:
     log.warning("redis unavailable: %s", exc)
     return ApiError(503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
                     headers={"Retry-After": "2"})
@@ -193,6 +193,9 @@ def problem_details() -> ProblemDetailsPlugin:
         RedisConnectionError: from_redis_down,
         RedisTimeoutError: from_redis_down,
         WatchError: from_watch_lost,
+        # a write that reached a primary demoted to replica (a failover the client has not seen
+        # yet): nothing was written; the client retries with its key
+        ReadOnlyError: from_redis_down,
     }))
 
 

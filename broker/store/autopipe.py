@@ -12,7 +12,9 @@ A group of commands (``transaction``: MULTI ... EXEC) goes out contiguously on t
 connection, so it is the same transaction it would be on a connection of its own.
 
 Scripts go as EVALSHA; a server that does not know the script yet (a restart, a flush) gets
-SCRIPT LOAD once and the refused commands are sent again.
+SCRIPT LOAD once and the refused commands are sent again. A batch refused with READONLY (the
+server was demoted to replica) is sent once more on a fresh connection, then fails as a
+ConnectionError (the API's 503).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ExecAbortError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import ExecAbortError, NoScriptError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[Any, ...]
@@ -113,6 +115,7 @@ class AutoPipeline:
             return
         results: list[Any] = []
         lost: Exception | None = None
+        demoted = False
         try:
             await conn.send_packed_command(b"".join(pack(c) for e in batch for c in e.cmds))
             for e in batch:
@@ -120,9 +123,17 @@ class AutoPipeline:
                 for _ in e.cmds:
                     try:
                         replies.append(await conn.read_response())
+                    except ReadOnlyError as exc:
+                        # a primary demoted under us (a managed Redis whose endpoint moved, a
+                        # failover): nothing was written there; the batch goes again on a fresh
+                        # connection, as the clients' retry policy does (connect.RETRY_ON)
+                        replies.append(exc)
+                        demoted = True
                     except ResponseError as exc:  # that command's error; its reply was consumed
                         replies.append(exc)
                 results.append(replies if e.group else replies[0])
+            if demoted:
+                raise RedisConnectionError("READONLY: the server is no longer the primary")
         except (TimeoutError, RedisError, OSError) as exc:
             await conn.disconnect()  # replies may be left unread: never reuse this socket
             lost = exc

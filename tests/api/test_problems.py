@@ -12,8 +12,8 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.params import FromPath
 from litestar.testing import TestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from broker.api.problems import ApiError, FieldError
 from broker.app import create_app
@@ -37,6 +37,7 @@ RAISED: dict[str, BaseException] = {
     "redis-slow": RedisTimeoutError("timed out"),
     "watch-lost": _watch_lost_context(),
     "watch-bug": WatchError("Watched variable changed."),
+    "readonly": ReadOnlyError("You can't write against a read only replica."),
     "deep": RecursionError(),
     "bug": RuntimeError("a secret in the message"),
     "no-token": NotAuthorizedException("nope"),
@@ -70,6 +71,8 @@ def _type(status: int) -> str:
     ("redis-slow", 503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
      {"retry-after": "2"}),
     ("watch-lost", 503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
+     {"retry-after": "2"}),
+    ("readonly", 503, "Service unavailable", "the job store (Redis) is not reachable; try again shortly",
      {"retry-after": "2"}),
     ("watch-bug", 500, "Internal error", "the broker failed to handle this request; it has been logged", {}),
     ("deep", 400, "Invalid request", "the JSON body is nested too deeply (or is otherwise too deep to read)", {}),

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 
 from broker import queues
 from broker.store import primary
@@ -118,3 +120,41 @@ def test_the_probe_refuses_sentinels_anyone_may_talk_to(tmp_path: Path) -> None:
         assert open_to_anyone("redis+sentinel://127.0.0.1:9/x", wait=0.3) is None
     finally:
         closed.stop()
+
+
+def test_a_demoted_primary_behind_a_plain_url(tmp_path: Path) -> None:
+    """A plain redis:// URL whose server is (or became) a replica: writes answer READONLY. The
+    auto-pipeline sends such a batch once more on a fresh connection, then fails it as a
+    ConnectionError (the API's 503), never as a reply a caller would take for the command's own
+    error; reads still work; once the server is primary again the same clients write."""
+    s = SentinelSet(tmp_path, replicas=1, sentinels=0, aof=False)
+    try:
+        replica = next(p for p in s.nodes if p != s.first_primary)
+        url = f"redis://superfed:{s.password}@127.0.0.1:{replica}/0"
+        text = sync_client(url, decode=True)
+
+        async def before() -> None:
+            r = async_client(url)
+            pipe = shared(r)
+            assert await pipe.execute("GET", "superfed:t:x") is None
+            with pytest.raises(RedisConnectionError, match="READONLY"):
+                await pipe.execute("SET", "superfed:t:x", "1")
+            with pytest.raises(ReadOnlyError):  # the plain client: retried on a fresh connection, then said
+                await r.set("superfed:t:x", "1")
+            await r.aclose()
+
+        asyncio.run(before())
+        with pytest.raises(ReadOnlyError):
+            text.set("superfed:t:x", "1")
+        s.node(replica).execute_command("REPLICAOF", "NO", "ONE")
+
+        async def after() -> None:
+            r = async_client(url)
+            assert await shared(r).execute("SET", "superfed:t:x", "2") in (b"OK", "OK", True)
+            await r.aclose()
+
+        asyncio.run(after())
+        assert text.set("superfed:t:y", "1") and text.get("superfed:t:x") == "2"
+        text.close()
+    finally:
+        s.stop()
