@@ -40,7 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from broker import queues
 from broker.config import PlacementConfig
 from broker.health import HealthRecord, effective, visible_components
-from broker.states import STATES
+from broker.states import FINAL, STATES
 from broker.store import outcomes
 from broker.store.keys import Keys
 from broker.store.sites import StoredSite
@@ -57,6 +57,7 @@ ADAPTER_LATENCY = "adapter_latency"
 PLACEMENTS = "placements"
 ATTEMPTS = "attempts"
 SITE_JOBS = "jobs"
+HISTORY = "history"  # final jobs moved to the history database, by state (broker/tasks/archive.py)
 
 _health_dec = msgspec.json.Decoder(HealthRecord)
 _HEALTH = {"up": 1, "degraded": 0.5, "down": 0, "unknown": -1}
@@ -161,7 +162,7 @@ async def scrape(
     ``recorder``: this process' own buffered observations, written ahead of the reads in the
     same pipeline (the second round trip) so that a scrape shows them."""
     names = [s.config.name for s in sites]
-    hashes = (SITE_JOBS, PLACEMENTS, ATTEMPTS, HTTP_REQUESTS, HTTP_LATENCY, ADAPTER_LATENCY)
+    hashes = (SITE_JOBS, PLACEMENTS, ATTEMPTS, HTTP_REQUESTS, HTTP_LATENCY, ADAPTER_LATENCY, HISTORY)
     if recorder:
         await recorder.settled()
     taken = recorder.take() if recorder else ({}, {})
@@ -286,6 +287,12 @@ async def scrape(
     )
     auth.add_metric([], int(auth_total or 0))
     fams.append(auth)
+    moved = CounterMetricFamily(
+        "superfed_history_moved", "Final jobs moved from Redis to the history database, by state", labels=["state"]
+    )
+    for state in sorted(FINAL):  # every final state from the start (0 until one moves): rate() sees the first
+        moved.add_metric([state], int(got[HISTORY].get(state, 0)))
+    fams.append(moved)
 
     reg = CollectorRegistry()
     reg.register(_Families(fams))

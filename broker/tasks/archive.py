@@ -28,10 +28,10 @@ MAX_BATCHES = 40  # per run and state: a backlog is moved over a few runs, each 
 
 # ARGV: 1 the key namespace, then per job: its id and the digest of the hash copied (``digest``:
 # SHA-1 over the sorted SHA-1s of its "field NUL value" pairs, an order Lua and Python agree on).
-# Deletes the job's hash and its entries in every index, the active and backlog hashes
-# of every site it was at (already gone for a final job; removed again in case), and the
-# sweeper's note; not its entry in a site's ``done`` set (the last minutes' throughput, which
-# placement reads and which trims itself). Returns how many jobs it deleted.
+# Deletes the job's hash and its entries in every index, the active and backlog hashes of every
+# site it was at (already gone for a final job; removed again in case), and the sweeper's note,
+# and counts it (``metrics:history``); not its entry in a site's ``done`` set (the last minutes'
+# throughput, which placement reads and which trims itself). Returns how many jobs it deleted.
 _DELETE = """
 local ns = ARGV[1]
 local final = $FINAL
@@ -69,6 +69,8 @@ for i = 2, #ARGV, 2 do
     end
     redis.call('HDEL', ns .. ':sweep:suspects', id)
     redis.call('DEL', job)
+    -- counted in the step that moves it (broker/metrics.py)
+    redis.call('HINCRBY', ns .. ':metrics:history', h[1], 1)
     n = n + 1
   end
 end

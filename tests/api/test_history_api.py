@@ -59,6 +59,9 @@ def test_an_archived_job_reads_as_before_within_its_project(hist: tuple[TestClie
     before = {role: {j: c.get(f"/api/v1/jobs/{j}", headers=auth(role)).json() for j in (m1, m2)}
               for role in ("admin", "viewer")}
     assert move(s) == "2 final jobs moved to the history"
+    metrics = c.get("/metrics").text  # counted where they are moved
+    assert 'superfed_history_moved_total{state="COMPLETED"} 1.0' in metrics
+    assert 'superfed_history_moved_total{state="FAILED"} 1.0' in metrics
     for role in ("admin", "viewer"):
         for j in (m1, m2):
             r = c.get(f"/api/v1/jobs/{j}", headers=auth(role))
