@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,47 @@ def test_usage_counts_finished_jobs_per_site_and_project(live: Broker, tmp_path:
     assert "final jobs from 2000-01-01T00:00:00.000Z to now" in out.err
     assert main(["usage", "--to", "2026-11-30T12:00:00"]) == 1  # no zone: the API says so
     assert "time zone" in capsys.readouterr().err
+
+
+def test_an_archived_job_shows_cancels_and_reads_its_logs_as_before(live: Broker, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the mover has taken a job out of Redis, ``job``, ``cancel`` and ``logs`` answer as
+    they did: the job from the history, its output from the facility (files are never the broker's)."""
+    import asyncio
+
+    import msgspec
+
+    from broker.app import create_app
+    from broker.config import HistoryConfig
+    from broker.tasks import archive
+    from broker.tasks.runtime import Runtime
+    from tests.support.servers import ThreadedServer
+
+    jid = _submit(live, tmp_path, capsys, stdout_path=f"{ROOT}/archived.txt")
+    for state in ("QUEUED", "ACTIVE", "COMPLETED"):
+        live.advance(jid, state, **({"site": "alcf"} if state == "QUEUED" else {}))
+    (tmp_path / "out").write_text("output of an archived job\n")
+    assert main(["files", "put", "alcf", f"{ROOT}/archived.txt", str(tmp_path / "out"), "--project", "m1"]) == 0
+    settings = msgspec.structs.replace(
+        live.settings, history=HistoryConfig(url=f"sqlite://{tmp_path / 'h.db'}", retention=0.001))
+
+    async def move() -> str:
+        rt = Runtime(settings)
+        try:
+            assert rt.history is not None
+            return await archive.Mover(rt, rt.history).run()
+        finally:
+            await rt.aclose()
+
+    time.sleep(0.01)  # past the (1 ms) retention
+    assert asyncio.run(move()) == "1 final jobs moved to the history"
+    with ThreadedServer(create_app(settings)) as srv:
+        monkeypatch.setenv("SUPERFED_URL", srv.url)
+        capsys.readouterr()
+        assert main(["job", jid, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == "COMPLETED"
+        assert main(["cancel", jid]) == 0
+        assert "already COMPLETED" in capsys.readouterr().out
+        assert main(["logs", jid]) == 0
+        assert capsys.readouterr().out == "output of an archived job\n"
