@@ -16,7 +16,6 @@ import logging
 import time
 
 import msgspec
-from redis.exceptions import ResponseError
 
 from adapters.errors import AdapterError, AuthFailed, SiteTimeout
 from adapters.types import SubmitReceipt, SubmitRequest
@@ -25,7 +24,7 @@ from broker.config import SiteConfig
 from broker.placement import Decision, Policy, place
 from broker.schemas import Attempt, PlacementHints, PlacementRecord, RankedSite
 from broker.snapshot import placement_request, site_views
-from broker.store import outcomes
+from broker.store import outcomes, primary
 from broker.store.jobs import JobRecord, now_iso
 from broker.tasks.runtime import Runtime
 
@@ -58,8 +57,8 @@ async def run(rt: Runtime, job_id: str, runner: str = "") -> str:
         if job.cancel_requested:  # asked for while the try was unsettled: no job was made there
             await rt.jobs.advance(job_id, "CANCELED", detail="canceled before it reached a facility")
             return "canceled"
-    elif job.created < await redis_started_at(rt):
-        # Redis restarted since the job was accepted: with AOF `everysec` its last second of
+    elif job.created < await primary.since(rt.redis, rt.keys):
+        # Redis restarted, or failed over to a replica, since the job was accepted: its last
         # writes (an inflight mark, a QUEUED) may be gone. Ask every site for the tag first.
         settled = await _settle_everywhere(rt, job_id)
         if settled:
@@ -77,23 +76,6 @@ async def give_up(rt: Runtime, job_id: str, error: BaseException) -> None:
             await rt.late.watch(job.inflight.site, job_id, job.inflight.system)
             fields["inflight"] = ""
         await rt.jobs.advance(job_id, "FAILED", fields=fields)
-
-
-_redis_start: tuple[float, float] = (0.0, 0.0)  # (when read, Redis's start time)
-
-
-async def redis_started_at(rt: Runtime) -> float:
-    """When the Redis server last started (from INFO, read at most once a second)."""
-    global _redis_start
-    now = time.time()
-    if now - _redis_start[0] > 1.0:
-        try:
-            info = await rt.redis.info("server")
-            started = now - float(info["uptime_in_seconds"]) - 1.0
-        except (ResponseError, KeyError, ValueError):
-            started = 0.0  # a server without INFO (the demo's embedded one): assume no restart
-        _redis_start = (now, started)
-    return _redis_start[1]
 
 
 async def _settle_everywhere(rt: Runtime, job_id: str) -> str | None:
