@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -15,6 +16,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import PluginProtocol
 from litestar.static_files import create_static_files_router
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker import tracing
 from broker.adapter_pool import AdapterPool
@@ -36,6 +39,7 @@ from broker.api.system import SystemController
 from broker.api.usage import UsageController
 from broker.bootstrap import seed
 from broker.config import Settings
+from broker.durability import Durability, DurabilityError
 from broker.health import accounts_known
 from broker.metrics import Recorder
 from broker.store import redis_auth
@@ -70,6 +74,20 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         st.adapters = AdapterPool(st.sites, settings.allowed_site_hosts, settings.credentials, st.metrics)
         st.auth_failures = AuthFailures(st.redis, st.rkeys, settings.api.auth_failures_per_minute)
         st.events = EventHub(st.redis, st.rkeys, settings.api.max_streams_per_token)
+        st.durability = Durability(st.redis, st.rkeys, settings.durability)
+        if settings.durability.level == "disk":
+            # a server that does not fsync before it replies cannot keep the promise: refuse to
+            # start (a Redis not up yet is checked by intake, before its first job)
+            problem = None
+            with suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                problem = await st.durability.server_problem()
+            if problem:
+                logging.getLogger("superfed.api").error("refusing to start: %s; [durability] level = \"disk\" needs "
+                                                        "appendonly yes and appendfsync always", problem)
+                await st.redis.aclose()
+                st.sync_redis.close()
+                raise DurabilityError(f"superfed serve: refusing to start: {problem}; [durability] level = "
+                                      "\"disk\" needs appendonly yes and appendfsync always (deploy/README.md)")
         # Redis may come later: requests answer 503 until it does, and workers seed too
         with suppress(Exception):
             await seed(st.redis, settings)

@@ -203,8 +203,8 @@ def _submit_call(job: JobCreate | Mapping[str, Any], key: str | None) -> _Call:
 class _Batch:
     """``submit_many``'s jobs, sent as batches (``POST /api/v1/jobs/batch``, at most
     ``MAX_BATCH`` a request), each job with its own idempotency key: a job the broker answers
-    409 (its key still being handled) is sent again in the next round, alone with the others
-    such; the sync and async clients share this and differ only in the I/O."""
+    409 (its key still being handled) or 503 (``[durability] level = "replica"``: written, not
+    yet confirmed by replicas) is sent again in the next round, with the others such; the sync and async clients share this and differ only in the I/O."""
 
     def __init__(self, jobs: Iterable[JobCreate | Mapping[str, Any]], keys: Iterable[str] | None, size: int):
         todo = list(jobs)
@@ -244,11 +244,11 @@ class _Batch:
             i = idx[res.index]
             if res.job is not None:
                 self.out[i] = res.job
-            elif res.status == 409:
+                continue
+            self.out[i] = ApiError(res.problem or Problem(type="about:blank", title="Error", status=res.status,
+                                                           detail="refused"))  # the last word, if no other comes
+            if res.status in (409, 503):  # its key still being handled; not confirmed by replicas yet
                 again.append(i)
-            else:
-                self.out[i] = ApiError(res.problem or Problem(type="about:blank", title="Error", status=res.status,
-                                                               detail="refused"))
         sent = set(idx)
         self.pending = [i for i in self.pending if i not in sent] + again
         self.pending.sort()
@@ -257,7 +257,7 @@ class _Batch:
     def result(self) -> list[Job | ApiError]:
         return [x if x is not None else ApiError(Problem(
             type="about:blank", title="Conflict", status=409,
-            detail="its idempotency key was still being handled after every retry")) for x in self.out]
+            detail="no answer but 409 or 503 for it after every retry")) for x in self.out]
 
 
 _batch_enc = msgspec.json.Encoder()

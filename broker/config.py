@@ -230,6 +230,18 @@ def _history_problems(h: HistoryConfig) -> list[str]:
     return problems
 
 
+class DurabilityConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # what a 202 promises (broker/durability.py; README, Reliability): "default" (in Redis's
+    # memory and AOF as the server writes it), "replica" (also acknowledged by `replicas`
+    # replicas within `timeout` seconds, else a 503 naming the job), "disk" (fsynced to the
+    # primary's AOF before the answer: the server must run appendfsync always)
+    level: Literal["default", "replica", "disk"] = "default"
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    # at most 3 s: the WAIT shares the Redis client's 5 s socket timeout
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=3)] = 1.0
+    retry_after: Annotated[int, msgspec.Meta(ge=1, le=300)] = 2  # seconds, on the 503
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     # redis://, rediss://, unix:// or redis+sentinel://[USER:PASSWORD@]HOST:26379,HOST:26379/SERVICE[/DB]
     # (broker/store/connect.py); or redis_url_file: a file holding it (a container's secret)
@@ -252,6 +264,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     worker: WorkerConfig = WorkerConfig()
     tracing: TracingConfig = TracingConfig()
     history: HistoryConfig = HistoryConfig()
+    durability: DurabilityConfig = DurabilityConfig()
     source: str | None = None  # the file it came from
 
 

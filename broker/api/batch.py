@@ -15,9 +15,10 @@ from litestar import Controller, Request, Response, post
 from litestar.exceptions import HTTPException
 
 from broker.api.auth import require_project
-from broker.api.jobs import check_against_sites, known_sites
+from broker.api.jobs import check_against_sites, ensure_durable, known_sites, unconfirmed_detail
 from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError, Problem, from_http, readable
+from broker.durability import Unconfirmed
 from broker.intake import BatchItem, Replay, create_jobs, fingerprint, idem_decoder
 from broker.schemas import MAX_BATCH, Job, JobBatchItem
 from broker.store.tokens import TokenRecord
@@ -57,6 +58,10 @@ class _Result(msgspec.Struct, omit_defaults=True):
     replayed: bool = False
 
 
+class _JobId(msgspec.Struct):
+    id: str
+
+
 class _Answer(msgspec.Struct):
     accepted: int
     refused: int
@@ -66,6 +71,7 @@ class _Answer(msgspec.Struct):
 _envelope = msgspec.json.Decoder(_Envelope)
 _item = msgspec.json.Decoder(JobBatchItem)
 _enc = msgspec.json.Encoder()
+_id_dec = msgspec.json.Decoder(_JobId)
 _AT = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.S)
 
 
@@ -128,6 +134,7 @@ class JobBatchController(Controller):
                            errors=[FieldError(field="jobs", message="give at least one job", source="body")])
         token = request.user
         st = request.app.state
+        await ensure_durable(st.durability)  # level disk: nothing written while the server cannot keep it
         path = request.url.path
         results: list[_Result | None] = [None] * n
         todo: list[tuple[int, BatchItem]] = []
@@ -159,6 +166,16 @@ class JobBatchController(Controller):
                 results[i] = _replayed(i, out.raw, done_item.fp, path)
             else:
                 results[i] = _Result(index=i, status=202, job=msgspec.Raw(_enc.encode(out)))
+        kept = [r for r in results if r is not None and r.status == 202]
+        if kept:
+            try:
+                await st.durability.confirm()  # level replica: one WAIT for the whole batch
+            except Unconfirmed as exc:
+                for r in kept:  # each job's own 503, naming it: written, queued, not confirmed
+                    jid = _id_dec.decode(r.job or b"{}").id
+                    problem = Problem(type="https://superfed.dev/problems/503", title="Service unavailable",
+                                      status=503, detail=unconfirmed_detail(exc, [jid], True), instance=path)
+                    results[r.index] = _Result(index=r.index, status=503, problem=problem, replayed=r.replayed)
         done = [r for r in results if r is not None]
         accepted = sum(1 for r in done if r.status == 202)
         body_bytes: Any = _enc.encode(_Answer(accepted=accepted, refused=n - accepted, results=done))

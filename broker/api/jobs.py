@@ -19,6 +19,7 @@ from broker.api.auth import require_project
 from broker.api.openapi_docs import api_problems
 from broker.api.problems import ApiError, FieldError
 from broker.config import SiteConfig
+from broker.durability import Durability, DurabilityError, Unconfirmed
 from broker.intake import Replay, create_job, fingerprint, idem_decoder
 from broker.placement import Policy, format_duration, place
 from broker.sanitise import sanitise
@@ -194,6 +195,7 @@ class JobController(Controller):
         require_project(token, data.project)
         await check_against_sites(request, data)
         st = request.app.state
+        await ensure_durable(st.durability)
         idem = None
         fp = None
         if idempotency_key:
@@ -201,12 +203,13 @@ class JobController(Controller):
             fp = fingerprint(data)
             raw = await st.redis.get(idem)
             if raw is not None:  # the common repeat, answered without a thread hop
-                return _replay(raw, fp)
+                return await _kept(st.durability, _replay(raw, fp))
         try:
             # one (WATCH/)MULTI/EXEC: nothing is claimed before everything is written
             job = await create_job(st.redis, st.sync_redis, st.rkeys, st.settings, data, token.name, idem, fp)
         except Replay as again:
-            return _replay(again.raw, fp or "")
+            return await _kept(st.durability, _replay(again.raw, fp or ""))
+        await confirm_durable(st.durability, [job.id], bool(idempotency_key))
         body: Any = msgspec.json.encode(job)
         return Response(
             body,
@@ -309,6 +312,42 @@ def _enqueue_cancel(conn: Any, job_id: FromPath[str]) -> None:
         queues.CANCEL_FN, args=(job_id,), retry=queues.submit_retry(10), timeout=60, result_ttl=60,
         meta=tracing.carrier(),  # the worker's cancel joins this request's trace (None when off)
     )
+
+
+async def ensure_durable(d: Durability) -> None:
+    """[durability] level disk: a 503 while the server does not fsync before it replies."""
+    try:
+        await d.ensure()
+    except DurabilityError as exc:
+        raise ApiError(503, "Service unavailable", f"the broker accepts no jobs now: {exc}",
+                       headers={"Retry-After": str(d.cfg.retry_after)}) from None
+
+
+def unconfirmed_detail(exc: Unconfirmed, ids: list[str], keyed: bool) -> str:
+    """What a 503 says happened to the job(s) replicas did not confirm."""
+    which = f"job {ids[0]} was" if len(ids) == 1 else f"{len(ids)} jobs were"
+    again = ("send the same request again (same idempotency key) to get its 202 once replicas confirm it"
+             if keyed else "a request sent again without an idempotency key makes another job")
+    return (f"{which} written to Redis's primary and queued, but {exc.why()}: it is not undone and will run "
+            f"unless the primary is lost before it replicates; {again}")
+
+
+async def confirm_durable(d: Durability, ids: list[str], keyed: bool) -> None:
+    """[durability] level replica: a 503 naming the job when replicas do not confirm it in time."""
+    try:
+        await d.confirm()
+    except Unconfirmed as exc:
+        headers = {"Retry-After": str(d.cfg.retry_after)}
+        if len(ids) == 1:
+            headers["Location"] = f"/api/v1/jobs/{ids[0]}"
+        raise ApiError(503, "Service unavailable", unconfirmed_detail(exc, ids, keyed), headers=headers) from None
+
+
+async def _kept(d: Durability, replayed: Response[Job]) -> Response[Job]:
+    """A replayed 202 is a promise too: the replicas are asked again (level replica)."""
+    location = str(replayed.headers.get("Location", ""))
+    await confirm_durable(d, [location.rpartition("/")[2]], True)
+    return replayed
 
 
 def _replay(raw: bytes | str, fp: str) -> Response[Job]:

@@ -41,6 +41,11 @@ class Keys:
         "bad:<time>" (refused, or failed within seconds): the black-hole guard's record"""
         return f"{self.ns}:outcomes:{site}"
 
+    @property
+    def durability_mark(self) -> str:
+        """a counter intake increments before WAIT ([durability] level replica: broker/durability.py)"""
+        return f"{self.ns}:durability:mark"
+
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.ns}:idem:{owner}:{key}"
 

@@ -16,9 +16,11 @@ import pytest
 from tests.drills.conftest import DRILL_LINES, Cluster, kill
 from tests.support.servers import wait_until
 
-# Redis with AOF `appendfsync everysec` (deploy/redis.conf, the drills' Redis) may lose the
-# writes of its last second when it is killed; the README promises exactly this, no more
-FSYNC_WINDOW = 1.0
+# Redis with AOF `appendfsync everysec` (deploy/redis.conf, the drills' Redis) writes its AOF
+# before it replies, except while a background fsync lags: then it holds the writes back for up
+# to 2 s (flushAppendOnlyFile), and a SIGKILL loses them. The README promises exactly this:
+# jobs whose 202 came in the last 2 s may be lost, no earlier one
+FSYNC_WINDOW = 2.0
 
 pytestmark = [pytest.mark.drill, pytest.mark.slow]
 
@@ -153,7 +155,7 @@ def test_redis_restart_during_activity(cluster: Cluster, sig: int) -> None:
     """3. redis-server stopped while jobs come in and workers submit, exactly as the README's
     "Reliability" promises per durability level (AOF ``appendfsync everysec`` here): SIGTERM
     loses no accepted job; SIGKILL may lose only jobs whose 202 came in the last
-    ``FSYNC_WINDOW`` seconds before the kill, every earlier one is kept and finishes. The API
+    ``FSYNC_WINDOW`` (2) seconds before the kill, every earlier one is kept and finishes. The API
     answers 503 meanwhile; API and workers recover on their own."""
     c = cluster
     worker_pids = [w.pid for w in c.workers]
