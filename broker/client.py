@@ -204,7 +204,8 @@ class _Batch:
     """``submit_many``'s jobs, sent as batches (``POST /api/v1/jobs/batch``, at most
     ``MAX_BATCH`` a request), each job with its own idempotency key: a job the broker answers
     409 (its key still being handled) or 503 (``[durability] level = "replica"``: written, not
-    yet confirmed by replicas) is sent again in the next round, with the others such; the sync and async clients share this and differ only in the I/O."""
+    yet confirmed by replicas) is sent again in the next round, with the others such; the sync
+    and async clients share this and differ only in the I/O."""
 
     def __init__(self, jobs: Iterable[JobCreate | Mapping[str, Any]], keys: Iterable[str] | None, size: int):
         todo = list(jobs)

@@ -41,35 +41,54 @@ def _lua_set(states: Iterable[str]) -> str:
 # states.ALLOWED as Lua: from -> set of the states it may move to
 _LUA_MOVES = "{" + ", ".join(f"{cur.value}={_lua_set(nxt)}" for cur, nxt in ALLOWED.items()) + "}"
 _LUA_FINAL = _lua_set(FINAL)
+# the state indexes' places in _ADVANCE's KEYS (after its eight fixed keys)
+STATE_ORDER = sorted(s.value for s in JobState)
+_LUA_STATE_INDEX = "{" + ", ".join(f"{n}={9 + i}" for i, n in enumerate(STATE_ORDER)) + "}"
 
+# Every key the script touches is in KEYS (tests/unit/test_lua_keys.py): a managed Redis or a
+# cluster-aware proxy routes a script by its KEYS. The site's keys are those of the site the
+# caller declares (ARGV[1]); a call that would touch another site's (the job's own, read here)
+# writes nothing and answers {'site', <its site>}, and JobStore asks again with it.
+# KEYS: 1 job, 2 placements counter, 3 attempts counter, 4 jobs-by-state-and-site counter,
+# 5 active:<site>, 6 jobs:site:<site>, 7 assigned:<site>, 8 done:<site>, then the state
+# indexes (jobs:state:<state>) in STATE_ORDER.
+# ARGV: 1 the declared site ('' none), 2 job id, 3 new state, 4 now, 5 fields (JSON), 6 attempt
+# (JSON), 7 detail, 8 now (ISO), 9 '1' to also answer the cancel flag
 _ADVANCE = """
 local job = KEYS[1]
-local ns, id, new, now, fields, attempt, detail, now_iso =
+local declared, id, new, now, fields, attempt, detail, now_iso =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local cur = redis.call('HGET', job, 'state')
 if not cur then return -1 end
 local moves = $MOVES
 local final = $FINAL
+local sidx = $STATE_INDEX
 if final[cur] then return 0 end
 local created = tonumber(redis.call('HGET', job, 'created_us'))
 local site0 = redis.call('HGET', job, 'site') or ''
 local site1 = site0
+local f = nil
 if fields ~= '' then
-  local f = cjson.decode(fields)
+  f = cjson.decode(fields)
   if type(f.site) == 'string' then site1 = f.site elseif f.site == cjson.null then site1 = '' end
+end
+local held = f and f.native_id and f.native_id ~= cjson.null and type(f.site) == 'string'
+local ends = moves[cur] and moves[cur][new] and final[new]
+if (held or ends) and site1 ~= '' and site1 ~= declared then return {'site', site1} end
+if f then
   if type(f.placement) == 'string' then
     -- a decision that placed the job nowhere (one that chose a site is counted by _BEGIN_TRY)
     local p = cjson.decode(f.placement)
     if p.site == cjson.null or p.site == nil then
-      redis.call('HINCRBY', ns .. ':metrics:placements', 'none\tno eligible site', 1)
+      redis.call('HINCRBY', KEYS[2], 'none\tno eligible site', 1)
     end
   end
   for k, v in pairs(f) do
     if v == cjson.null then redis.call('HDEL', job, k) else redis.call('HSET', job, k, tostring(v)) end
   end
-  if f.native_id and f.native_id ~= cjson.null and f.site then
-    redis.call('HSET', ns .. ':active:' .. f.site, id, cjson.encode({system = f.system or '', native_id = f.native_id}))
-    redis.call('ZADD', ns .. ':jobs:site:' .. f.site, created, id)
+  if held then
+    redis.call('HSET', KEYS[5], id, cjson.encode({system = f.system or '', native_id = f.native_id}))
+    redis.call('ZADD', KEYS[6], created, id)
   end
 end
 if attempt ~= '' then
@@ -77,7 +96,7 @@ if attempt ~= '' then
   local at = cjson.decode(attempt)
   table.insert(a, at)
   -- counted in the step that records it, so the count never disagrees with the job (metrics.py)
-  redis.call('HINCRBY', ns .. ':metrics:attempts', at.site .. '\t' .. at.outcome, 1)
+  redis.call('HINCRBY', KEYS[3], at.site .. '\t' .. at.outcome, 1)
   redis.call('HSET', job, 'attempts', cjson.encode(a))
 end
 local changed = 0
@@ -88,24 +107,20 @@ if moves[cur] and moves[cur][new] then
   if detail ~= '' then e.detail = detail end
   table.insert(h, e)
   redis.call('HSET', job, 'history', cjson.encode(h))
-  redis.call('ZREM', ns .. ':jobs:state:' .. cur, id)
-  redis.call('ZADD', ns .. ':jobs:state:' .. new, created, id)
+  redis.call('ZREM', KEYS[sidx[cur]], id)
+  redis.call('ZADD', KEYS[sidx[new]], created, id)
   changed = 1
-  if final[new] then
-    local site = redis.call('HGET', job, 'site')
-    if site then
-      redis.call('HDEL', ns .. ':active:' .. site, id)
-      redis.call('HDEL', ns .. ':assigned:' .. site, id)
-      redis.call('ZADD', ns .. ':done:' .. site, now, id)
-    end
+  if final[new] and site1 ~= '' then
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('HDEL', KEYS[7], id)
+    redis.call('ZADD', KEYS[8], now, id)
   end
 end
 -- jobs out of NEW by state and site (NEW itself is the state index's ZCARD): moved with the job
 local now_state = changed == 1 and new or cur
 if now_state ~= cur or site1 ~= site0 then
-  local counts = ns .. ':metrics:jobs'
-  if cur ~= 'NEW' then redis.call('HINCRBY', counts, cur .. '\t' .. site0, -1) end
-  if now_state ~= 'NEW' then redis.call('HINCRBY', counts, now_state .. '\t' .. site1, 1) end
+  if cur ~= 'NEW' then redis.call('HINCRBY', KEYS[4], cur .. '\t' .. site0, -1) end
+  if now_state ~= 'NEW' then redis.call('HINCRBY', KEYS[4], now_state .. '\t' .. site1, 1) end
 end
 redis.call('HSET', job, 'updated', now)
 if ARGV[9] == '1' then
@@ -113,15 +128,15 @@ if ARGV[9] == '1' then
   return {changed, redis.call('HGET', job, 'cancel_requested') or ''}
 end
 return changed
-""".replace("$MOVES", _LUA_MOVES).replace("$FINAL", _LUA_FINAL)
+""".replace("$MOVES", _LUA_MOVES).replace("$FINAL", _LUA_FINAL).replace("$STATE_INDEX", _LUA_STATE_INDEX)
 
 # A try at a site begins: the placement record (if given; refused for a final job, as by
 # _ADVANCE), the site's claim on the job (its backlog) and the inflight mark, in one step; but
 # only for the worker whose claim holds the job (broker/worker.py), so a worker that lost the
 # job to a takeover cannot send it too. Returns 1, or 0 when the claim is another worker's.
-# KEYS: 1 job, 2 the site's assigned hash, 3 the claims hash. ARGV: 1 job id, 2 now, 3 the
-# inflight mark (JSON), 4 placement, 5 the RQ job id, 6 the worker ('' = not under a worker),
-# 7 the key namespace (the placement counter's key)
+# KEYS: 1 job, 2 the site's assigned hash, 3 the claims hash, 4 the placements counter.
+# ARGV: 1 job id, 2 now, 3 the inflight mark (JSON), 4 placement, 5 the RQ job id, 6 the
+# worker ('' = not under a worker)
 _BEGIN_TRY = """
 local job = KEYS[1]
 if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
@@ -132,7 +147,7 @@ if ARGV[4] ~= '' then
     redis.call('HSET', job, 'placement', ARGV[4], 'updated', ARGV[2])
     -- a placement decision that chose a site, counted where it is recorded (metrics.py)
     local p = cjson.decode(ARGV[4])
-    redis.call('HINCRBY', ARGV[7] .. ':metrics:placements', tostring(p.site) .. '\t' .. tostring(p.strategy), 1)
+    redis.call('HINCRBY', KEYS[4], tostring(p.site) .. '\t' .. tostring(p.strategy), 1)
   end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -152,6 +167,7 @@ def new_job_id() -> str:
 
 
 _enc = msgspec.json.Encoder()
+SITE_MEMORY = 100_000  # jobs whose site a JobStore remembers (~100 bytes each)
 
 
 def initial_fields(job_id: str, project: str, spec: JobSpec, hints: Any, owner: str, now: float) -> dict[str, str]:
@@ -334,9 +350,25 @@ class JobStore:
         self._pipe = shared(r)
         self._advance = self._pipe.script(_ADVANCE)
         self._begin_try = self._pipe.script(_BEGIN_TRY)
+        # _ADVANCE's keys that name no job and no site, made once
+        self._fixed = [keys.metrics("placements"), keys.metrics("attempts"), keys.metrics("jobs")]
+        self._states = [keys.jobs_by_state(st) for st in STATE_ORDER]
+        # job id -> the site its record names, as last seen (bounded): the site whose keys a
+        # job's next _ADVANCE declares, so that it needs no second try
+        self._sites: dict[str, str] = {}
+        self._site_keys: dict[str, list[str]] = {}  # site -> its four keys in _ADVANCE's KEYS
+
+    def _saw_site(self, job_id: str, site: str | None) -> None:
+        if not site:
+            return
+        if len(self._sites) >= SITE_MEMORY and job_id not in self._sites:
+            del self._sites[next(iter(self._sites))]  # the oldest
+        self._sites[job_id] = site
 
     async def get_hash(self, job_id: str) -> dict[str, str] | None:
         h = as_dict(await self._pipe.execute("HGETALL", self.keys.job(job_id)))  # decode_responses=True
+        if h:
+            self._saw_site(job_id, h.get("site"))
         return h or None
 
     async def record(self, job_id: str) -> JobRecord | None:
@@ -356,11 +388,13 @@ class JobStore:
         fields: dict[str, Any] | None = None,
         attempt: Attempt | None = None,
         detail: str | None = None,
+        site: str | None = None,
     ) -> int:
         """Atomically update fields, append an attempt, and move the state if ``states.ALLOWED``
         allows it. Returns 1 if the state changed, 0 if not (a refused move, or the job is final:
-        then nothing is written), -1 if no such job."""
-        return int(await self._run_advance(job_id, state, fields, attempt, detail, False))
+        then nothing is written), -1 if no such job. ``site``: the site the caller knows the job
+        is at (saves a second try when this store has not seen the job's record)."""
+        return int(await self._run_advance(job_id, state, fields, attempt, detail, False, site))
 
     async def advance_and_cancel_flag(
         self,
@@ -384,23 +418,31 @@ class JobStore:
         attempt: Attempt | None,
         detail: str | None,
         cancel_flag: bool,
+        site: str | None = None,
     ) -> Any:
         now = time.time()
-        return await self._pipe.evalsha(
-            self._advance,
-            [self.keys.job(job_id)],
-            [
-                self.keys.ns,
-                job_id,
-                state or "",
-                repr(now),
-                _enc.encode(fields).decode() if fields else "",
-                _enc.encode(attempt).decode() if attempt else "",
-                detail or "",
-                now_iso(now),
-                "1" if cancel_flag else "",
-            ],
-        )
+        given = fields.get("site") if fields else None
+        declared = given if isinstance(given, str) else site or self._sites.get(job_id, "")
+        k = self.keys
+        args = [job_id, state or "", repr(now), _enc.encode(fields).decode() if fields else "",
+                _enc.encode(attempt).decode() if attempt else "", detail or "", now_iso(now),
+                "1" if cancel_flag else ""]
+        for _ in range(3):
+            site_keys = self._site_keys.get(declared)
+            if site_keys is None:
+                site_keys = [k.active(declared), k.jobs_by_site(declared), k.assigned(declared), k.done(declared)]
+                if len(self._site_keys) < 1000:  # sites are few; a bound all the same
+                    self._site_keys[declared] = site_keys
+            reply = await self._pipe.evalsha(self._advance, [k.job(job_id), *self._fixed, *site_keys, *self._states],
+                                             [declared, *args])
+            if isinstance(reply, list) and reply and reply[0] == "site":
+                declared = str(reply[1])  # the job is at another site than declared: nothing was written
+                self._saw_site(job_id, declared)
+                continue
+            if isinstance(given, str):
+                self._saw_site(job_id, given)
+            return reply
+        raise RuntimeError(f"{job_id}: its site kept changing under _ADVANCE")
 
     async def begin_try(
         self, job_id: str, site: str, system: str, *, placement: str | None = None, rq_id: str = "", runner: str = ""
@@ -412,9 +454,8 @@ class JobStore:
         return bool(
             await self._pipe.evalsha(
                 self._begin_try,
-                [self.keys.job(job_id), self.keys.assigned(site), self.keys.claims],
-                [job_id, repr(now), _enc.encode(Inflight(site, system, now)).decode(), placement or "", rq_id, runner,
-                 self.keys.ns],
+                [self.keys.job(job_id), self.keys.assigned(site), self.keys.claims, self.keys.metrics("placements")],
+                [job_id, repr(now), _enc.encode(Inflight(site, system, now)).decode(), placement or "", rq_id, runner],
             )
         )
 

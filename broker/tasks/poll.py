@@ -48,7 +48,7 @@ async def run(rt: Runtime, site_name: str) -> str:
                 fields["exit_code"] = st.exit_code
             if st.message:
                 fields["message"] = st.message
-            changed = await rt.jobs.advance(job_id, st.state, fields=fields)
+            changed = await rt.jobs.advance(job_id, st.state, fields=fields, site=site_name)
             moved += max(0, changed)
             if changed > 0:  # a line per move, so a worker's log tells each job's way
                 log.info("%s: %s at %s (%s %s)", job_id, st.state, site_name, system, native,

@@ -188,3 +188,31 @@ async def test_a_try_records_its_placement_only_on_an_unfinished_job(store: JobS
     await store.begin_try(jid, SITE, SYSTEM, placement='{"site": "alpha"}')
     placed = await store.r.hget(store.keys.job(jid), "placement")
     assert (placed is not None) is (state not in FINAL)
+
+
+async def test_a_move_declaring_another_site_writes_nothing_there_and_is_made_at_the_jobs_own(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """_ADVANCE touches only the keys it is given: one declaring the wrong site's keys (a store
+    that has not seen the job) writes nothing and is told the job's site; the move is then made
+    with that site's keys, once."""
+    r, k = store.r, store.keys
+    jid = await _job_in(store, A)
+    calls: list[list[str]] = []
+    real = store._pipe.evalsha
+
+    async def counting(sha: str, keys: list[str], args: list[object]) -> object:
+        calls.append(keys)
+        return await real(sha, keys, args)
+
+    monkeypatch.setattr(store._pipe, "evalsha", counting)
+    assert await store.advance(jid, C, site="elsewhere", fields={"exit_code": 0}) == 1
+    assert len(calls) == 2 and k.done("elsewhere") in calls[0] and k.done(SITE) in calls[1]
+    assert await r.exists(k.done("elsewhere"), k.active("elsewhere"), k.assigned("elsewhere")) == 0
+    assert await _where(r, k, jid) == {"state": C, "indexed_as": [C], "active": False, "assigned": False,
+                                       "done": True, "native_state": None, "history": 2}
+    # the store remembers where the job is: the next move declares it at once
+    jid2 = await _job_in(store, Q)
+    await store.get(jid2)
+    calls.clear()
+    assert await store.advance(jid2, F) == 1
+    assert len(calls) == 1 and not await r.hexists(k.active(SITE), jid2)
