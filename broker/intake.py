@@ -156,28 +156,54 @@ idem_decoder: Any = msgspec.json.Decoder(IdemState)
 
 # Each job of a batch is written all or nothing, and the whole batch in one round trip: one
 # script, so that a job's Idempotency-Key can be checked and its job written in the same atomic
-# step (a MULTI cannot make a write depend on a read). The commands are the ones the single
-# intake sends (record, indexes, RQ's own submission, the key's answer), given as data; every key
-# they touch is passed in KEYS (a command names its key by index), none is built here.
-# KEYS: every key the batch touches, once. ARGV: 1 the number of jobs; then per job: its
-# Idempotency-Key's index in KEYS (0: none), its number of commands, and per command: the
-# command's name, its key's index in KEYS, its number of further arguments, those arguments.
+# step (a MULTI cannot make a write depend on a read). Every job is written by the commands the
+# single intake sends (record, indexes, RQ's own submission; then the key's answer), given once
+# as a template: per job only the arguments that differ ("slots": the keys, the record's values,
+# the index scores, RQ's id-bearing fields) are sent, a third of the whole. Every key touched
+# is passed in KEYS (a command names its key by its index there); none is built here.
+# KEYS: every key the batch touches, once.
+# ARGV: 1 the number of jobs, 2 the number of template commands, 3 the keys' TTL (seconds);
+# then per template command: its name, its key (an index in KEYS), its number of arguments,
+# those arguments, its number of slots and their places (0: the key, i: the i-th argument);
+# then per job: its Idempotency-Key's index in KEYS (0: none), each command's slot values in
+# order, and when it has a key, the key's answer.
 # Returns per job 0 (written) or the key's stored answer (nothing of that job written).
 # The shebang makes Redis refuse the whole script up front when it is out of memory, rather
 # than failing a write half-way through a job.
 BATCH_SCRIPT = """#!lua
-local n = tonumber(ARGV[1])
-local a = 2
+local n, nt, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local a = 4
+local tmpl = {}
+for c = 1, nt do
+  local name, key, nargs = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  local args = {}
+  for j = 1, nargs do args[j] = ARGV[a + j - 1] end
+  a = a + nargs
+  local nslots = tonumber(ARGV[a])
+  local slots = {}
+  for j = 1, nslots do slots[j] = tonumber(ARGV[a + j]) end
+  a = a + 1 + nslots
+  tmpl[c] = {name, key, args, slots}
+end
 local out = {}
 for i = 1, n do
-  local idem, ncmd = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  a = a + 2
+  local idem = tonumber(ARGV[a])
+  a = a + 1
   local prev = false
   if idem > 0 then prev = redis.call('GET', KEYS[idem]) end
-  for _ = 1, ncmd do
-    local name, key, nargs = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    if not prev then redis.call(name, KEYS[key], unpack(ARGV, a + 3, a + 2 + nargs)) end
-    a = a + 3 + nargs
+  for c = 1, nt do
+    local t = tmpl[c]
+    local key, args = t[2], t[3]
+    for _, pos in ipairs(t[4]) do
+      if pos == 0 then key = ARGV[a] else args[pos] = ARGV[a] end
+      a = a + 1
+    end
+    if not prev then redis.call(t[1], KEYS[tonumber(key)], unpack(args)) end
+  end
+  if idem > 0 then
+    if not prev then redis.call('SET', KEYS[idem], ARGV[a], 'EX', ttl) end
+    a = a + 1
   end
   out[i] = prev or 0
 end
@@ -208,12 +234,56 @@ def _swap(arg: Any, old: str, new: str) -> Any:
     return arg
 
 
-def rq_commands_like(template: list[tuple[Any, ...]], old: str, new: str) -> list[tuple[Any, ...]]:
-    """RQ's submission commands for job ``new``, made from those recorded for job ``old`` (the
-    same call, retry policy and times): recording RQ's enqueue costs ~130 µs of CPU a job, most
-    of a batched job's cost. Job ids are random enough that ``old`` appears nowhere else
-    (tests/unit/test_intake_rq.py checks the result against RQ's own, and runs one)."""
-    return [tuple(_swap(a, old, new) for a in cmd) for cmd in template]
+def _names(arg: Any, job_id: str) -> bool:
+    """Does ``arg`` (of RQ's recorded commands) hold ``job_id``?"""
+    return _swap(arg, job_id, job_id + "x") != arg
+
+
+class _Template:
+    """The commands that write one job of a batch, with the places that differ per job."""
+
+    def __init__(self, conn: redis.Redis, settings: Settings, first: str):
+        self.first = first
+        # RQ's submission as RQ itself records it, for the batch's first job; the others' are
+        # made from it (recording costs ~130 µs a job): the places naming the first id are slots
+        self.rq = rq_submit_commands(conn, first, settings)
+        self.rq_slots = [[i for i, x in enumerate(cmd[1:]) if _names(x, first)] for cmd in self.rq]
+        self.flat_slots = [i for slots in self.rq_slots for i in slots]
+        # each slot's first-job value, a zlib-compressed one decompressed once
+        self._slot_values: list[tuple[bool, Any]] = []
+        for cmd, slots in zip(self.rq, self.rq_slots, strict=True):
+            for i in slots:
+                v = cmd[1 + i]
+                packed = isinstance(v, bytes) and _zlib_of(v) is not None
+                self._slot_values.append((packed, _zlib_of(v) if packed else v))
+
+    def commands(self, fields: dict[str, str], idx: list[tuple[str, float, str]]) -> list[tuple[list[Any], list[int]]]:
+        """(the first job's command, its slots) for each command that writes a job."""
+        out: list[tuple[list[Any], list[int]]] = [
+            (["HSET", "", *[x for kv in fields.items() for x in kv]], [0, *range(2, 2 * len(fields) + 1, 2)])]
+        out += [(["ZADD", key, score, member], [0, 1, 2]) for key, score, member in idx]
+        out += [(list(cmd), slots) for cmd, slots in zip(self.rq, self.rq_slots, strict=True)]
+        return out
+
+    def rq_values(self, job_id: str) -> list[Any]:
+        """RQ's values at the slots, for job ``job_id`` (as ``_swap`` makes them, quicker)."""
+        first, new = self.first, job_id
+        out: list[Any] = []
+        for packed, v in self._slot_values:
+            if packed:
+                out.append(zlib.compress(v.replace(first.encode(), new.encode())))
+            elif isinstance(v, str):
+                out.append(v.replace(first, new))
+            else:
+                out.append(_swap(v, first, new))
+        return out
+
+
+def _zlib_of(b: bytes) -> bytes | None:
+    try:
+        return zlib.decompress(b)
+    except zlib.error:
+        return None
 
 
 def batch_script_args(
@@ -230,10 +300,10 @@ def batch_script_args(
             i = key_index[k] = len(key_list)
         return i
 
-    argv: list[Any] = [len(items)]
     jobs: list[Job] = []
-    template: list[tuple[Any, ...]] = []
-    first = ""
+    per_job: list[Any] = []
+    template: _Template | None = None
+    head: list[Any] = []
     now = time.time()
     for item in items:
         body = item.body
@@ -241,21 +311,24 @@ def batch_script_args(
         fields = initial_fields(job_id, body.project, body.spec, body.placement, owner, now)
         job = initial_job(job_id, body, owner, fields)
         jobs.append(job)
-        if not template:
-            template, first = rq_submit_commands(conn, job_id, settings), job_id
-            rq_cmds = template
-        else:
-            rq_cmds = rq_commands_like(template, first, job_id)
-        cmds: list[tuple[Any, ...]] = [("HSET", keys.job(job_id), *[x for kv in fields.items() for x in kv])]
-        cmds += [("ZADD", key, score, member) for key, score, member in index_writes(keys, fields)]
-        cmds += rq_cmds
+        idx = index_writes(keys, fields)
+        if template is None:
+            template = _Template(conn, settings, job_id)
+            cmds = template.commands(fields, idx)
+            for cmd, slots in cmds:
+                cmd[1] = kidx(keys.job(job_id)) if cmd[0] == "HSET" and cmd[1] == "" else kidx(cmd[1])
+                head += [cmd[0], cmd[1], len(cmd) - 2, *cmd[2:], len(slots), *slots]
+            head = [len(items), len(cmds), settings.api.idempotency_ttl, *head]
+        per_job.append(kidx(item.idem_key) if item.idem_key else 0)
+        per_job += [kidx(keys.job(job_id)), *fields.values()]
+        for key, score, member in idx:
+            per_job += [kidx(key), score, member]
+        for value, i in zip(template.rq_values(job_id), template.flat_slots, strict=True):
+            per_job.append(kidx(value) if i == 0 else value)
         if item.idem_key:
-            state = IdemState(fp=item.fp, state="done", job_id=job_id, body=_enc.encode(job).decode())
-            cmds.append(("SET", item.idem_key, _enc.encode(state), "EX", settings.api.idempotency_ttl))
-        argv += [kidx(item.idem_key) if item.idem_key else 0, len(cmds)]
-        for name, key, *rest in cmds:
-            argv += [name, kidx(key), len(rest), *rest]
-    return key_list, argv, jobs
+            per_job.append(_enc.encode(IdemState(fp=item.fp, state="done", job_id=job_id,
+                                                 body=_enc.encode(job).decode())))
+    return key_list, [*head, *per_job], jobs
 
 
 async def create_jobs(

@@ -156,9 +156,18 @@ return 1
 """.replace("$FINAL", _LUA_FINAL)
 
 
+_last_iso: tuple[float, str] = (float("nan"), "")
+
+
 def now_iso(ts: float | None = None) -> str:
-    dt = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    global _last_iso
+    t = time.time() if ts is None else ts
+    last = _last_iso
+    if last[0] == t:  # a batch's jobs share their time: formatted once
+        return last[1]
+    text = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _last_iso = (t, text)
+    return text
 
 
 def new_job_id() -> str:
