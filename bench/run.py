@@ -25,6 +25,8 @@ def plan(quick: bool) -> dict[str, list[str]]:
         "placement": ["bench/placement.py"],
         "status": ["-m", "bench.status", "--duration", d],
         "intake": ["-m", "bench.intake", "--duration", d],
+        "batch": ["-m", "bench.batch", "--duration", d],
+        "durability": ["-m", "bench.durability", "--duration", "3" if quick else "5"],
         "dispatch": ["-m", "bench.dispatch", "--jobs", "1000"],
         "failover": ["-m", "bench.failover"],
         "memory": ["-m", "bench.memory", "--jobs", "20000" if quick else "100000"],
