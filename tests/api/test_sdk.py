@@ -4,6 +4,7 @@ waiting, problems as one exception, events, files, and a retried submission that
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -237,3 +238,36 @@ def test_a_refusal_is_not_retried_and_a_409_only_on_a_submission(monkeypatch: py
     with Client("http://broker", "t", transport=_canned(answers, seen)) as c, pytest.raises(ApiError, match="422"):
         c.submit(job_body())  # the 409 (the first try still being handled) was waited out
     assert len(seen) == 2 and seen[0].headers["Idempotency-Key"] == seen[1].headers["Idempotency-Key"]
+
+
+def test_submit_many_sends_a_batchs_409_and_503_jobs_again_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's job answered 409 (its key in flight) or 503 (not confirmed by replicas) is sent
+    again with its own key, the others not; one that never gets a 202 keeps its last problem."""
+    monkeypatch.setattr("broker.client.time.sleep", lambda _s: None)
+    job = job_body("x")
+    full = {"id": "j1", "project": "m1", "name": "x", "state": "NEW", "site": None, "system": None,
+            "native_id": None, "native_state": None, "exit_code": None, "message": None,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
+            "placement": None, "attempts": [], "history": [], "spec": job["spec"]}
+
+    def problem(status: int) -> dict[str, Any]:
+        return {"type": "t", "title": "t", "status": status, "detail": f"said {status}"}
+
+    answers = [
+        httpx.Response(200, json={"accepted": 1, "refused": 2, "results": [
+            {"index": 0, "status": 202, "job": {**full, "id": "a"}},
+            {"index": 1, "status": 409, "problem": problem(409)},
+            {"index": 2, "status": 503, "problem": problem(503)}]}),
+        httpx.Response(200, json={"accepted": 1, "refused": 1, "results": [
+            {"index": 0, "status": 202, "job": {**full, "id": "b"}},
+            {"index": 1, "status": 503, "problem": problem(503)}]}),
+        httpx.Response(200, json={"accepted": 0, "refused": 1, "results": [
+            {"index": 0, "status": 503, "problem": problem(503)}]}),
+    ]
+    seen: list[httpx.Request] = []
+    with Client("http://broker", "t", transport=_canned(answers, seen), retry=RetryPolicy(attempts=3)) as c:
+        out = c.submit_many([job, job, job], keys=["k0", "k1", "k2"])
+    sent = [[j["idempotency_key"] for j in json.loads(r.content)["jobs"]] for r in seen]
+    assert sent == [["k0", "k1", "k2"], ["k1", "k2"], ["k2"]]
+    assert [getattr(x, "id", None) for x in out[:2]] == ["a", "b"]
+    assert isinstance(out[2], ApiError) and out[2].status == 503 and out[2].detail == "said 503"
