@@ -13,6 +13,7 @@ every ``[history] interval`` by the worker holding the archive lease (broker/wor
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from typing import cast
@@ -20,20 +21,24 @@ from typing import cast
 from broker.states import FINAL
 from broker.store.history import HistoryDB, Row, row_from_hash
 from broker.store.jobs import _LUA_FINAL, as_dict
+from broker.store.keys import Keys
 from broker.tasks.runtime import Runtime
 
 log = logging.getLogger("superfed.archive")
 
 MAX_BATCHES = 40  # per run and state: a backlog is moved over a few runs, each one bounded
 
-# ARGV: 1 the key namespace, then per job: its id and the digest of the hash copied (``digest``:
-# SHA-1 over the sorted SHA-1s of its "field NUL value" pairs, an order Lua and Python agree on).
-# Deletes the job's hash and its entries in every index, the active and backlog hashes of every
-# site it was at (already gone for a final job; removed again in case), and the sweeper's note,
-# and counts it (``metrics:history``); not its entry in a site's ``done`` set (the last minutes'
-# throughput, which placement reads and which trims itself). Returns how many jobs it deleted.
+# Every key it touches is declared (a managed Redis or a cluster-aware proxy routes by KEYS):
+# KEYS: 1 the sweeper's notes, 2 the moved-jobs counter (metrics:history), then per job its
+# hash, the all, project and state indexes, and for each site the job was at (its site, its
+# attempts', its placement's) that site's index, active and backlog hashes. ARGV: per job its
+# id, the digest of the hash copied (``digest``: SHA-1 over the sorted SHA-1s of its "field NUL
+# value" pairs, an order Lua and Python agree on) and how many sites it names. The keys are
+# made from the hash as read (``delete_keys``); the digest proves the hash is still that one.
+# A job is deleted only if it is final and unchanged; its entry in a site's ``done`` set (the
+# last minutes' throughput, which placement reads, trimming itself) stays. Returns how many
+# jobs it deleted.
 _DELETE = """
-local ns = ARGV[1]
 local final = $FINAL
 local n = 0
 local function digest(job)
@@ -43,39 +48,54 @@ local function digest(job)
   table.sort(pairs_)
   return redis.sha1hex(table.concat(pairs_))
 end
-for i = 2, #ARGV, 2 do
-  local id, copied = ARGV[i], ARGV[i + 1]
-  local job = ns .. ':job:' .. id
-  local h = redis.call('HMGET', job, 'state', 'project', 'site', 'attempts', 'placement')
-  if h[1] and final[h[1]] and digest(job) == copied then
-    redis.call('ZREM', ns .. ':jobs:all', id)
-    redis.call('ZREM', ns .. ':jobs:project:' .. h[2], id)
-    redis.call('ZREM', ns .. ':jobs:state:' .. h[1], id)
-    local sites = {}
-    if h[3] and h[3] ~= '' then sites[h[3]] = true end
-    if h[4] and h[4] ~= '' then
-      for _, a in ipairs(cjson.decode(h[4])) do
-        if type(a) == 'table' and type(a.site) == 'string' then sites[a.site] = true end
-      end
+local k = 3
+for i = 1, #ARGV, 3 do
+  local id, copied, nsites = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local job, all, project, state = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local cur = redis.call('HGET', job, 'state')
+  if cur and final[cur] and digest(job) == copied then
+    redis.call('ZREM', all, id)
+    redis.call('ZREM', project, id)
+    redis.call('ZREM', state, id)
+    for j = 0, nsites - 1 do
+      local at = k + 4 + 3 * j
+      redis.call('ZREM', KEYS[at], id)
+      redis.call('HDEL', KEYS[at + 1], id)
+      redis.call('HDEL', KEYS[at + 2], id)
     end
-    if h[5] and h[5] ~= '' then
-      local p = cjson.decode(h[5])
-      if type(p) == 'table' and type(p.site) == 'string' then sites[p.site] = true end
-    end
-    for s in pairs(sites) do
-      redis.call('ZREM', ns .. ':jobs:site:' .. s, id)
-      redis.call('HDEL', ns .. ':active:' .. s, id)
-      redis.call('HDEL', ns .. ':assigned:' .. s, id)
-    end
-    redis.call('HDEL', ns .. ':sweep:suspects', id)
+    redis.call('HDEL', KEYS[1], id)
     redis.call('DEL', job)
     -- counted in the step that moves it (broker/metrics.py)
-    redis.call('HINCRBY', ns .. ':metrics:history', h[1], 1)
+    redis.call('HINCRBY', KEYS[2], cur, 1)
     n = n + 1
   end
+  k = k + 4 + 3 * nsites
 end
 return n
 """.replace("$FINAL", _LUA_FINAL)
+
+
+def sites_of(h: dict[str, str]) -> list[str]:
+    """Every site a job's record names: where it is, where it was tried, where it was placed."""
+    found = {h["site"]} if h.get("site") else set()
+    for field in ("attempts", "placement"):
+        raw = h.get(field)
+        if not raw or raw == "{}":
+            continue
+        value = json.loads(raw)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and isinstance(item.get("site"), str):
+                found.add(item["site"])
+    return sorted(found)
+
+
+def delete_keys(keys: Keys, jid: str, h: dict[str, str]) -> tuple[list[str], int]:
+    """_DELETE's keys for one job, from its hash as read, and how many sites they name."""
+    sites = sites_of(h)
+    out = [keys.job(jid), keys.jobs_all, keys.jobs_by_project(h["project"]), keys.jobs_by_state(h["state"])]
+    for s in sites:
+        out += [keys.jobs_by_site(s), keys.active(s), keys.assigned(s)]
+    return out, len(sites)
 
 
 def digest(h: dict[str, str]) -> str:
@@ -119,6 +139,7 @@ class Mover:
                 hashes = [as_dict(h) for h in await p.execute()]
             rows: list[Row] = []
             fence: list[str] = []
+            fence_keys: list[str] = [k.sweep_suspects, k.metrics("history")]
             stale: list[str] = []
             for jid, h in zip(ids, hashes, strict=True):
                 if not h:
@@ -137,13 +158,15 @@ class Mover:
                     skipped += 1
                     continue
                 rows.append(row)
-                fence += [jid, digest(h)]
+                job_keys, nsites = delete_keys(k, jid, h)
+                fence_keys += job_keys
+                fence += [jid, digest(h), str(nsites)]
             if stale:
                 await r.zrem(k.jobs_by_state(state), *stale)
             if rows:
                 # first the copy, committed; only then the delete (a crash between: in both)
                 await self.db.upsert(rows, archived_at=time.time())
-                deleted = int(await self._delete(args=[k.ns, *fence]))
+                deleted = int(await self._delete(keys=fence_keys, args=fence))
                 moved += deleted
                 skipped += len(rows) - deleted  # changed since they were read: the next run copies them again
             if len(ids) < batch:
