@@ -51,7 +51,10 @@ end
 local k = 3
 for i = 1, #ARGV, 3 do
   local id, copied, nsites = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local job, all, project, state = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local job = KEYS[k]
+  local all = KEYS[k + 1]
+  local project = KEYS[k + 2]
+  local state = KEYS[k + 3]
   local cur = redis.call('HGET', job, 'state')
   if cur and final[cur] and digest(job) == copied then
     redis.call('ZREM', all, id)

@@ -102,13 +102,7 @@ def test_every_file_with_lua_is_seen() -> None:
     assert not list(ROOT.rglob("*.lua")), "a .lua file: load it into a module-level string"
 
 
-# Known, to be restructured (reported to the lead): the history mover's delete builds the job's
-# index and site keys from the hash it reads. strict: once it declares them, this mark must go.
-KNOWN = {"broker.tasks.archive._DELETE"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="builds its keys"))
-                                  if n in KNOWN else n for n in sorted(scripts())])
+@pytest.mark.parametrize("name", sorted(scripts()))
 def test_the_script_declares_every_key(name: str) -> None:
     assert violations(scripts()[name]) == []
 
