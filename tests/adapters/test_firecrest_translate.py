@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import httpx
 import jsonschema
 import msgspec
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 
 from adapters import firecrest as fc
+from adapters.firecrest.translate import firecrest_message
 from adapters.psij import JobAttributes, JobSpec, ResourceSpec
 from adapters.slurm import STATE_MAP
 from adapters.types import FileEntry, SubmitRequest
@@ -277,3 +279,107 @@ def test_the_schema_check_has_teeth() -> None:
         submit_validator().validate({"job": {"script": "#!/bin/bash\n"}})  # no workingDirectory
     with pytest.raises(jsonschema.ValidationError):
         submit_validator().validate({"job": {"workingDirectory": "/", "name": 5}})
+
+
+# -- details mutation testing found unchecked (issue 16) -------------------------------------
+def test_a_job_state_given_as_a_one_word_list_is_read() -> None:
+    # Slurm's REST API (behind FirecREST) sends job_state as a list, most often of one word
+    s = fc.job_status(_job(status={"state": ["FAILED"], "exitCode": 1}))
+    assert s is not None and (s.native_id, s.state, s.native_state, s.exit_code) == ("7", "FAILED", "FAILED", 1)
+
+
+def test_a_pbs_job_finished_with_a_nonzero_exit_code_failed() -> None:
+    s = fc.job_status(_job(status={"state": "F", "exitCode": 2}))
+    assert s is not None and (s.state, s.exit_code) == ("FAILED", 2)
+
+
+def test_an_unknown_job_state_is_logged_with_the_job_and_its_word(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="superfed.adapters.firecrest"):
+        assert fc.job_status(_job(jobId="4242", status={"state": "MARTIAN"})) is None
+    (record,) = caplog.records
+    assert "4242" in record.getMessage() and "'MARTIAN'" in record.getMessage()
+
+
+def _service(kind: str, state: str, path: str | None = None, message: str | None = None) -> dict[str, Any]:
+    """A ServiceHealth entry that health_word reads as ``state`` (healthy/slow/unhealthy/unchecked)."""
+    checked = None if state == "unchecked" else "2026-01-01T00:00:00Z"
+    healthy = {"healthy": True, "slow": True, "unhealthy": False, "unchecked": None}[state]
+    latency = fc.SLOW_CHECK_S + 1 if state == "slow" else 0.1
+    entry = {"serviceType": kind, "healthy": healthy, "latency": latency, "lastChecked": checked}
+    return {**entry, "path": path, "message": message}
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "state"),
+    [
+        ("healthy", "slow", "degraded"),
+        ("slow", "healthy", "degraded"),
+        ("slow", "unchecked", "unknown"),
+        ("unchecked", "slow", "unknown"),
+        ("unchecked", "unhealthy", "down"),
+        ("unhealthy", "unchecked", "down"),
+        ("healthy", "unhealthy", "down"),
+    ],
+)
+def test_a_component_is_as_bad_as_its_worst_service_in_either_order(first: str, then: str, state: str) -> None:
+    h = fc.parse_health(
+        _systems(_service("filesystem", first, "/home"), _service("filesystem", then, "/scratch")), ["daint"]
+    )
+    assert {c.name: c.state for c in h.components} == {"filesystem": state}
+
+
+def test_health_details_name_the_system_and_path_and_services_of_unknown_types_keep_their_name() -> None:
+    h = fc.parse_health(
+        _systems(
+            _service("scheduler", "healthy"),
+            _service("filesystem", "unhealthy", "/scratch", message="lustre hung"),
+            _service("database", "slow"),  # a service type this broker has no name for
+        ),
+        ["daint"],
+    )
+    assert [(c.name, c.state, c.detail) for c in h.components] == [
+        ("compute", "up", "daint: healthy"),
+        ("database", "degraded", "daint: slow"),
+        ("filesystem", "down", "daint /scratch: lustre hung"),
+    ]
+    assert h.incidents == []
+
+
+def test_a_system_without_health_does_not_hide_the_next_ones() -> None:
+    systems = msgspec.convert(
+        {"systems": [{"name": "daint", "servicesHealth": [_service("scheduler", "unhealthy")]}]}, fc.WireSystems
+    )
+    h = fc.parse_health(systems, ["eiger", "daint"])
+    assert [(c.name, c.state, c.detail) for c in h.components] == [("compute", "down", "daint: unhealthy")]
+    alone = fc.parse_health(systems, ["eiger"])
+    assert [(c.name, c.state, c.detail) for c in alone.components] == [
+        ("compute", "unknown", "eiger: no health reported")
+    ]
+
+
+@pytest.mark.parametrize(("name", "shown"), [("sub/", "sub"), ("/scratch/u/INDEX", "INDEX"), ("a/b/", "b")])
+def test_file_names_are_their_last_path_component(name: str, shown: str) -> None:
+    assert fc.file_entry(msgspec.convert({"name": name, "type": "d"}, fc.WireFile)).name == shown
+
+
+def _response(status: int, body: bytes) -> httpx.Response:
+    return httpx.Response(status, content=body, request=httpx.Request("GET", "https://firecrest.example/x"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        pytest.param(400, b'{"message": "  Job submission failed: quota exceeded\\n"}',
+                     "Job submission failed: quota exceeded", id="message"),
+        pytest.param(401, b'{"error": "invalid_grant", "error_description": "Token is not active"}',
+                     "invalid_grant: Token is not active", id="keycloak"),
+        pytest.param(401, b'{"error": "invalid_client"}', "invalid_client", id="keycloak-bare"),
+        pytest.param(401, b'{"error": "invalid_client", "error_description": ""}', "invalid_client",
+                     id="keycloak-empty"),
+        pytest.param(502, b"<html><body>Bad Gateway</body></html>", "Bad Gateway", id="html"),
+        pytest.param(500, b"upstream connect error", "upstream connect error", id="text"),
+        pytest.param(503, b'["not", "an", "object"]', "Service Unavailable", id="list"),
+    ],
+)  # fmt: skip
+def test_firecrest_message_is_firecrests_or_keycloaks_own_words(status: int, body: bytes, message: str) -> None:
+    assert firecrest_message(_response(status, body)) == message
