@@ -274,3 +274,75 @@ def test_token_url_defaults_and_refusals() -> None:
     )
     assert refusal_reason(b"<html>nope</html>") == "<html>nope</html>"
     assert refusal_reason(b"[]") == "no reason given"
+
+
+# -- details mutation testing found unchecked (issue 16) -------------------------------------
+def test_an_exit_code_without_a_signal_is_the_code() -> None:
+    assert parse_exit_code("0") == 0 and parse_exit_code("0:0") == 0
+
+
+def test_undocumented_words_are_logged_with_what_was_seen(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="superfed.adapters.sfapi"):
+        assert t.health_of("maintenance") == "unknown"
+        assert t.job_status(t.JobRow(jobid="4242", state="MARTIAN")) is None
+    health, job = (r.getMessage() for r in caplog.records)
+    assert "'maintenance'" in health and "not documented" in health
+    assert "4242" in job and "'MARTIAN'" in job
+
+
+def test_a_job_keeps_its_id_and_slurms_own_words() -> None:
+    st = t.job_status(t.JobRow(jobid="12", state="CANCELLED by 5001", exitcode="0:15", reason=""))
+    assert st is not None
+    assert (st.native_id, st.state, st.native_state, st.exit_code, st.message) == (
+        "12", "CANCELED", "CANCELLED by 5001", 143, None)  # fmt: skip
+
+
+def test_a_task_result_with_nested_json_is_read_whole() -> None:
+    raw = 'sacct: {"status": "ok", "output": [{"jobid": "1", "state": "RUNNING"}], "error": null}'
+    assert t.task_result(raw) == {"status": "ok", "output": [{"jobid": "1", "state": "RUNNING"}], "error": None}
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("my link -> /global/target", "my link"), ("/global/cfs/paper/MAIN.TEX", "MAIN.TEX")],
+)
+def test_listed_names_are_kept_whole(name: str, shown: str) -> None:
+    perms = "lrwxrwxrwx" if " -> " in name else "-rw-r--r--"
+    [entry] = t.file_entries([t.DirEntryWire(perms=perms, size=1, name=name)])
+    assert entry.name == shown
+
+
+def _resources() -> list[t.StatusWire]:
+    return [
+        t.StatusWire("perlmutter", "active", system_type="compute"),
+        t.StatusWire("dtns", "active", system_type="compute"),
+        t.StatusWire("dtn01", "active", system_type="compute"),  # a compute system we do not use
+        t.StatusWire("dna", "active", system_type="filesystem"),
+        t.StatusWire("ssh-proxy", "active", system_type="service"),
+        t.StatusWire("jupyter", "active", system_type="service"),
+        t.StatusWire("spin", "active"),  # no system_type at all
+    ]
+
+
+def test_component_names_say_where_each_resources_outages_are_reported() -> None:
+    assert t.component_names(_resources(), ["perlmutter", "dtns"]) == {
+        "perlmutter": "compute",
+        "dtns": "compute:dtns",
+        "dna": "filesystem",
+        "ssh-proxy": "login",
+    }
+
+
+def test_incidents_keep_extended_and_unstated_planned_outages_with_their_times() -> None:
+    kinds = t.component_names(_resources(), ["perlmutter"])
+    outages = [
+        t.OutageWire("perlmutter", "2025-01-01T08:00:00-08:00", "2025-01-01T12:00:00-08:00", status="Extended"),
+        t.OutageWire("dtn01", status="Active", description="not ours"),
+    ]
+    planned = [t.OutageWire("dna", end_at="2025-02-01T12:00:00-08:00")]  # planned, no status, no start
+    got = t.incidents_of(outages, planned, ["perlmutter"], kinds)
+    assert [(i.id, i.summary, i.component, i.kind, i.status, i.start, i.end) for i in got] == [
+        ("perlmutter:2025-01-01T08:00:00-08:00", "perlmutter: outage", "compute", "unplanned", "active",
+         "2025-01-01T08:00:00-08:00", "2025-01-01T12:00:00-08:00"),
+        ("dna:", "dna: outage", "filesystem", "planned", "planned", None, "2025-02-01T12:00:00-08:00"),
+    ]  # fmt: skip

@@ -1,0 +1,37 @@
+"""Slurm's time strings: every form ``--time`` accepts (slurm.schedmd.com/sbatch.html#OPT_time), read to
+seconds, and the broker's own ``--time`` read back to the duration it was written from."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.slurm import format_walltime, parse_walltime
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30", 30 * 60),  # MM
+        ("05:30", 5 * 60 + 30),  # MM:SS
+        ("01:02:03", 3600 + 2 * 60 + 3),  # HH:MM:SS
+        ("2-03", 2 * 86400 + 3 * 3600),  # D-HH
+        ("2-03:04", 2 * 86400 + 3 * 3600 + 4 * 60),  # D-HH:MM
+        ("2-03:04:05", 2 * 86400 + 3 * 3600 + 4 * 60 + 5),  # D-HH:MM:SS
+        (" 00:10:00\n", 600),  # blanks around it are not part of it
+    ],
+)
+def test_every_slurm_time_form(text: str, seconds: int) -> None:
+    assert parse_walltime(text) == seconds
+
+
+@given(st.integers(min_value=0, max_value=365 * 86400))
+def test_the_time_the_broker_writes_reads_back_as_its_duration(seconds: int) -> None:
+    assert parse_walltime(format_walltime(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "x", "1:xx", "1-2-3"])
+def test_what_is_not_a_time_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_walltime(text)
