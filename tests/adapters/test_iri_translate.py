@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from openapi_schema_validator import OAS31Validator
 
 from adapters import iri
-from adapters.errors import NotFound, SiteRejected
+from adapters.errors import ComponentDown, NotFound, SiteOverloaded, SiteRejected
 from adapters.iri import (
     FILE_TYPES,
     HEALTH_MAP,
@@ -36,6 +37,7 @@ from adapters.iri import (
     tag_from_name,
     task_error,
 )
+from adapters.iri import translate as iri_translate
 from adapters.psij import JobAttributes, JobSpec, ResourceSpec
 from adapters.types import SubmitRequest
 from tests.support.specs import spec_path
@@ -404,3 +406,89 @@ def test_the_jobspec_schema_check_has_teeth() -> None:
     ):
         with pytest.raises(AssertionError):
             assert_valid_jobspec(bad)
+
+
+# -- details mutation testing found unchecked (issue 16) -------------------------------------
+def test_a_file_keeps_its_name() -> None:
+    assert file_entry(WireFile(name="run.log", type="file", size="1")).name == "run.log"
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "message", "status"),
+    [
+        pytest.param({"output": "Error: ls: cannot access '/x': No such file or directory"}, NotFound,
+                     "/x: Error: ls: cannot access '/x': No such file or directory", 404, id="text-only"),
+        pytest.param({"status_code": 404, "output": "gone"}, NotFound, "/x: gone", 404, id="code-only"),
+        pytest.param({"status_code": 403, "error": "Permission denied"}, SiteRejected, "Permission denied", 403,
+                     id="refused"),
+        pytest.param({"status_code": 400, "output": "no such file or directory"}, SiteRejected,
+                     "no such file or directory", 400, id="not-ls-words"),
+    ],
+)  # fmt: skip
+def test_a_failed_task_says_what_failed_where(
+    result: dict[str, Any], error: type[Exception], message: str, status: int
+) -> None:
+    exc = task_error(WireTask(id="t", status="failed", result=result), "/x", "alcf")
+    assert type(exc) is error and (exc.message, exc.site, exc.status, str(exc)) == (
+        message, "alcf", status, f"alcf: {message}")  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "fs"), [("/lus", "lus"), ("/lus/eagle", "eagle"), ("lus/grand/p", "grand")])
+def test_filesystem_of_a_lustre_path(path: str, fs: str) -> None:
+    assert filesystem_name(path) == fs
+
+
+def _answer(status: int, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.Response(status, content=body, headers=headers)
+
+
+def test_a_problem_is_read_from_its_json() -> None:
+    body = b'{"type": "https://x/problems/resource-unavailable", "title": "Unavailable", "detail": "polaris down"}'
+    problem = iri_translate.problem_of(_answer(503, body))
+    assert (problem.type, problem.title, problem.detail) == (
+        "https://x/problems/resource-unavailable", "Unavailable", "polaris down")  # fmt: skip
+    assert iri_translate.problem_of(_answer(502, b"<html>")) == iri_translate.WireProblem()
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"title": "Conflict", "detail": "an earlier request is in progress"}', "an earlier request is in progress"),
+        (b'{"detail": "an earlier request is in progress"}', "an earlier request is in progress"),
+        (b'{"title": "Conflict"}', "Conflict"),
+        (b"{}", "HTTP 409"),
+    ],
+)
+def test_a_problems_detail_falls_back_to_its_title_then_the_status(body: bytes, detail: str) -> None:
+    assert iri_translate.problem_detail(_answer(409, body)) == detail
+
+
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        pytest.param({"title": "Unavailable", "detail": "polaris is down"}, "polaris is down", id="detail"),
+        pytest.param({"detail": "polaris is down"}, "polaris is down", id="detail-only"),
+        pytest.param({"title": "Unavailable"}, "Unavailable", id="title-only"),
+        pytest.param({}, "service unavailable", id="bare"),
+    ],
+)
+def test_a_resource_that_is_down_is_a_component_down(fields: dict[str, str], detail: str) -> None:
+    problem = msgspec.json.encode({"type": "https://x/problems/resource-unavailable", **fields})
+    exc = iri_translate.unavailable_error(_answer(503, problem, **{"Retry-After": "30"}), "alcf")
+    assert type(exc) is ComponentDown and (exc.message, exc.site, exc.status) == (detail, "alcf", 503)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        pytest.param(b'{"title": "Busy", "detail": "too many requests in flight"}', "too many requests in flight",
+                     id="detail"),
+        pytest.param(b'{"title": "Busy"}', "Busy", id="title-only"),
+        pytest.param(b"<html>Service Unavailable</html>", "service unavailable", id="no-problem"),
+    ],
+)  # fmt: skip
+def test_a_busy_service_is_overloaded_and_says_when_to_come_back(body: bytes, detail: str) -> None:
+    exc = iri_translate.unavailable_error(_answer(503, body, **{"Retry-After": "30"}), "alcf")
+    assert type(exc) is SiteOverloaded
+    assert (exc.message, exc.site, exc.status, exc.retry_after) == (f"HTTP 503: {detail}", "alcf", 503, 30.0)
+    assert iri_translate.unavailable_error(_answer(503, body), "alcf").retry_after is None  # none given
