@@ -91,6 +91,9 @@ KILLED_BY: dict[str, str] = {
     f"{_SLURM}.x_parse_exit_code__mutmut_16": _SF_T + "test_an_exit_code_without_a_signal_is_the_code",
     **_each(f"{_SLURM}.x_parse_walltime",
             tuple(n for n in range(1, 53) if n not in (10, 11, 13, 43)), _TIME_T),
+    **_each(f"{_SLURM}.x_format_walltime", (7, 20),
+            _T + "test_slurm_time.py::test_the_broker_writes_days_as_slurm_does"),
+    **_each(f"{_SLURM}.x_job_name", (2, 8, 9), _SF_T + "test_the_slurm_job_name_is_the_specs_made_safe_else_the_tag"),
     # -- SF API -----------------------------------------------------------------------------
     **_each(f"{_SF}.x_health_of", (8, 9, 10), _SF_T + "test_undocumented_words_are_logged_with_what_was_seen"),
     **_each(f"{_SF}.x_job_status", (14, 15), _SF_T + "test_undocumented_words_are_logged_with_what_was_seen"),

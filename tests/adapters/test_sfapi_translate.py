@@ -346,3 +346,12 @@ def test_incidents_keep_extended_and_unstated_planned_outages_with_their_times()
          "2025-01-01T08:00:00-08:00", "2025-01-01T12:00:00-08:00"),
         ("dna:", "dna: outage", "filesystem", "planned", "planned", None, "2025-02-01T12:00:00-08:00"),
     ]  # fmt: skip
+
+
+def test_the_slurm_job_name_is_the_specs_made_safe_else_the_tag() -> None:
+    from adapters.psij import JobSpec
+    from adapters.slurm import job_name
+
+    assert job_name(JobSpec(executable="x", name="my run!"), "t1") == "my_run_"
+    assert job_name(JobSpec(executable="x", name="n" * 150), "t1") == "n" * 100  # Slurm's limit here
+    assert job_name(JobSpec(executable="x"), "t1") == "t1"

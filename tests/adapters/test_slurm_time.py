@@ -35,3 +35,12 @@ def test_the_time_the_broker_writes_reads_back_as_its_duration(seconds: int) -> 
 def test_what_is_not_a_time_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_walltime(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(59, "00:00:59"), (3600, "01:00:00"), (86399, "23:59:59"), (86400, "1-00:00:00"), (90061, "1-01:01:01")],
+)
+def test_the_broker_writes_days_as_slurm_does(seconds: int, text: str) -> None:
+    # D-HH:MM:SS from a day on (sbatch --time's form), never 24 hours or more in the HH field
+    assert format_walltime(seconds) == text
