@@ -27,6 +27,9 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.mutation_reasons_adapters import KILLED_BY as _ADAPTER_KILLED_BY
+from bench.mutation_reasons_adapters import REASONS as _ADAPTER_REASONS
+
 ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 REPORT = ROOT / "bench" / "MUTATION.md"
@@ -69,6 +72,12 @@ REASONS: dict[str, str] = {
     **{f"adapters.sfapi.translate.x_components_of__mutmut_{n}": _ADDED for n in (17, 20, 62, 75, 76, 86)},
     **{f"adapters.sfapi.translate.x__detail__mutmut_{n}": _ADDED for n in (2, 5)},
 }
+
+REASONS.update(_ADAPTER_REASONS)
+# a survivor of a run made before the test that kills it was written (checked by putting the
+# mutant's code in place and running that test): the next run counts it killed
+REASONS.update({name: f"killed by {test}, written after this run (checked by applying the mutant)"
+                for name, test in _ADAPTER_KILLED_BY.items() if name not in REASONS})
 
 BUGS_MARK = "\n## Deliberate one-line bugs"
 _LINE = re.compile(r"^\s+(?P<name>\S+): (?P<status>.+)$")
