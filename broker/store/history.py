@@ -268,6 +268,20 @@ class HistoryDB:
         raw = await self._run(read)
         return json.loads(raw) if raw is not None else None
 
+    def _scope(self, projects: Sequence[str] | None, site: str | None) -> tuple[list[str], list[Any]] | None:
+        """The WHERE terms (and their arguments) of this namespace, the token's projects and a
+        site; None when the token may see no project (nothing to read)."""
+        where, args = ["ns = ?"], list[Any]([self.ns])
+        if projects is not None:
+            if not projects:
+                return None
+            where.append(f"project IN ({', '.join('?' for _ in projects)})")
+            args += list(projects)
+        if site is not None:
+            where.append("site = ?")
+            args.append(site)
+        return where, args
+
     async def page(
         self,
         *,
@@ -279,18 +293,13 @@ class HistoryDB:
     ) -> list[tuple[int, str, dict[str, str]]]:
         """Up to ``limit`` jobs as (created_us, id, hash), newest first and then by id
         descending (the order of Redis' ZREVRANGEBYSCORE), strictly after the cursor ``after``."""
-        where, args = ["ns = ?"], list[Any]([self.ns])
-        if projects is not None:
-            if not projects:
-                return []
-            where.append(f"project IN ({', '.join('?' for _ in projects)})")
-            args += list(projects)
+        scope = self._scope(projects, site)
+        if scope is None:
+            return []
+        where, args = scope
         if state is not None:
             where.append("state = ?")
             args.append(state)
-        if site is not None:
-            where.append("site = ?")
-            args.append(site)
         if after is not None:
             where.append("(created_us < ? OR (created_us = ? AND id < ?))")
             args += [after[0], after[0], after[1]]
@@ -316,15 +325,10 @@ class HistoryDB:
         jobs finished in [start, end); and, read in the same snapshot, which of the jobs ``seen``
         (read in Redis just before) are here too (moved meanwhile, or copied by a mover that
         stopped before its delete)."""
-        where, args = ["ns = ?"], list[Any]([self.ns])
-        if projects is not None:
-            if not projects:
-                return [], set()
-            where.append(f"project IN ({', '.join('?' for _ in projects)})")
-            args += list(projects)
-        if site is not None:
-            where.append("site = ?")
-            args.append(site)
+        scope = self._scope(projects, site)
+        if scope is None:
+            return [], set()
+        where, args = scope
         if start is not None:
             where.append("finished_at >= ?")
             args.append(start)
