@@ -286,12 +286,17 @@ class JobRecord(msgspec.Struct, frozen=True):
     attempts: str = "[]"  # as stored (JSON); decoded by the one task that reads it (submit)
 
     def refused(self) -> dict[str, str]:
-        """Sites that refused this job in earlier tries, with their words, and those where a try
-        was given up unconfirmed (a second try there could make a second job)."""
+        """Sites that refused this job in earlier tries, with their words."""
+        return self._sites_with("rejected")
+
+    def abandoned(self) -> dict[str, str]:
+        """Sites where a try was given up unconfirmed: a second try there could make a second
+        job, so placement avoids them while another site can take the job."""
+        return self._sites_with("abandoned")
+
+    def _sites_with(self, outcome: str) -> dict[str, str]:
         text = self.attempts if self.attempts not in ("", "{}") else "[]"  # cjson writes [] as {}
-        return {
-            a.site: a.error or "refused" for a in _attempts_dec.decode(text) if a.outcome in ("rejected", "abandoned")
-        }
+        return {a.site: a.error or outcome for a in _attempts_dec.decode(text) if a.outcome == outcome}
 
 
 _hints_dec = msgspec.json.Decoder(PlacementHints)

@@ -159,6 +159,7 @@ async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
     job_id, spec, hints = job.id, job.spec, job.hints
     pc = rt.settings.placement
     refused = job.refused()  # sites that refused it in earlier rounds, read with the job
+    abandoned = job.abandoned()  # sites where a try was given up unconfirmed (they are watched)
     last_error = ""
     tries = 0
     # each round places the job afresh without the sites that refused it; a round ends at a
@@ -169,14 +170,29 @@ async def _place_and_submit(rt: Runtime, job: JobRecord, runner: str) -> str:
         fitted = portable.fits([s.config for s in stored], job.project, spec, hints.system if hints else None)
         strategy = (hints and hints.strategy) or pc.strategy
         rr = int(await rt.redis.incr(rt.keys.rr)) if strategy == "round-robin" else 0
+        request = placement_request(job.project, spec, hints)
+        policy = Policy(strategy=pc.strategy, priority=pc.priority)
         decision = place(
-            msgspec.structs.replace(placement_request(job.project, spec, hints), refused=refused),
+            msgspec.structs.replace(request, refused={**abandoned, **refused}),
             views,
-            Policy(strategy=pc.strategy, priority=pc.priority),
+            policy,
             now=time.time(),
             rr=rr,
             fits=portable.views(fitted),
         )
+        if not decision.eligible and abandoned.keys() - refused.keys():
+            # no other site can take it: a site where a try was given up is better than none;
+            # the watch there cancels a late copy that is not the one this try makes
+            retry = place(
+                msgspec.structs.replace(request, refused=refused),
+                views,
+                policy,
+                now=time.time(),
+                rr=rr,
+                fits=portable.views(fitted),
+            )
+            if retry.eligible:
+                decision = retry
         record = _record(decision)
         if not decision.eligible:
             await rt.jobs.advance(job_id, fields={"placement": record})

@@ -137,6 +137,29 @@ def test_a_timeout_whose_job_was_not_made_is_held_then_placed_again(healthy: Tas
     assert t.assigned("alpha") == set() and t.watched("alpha") == {jid}
 
 
+def test_a_job_given_up_at_every_site_is_tried_again_rather_than_failed(healthy: Tasks) -> None:
+    """Giving up a try is not a refusal: with no other site left, one of them is tried again
+    (its watch stays) instead of failing the job as "every eligible site refused"."""
+    t = healthy
+    t.sim["alpha"].slow.mode = "lost"
+    t.sim["beta"].slow.mode = "lost"
+    jid = t.create()
+    for _ in ("alpha", "beta"):
+        with pytest.raises(TryLater, match="outcome is unknown"):
+            t.submit(jid)
+        t.age_inflight(jid, 60)
+    t.sim["alpha"].slow.mode = None
+    t.sim["beta"].slow.mode = None
+    result = t.submit(jid)
+    h = t.job(jid)
+    assert result.startswith("submitted to ") and h["state"] == "QUEUED", (result, h.get("message"))
+    outcomes = [(a["site"], a["outcome"]) for a in h["attempts"]]
+    assert sorted(o for o in outcomes if o[1] == "abandoned") == [("alpha", "abandoned"), ("beta", "abandoned")]
+    assert outcomes[-1] == (h["site"], "submitted")
+    assert len(t.sim["alpha"].jobs_tagged(jid)) + len(t.sim["beta"].jobs_tagged(jid)) == 1
+    assert t.watched("alpha") == {jid} and t.watched("beta") == {jid}
+
+
 def test_a_pinned_job_whose_site_confirmed_no_job_is_tried_there_again(healthy: Tasks) -> None:
     t = healthy
     t.sim["alpha"].slow.mode = "lost"
