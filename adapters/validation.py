@@ -55,7 +55,9 @@ TEXT = whole(rf"{_PRINTABLE}*")
 # The characters a path may hold: no blank, quote, '$', '`', '\\', '#', ';', '&', '|', '<', '>'
 # (a path rides unquoted in an #SBATCH line and in PBS's -o/-e); '%' is Slurm's file pattern.
 PATH = whole(r"[A-Za-z0-9_./%@+=:,~-]+")
-ENV_NAME = whole(r"[A-Za-z_][A-Za-z0-9_]*")  # POSIX shell variable names
+# POSIX shell variable names, but not '_' alone: bash sets $_ in every command's environment
+# (to the command's path), so a job's value for it would never reach the job
+ENV_NAME = whole(r"[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9_]+")
 QUEUE = whole(r"[A-Za-z0-9_.+-]+(?:,[A-Za-z0-9_.+-]+)*")  # partition/QOS/queue names, a list
 RESERVATION = whole(r"[A-Za-z0-9_.+-]+(?:,[A-Za-z0-9_.+-]+)*")
 ACCOUNT = whole(r"[A-Za-z0-9_.-]+")
@@ -68,7 +70,7 @@ PROJECT = whole(r"[A-Za-z0-9_.-]{1,64}")  # a broker project (the default accoun
 DESCRIPTIONS: dict[str, str] = {
     TEXT: "printable text: no control characters (NUL, tab, CR, LF...) or line separators",
     PATH: "a path of letters, digits and _ . / % @ + = : , ~ - (no blanks, quotes or shell characters)",
-    ENV_NAME: "a shell variable name: a letter or '_', then letters, digits or '_'",
+    ENV_NAME: "a shell variable name: a letter or '_', then letters, digits or '_' (not '_' alone: the shell sets it)",
     QUEUE: "a queue, partition or QOS name (letters, digits, _ . + -), or a comma-separated list",
     RESERVATION: "a reservation name (letters, digits, _ . + -)",
     ACCOUNT: "an account name (letters, digits, _ . -)",

@@ -45,6 +45,7 @@ ATTACKS: list[tuple[str, dict[str, Any], str]] = [
     ("blank-in-custom-value", _custom("slurm.constraint", "cpu --account=evil"), CA),
     ("env-name-with-commands", _with(environment={"A=1; touch x; B": "1"}), "spec.environment"),
     ("env-name-trailing-newline", _with(environment={"A\n": "1"}), "spec.environment"),
+    ("env-name-the-shell-sets", _with(environment={"_": "1"}), "spec.environment"),
     ("newline-in-env-value", _with(environment={"A": "1\ntouch x"}), "spec.environment"),
     ("newline-in-argument", _with(arguments=["a", "b\ntouch x"]), "spec.arguments"),
     ("newline-in-executable", _with(executable="/bin/true\ntouch x"), "spec.executable"),

@@ -19,6 +19,7 @@ _text = st.text(
     max_size=30,
 ) | st.sampled_from(["#SBATCH --account=evil", "$(touch x)", "`touch x`", "a; touch x", "' ; touch x '"])
 _word = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True)
+_env_name = _word.filter(lambda k: v.matches(v.ENV_NAME, k))  # not '_' alone
 # custom attributes a job may pass: a site attribute, or an sbatch option the broker does not own
 _custom_key = _word.filter(lambda k: v.custom_attribute_problem(k, "x") is None) | st.sampled_from(
     ["slurm.constraint", "slurm.licenses", "slurm.mail-type", "slurm.signal", "slurm.requeue", "filesystems"]
@@ -59,7 +60,7 @@ def job_specs(draw: st.DrawFn) -> JobSpec:
         name=draw(st.none() | _text),
         arguments=draw(st.lists(_text, max_size=5)),
         directory=draw(st.none() | _path),
-        environment=draw(st.dictionaries(_word, _text, max_size=4)),
+        environment=draw(st.dictionaries(_env_name, _text, max_size=4)),
         stdout_path=draw(st.none() | _path),
         stderr_path=draw(st.none() | _path),
         inherit_environment=draw(st.booleans()),
