@@ -4,7 +4,7 @@ set because they belong to the broker (the account, the tag, the output paths).
 
 Pure and shared: ``adapters/psij.py`` puts the limits and patterns into the JobSpec's msgspec
 constraints (so they show in the OpenAPI schema and a bad POST is a 422 naming the field), the
-broker's intake runs ``spec_problems`` for what a constraint cannot say, and the renderers run
+broker's intake runs ``unconstrained_problems`` for what a constraint cannot say, and the renderers run
 ``ensure_safe`` again (a JobSpec built in code skips msgspec's checks).  Site profiles decide
 which custom attributes a site lets through (``custom_attribute_problem`` is the deny part).
 
@@ -195,6 +195,13 @@ def _text_problem(value: str, limit: int, pattern: str = TEXT) -> str | None:
 def spec_problems(spec: JobSpec, prefix: str = "spec") -> Iterator[tuple[str, str]]:
     """Every reason this spec may not reach a script, as (field, message); field paths are
     the API's (``spec.environment.A=1; touch x``, ``spec.arguments[2]``)."""
+    yield from _constrained_problems(spec, prefix)
+    yield from unconstrained_problems(spec, prefix)
+
+
+def _constrained_problems(spec: JobSpec, prefix: str) -> Iterator[tuple[str, str]]:
+    """What the JobSpec's msgspec constraints say too (each string's length and pattern, the
+    counts): checked again here for a spec built in code, which skips them."""
     a = spec.attributes
     checks: list[tuple[str, str | None, int, str]] = [
         ("executable", spec.executable, MAX_PATH, TEXT),
@@ -226,6 +233,13 @@ def spec_problems(spec: JobSpec, prefix: str = "spec") -> Iterator[tuple[str, st
             yield field, msg
     if len(a.custom_attributes) > MAX_CUSTOM:
         yield f"{prefix}.attributes.custom_attributes", f"at most {MAX_CUSTOM} attributes"
+
+
+def unconstrained_problems(spec: JobSpec, prefix: str = "spec") -> Iterator[tuple[str, str]]:
+    """What no msgspec constraint can say: the custom attributes the broker owns or that are
+    no sbatch option, and the spec's total size. Enough for a spec msgspec decoded (intake
+    runs only this: the rest was checked, in C, as the body was decoded)."""
+    a = spec.attributes
     for key, value in a.custom_attributes.items():
         if msg := custom_attribute_problem(key, value):
             yield f"{prefix}.attributes.custom_attributes.{_shown(key)}", msg

@@ -13,7 +13,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
-from adapters.validation import spec_problems
+from adapters.validation import unconstrained_problems
 from broker import portable, queues, tracing
 from broker.api.auth import require_project
 from broker.api.openapi_docs import api_problems
@@ -57,7 +57,7 @@ def _spec_errors(body: JobCreate) -> list[FieldError]:
     """What the JobSpec's constraints cannot say (adapters.validation): the custom attributes
     the broker owns, exact environment names, the spec's total size.  Checked again by every
     renderer; here so that a job that could never be rendered is a 422, not a FAILED job."""
-    return [FieldError(field=f, message=m, source="body") for f, m in spec_problems(body.spec)]
+    return [FieldError(field=f, message=m, source="body") for f, m in unconstrained_problems(body.spec)]
 
 
 def _account_errors(body: JobCreate, candidates: list[SiteConfig]) -> list[FieldError]:
@@ -141,7 +141,7 @@ def _check_profiles(candidates: list[SiteConfig], body: JobCreate) -> None:
     every site's reasons, not a job that waits and fails later."""
     if not candidates:
         return
-    fitted = portable.fits(candidates, body.project, body.spec, body.placement.system if body.placement else None)
+    system = body.placement.system if body.placement else None
     nodes, walltime = body.spec.nodes, body.spec.attributes.duration
     refusals: dict[str, list[tuple[str, str]]] = {}
     for c in candidates:
@@ -158,7 +158,8 @@ def _check_profiles(candidates: list[SiteConfig], body: JobCreate) -> None:
                     f" this site allows at most {format_duration(c.limits.max_walltime)}",
                 )
             )
-        f = fitted[c.name]
+        # site by site, stopping at the first that takes it (a batch checks a thousand jobs)
+        f = portable.fit(c, body.project, body.spec, system)
         out += list(zip(f.fields, f.reasons, strict=True))
         if not out:
             return  # one site takes it
