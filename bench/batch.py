@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-connections", type=int, default=4)
     args = p.parse_args(argv)
     job = json.loads(BODY)
-    batch = json.dumps({"jobs": [job] * args.size}).encode()
+    # jobs that differ as a parameter sweep's do (their names and arguments), so that nothing of
+    # a job's own is shared between them
+    jobs = [{**job, "spec": {**job["spec"], "name": f"bench-{i}", "arguments": ["-f", f"--point={i}"]}}
+            for i in range(args.size)]
+    batch = json.dumps({"jobs": jobs}).encode()
     header(f"batch intake: POST /api/v1/jobs ({args.connections} connections) against POST /api/v1/jobs/batch "
            f"({args.size:,} jobs a request, {args.batch_connections} connections), {args.duration:.0f} s per row")
     print(f"   load generator: {generator_name()}; batch body {len(batch) / 1024:.0f} KiB")

@@ -16,7 +16,15 @@ from broker import queues
 from broker.config import Settings
 from broker.schemas import Job, JobCreate
 from broker.store.autopipe import shared
-from broker.store.jobs import index_writes, initial_fields, initial_job, new_job_id
+from broker.store.jobs import (
+    PER_JOB_FIELDS,
+    index_writes,
+    initial_fields,
+    initial_job,
+    new_job_id,
+    new_job_ids,
+    per_job_fields,
+)
 from broker.store.keys import Keys
 
 _enc = msgspec.json.Encoder()
@@ -158,15 +166,17 @@ idem_decoder: Any = msgspec.json.Decoder(IdemState)
 # script, so that a job's Idempotency-Key can be checked and its job written in the same atomic
 # step (a MULTI cannot make a write depend on a read). Every job is written by the commands the
 # single intake sends (record, indexes, RQ's own submission; then the key's answer), given once
-# as a template: per job only the arguments that differ ("slots": the keys, the record's values,
-# the index scores, RQ's id-bearing fields) are sent, a third of the whole. Every key touched
-# is passed in KEYS (a command names its key by its index there); none is built here.
+# as a template. Per job only what differs is sent ("slots"): the keys, the record's fields that
+# are the job's own (PER_JOB_FIELDS), RQ's compressed call; a value that is the job's id inside
+# fixed text (an index's member, RQ's fields naming the job) is made by the script from the id,
+# sent once. Every key touched is passed in KEYS (a command names its key by its index there).
 # KEYS: every key the batch touches, once.
 # ARGV: 1 the number of jobs, 2 the number of template commands, 3 the keys' TTL (seconds);
 # then per template command: its name, its key (an index in KEYS), its number of arguments,
-# those arguments, its number of slots and their places (0: the key, i: the i-th argument);
-# then per job: its Idempotency-Key's index in KEYS (0: none), each command's slot values in
-# order, and when it has a key, the key's answer.
+# those arguments, its number of slots, and per slot its place (0: the key, i: the i-th
+# argument) and kind (1: sent per job; 2: the text given next, the job's id, the text after);
+# then per job: its Idempotency-Key's index in KEYS (0: none), its id, the values of its sent
+# slots in order, and when it has a key, the key's answer.
 # Returns per job 0 (written) or the key's stored answer (nothing of that job written).
 # The shebang makes Redis refuse the whole script up front when it is out of memory, rather
 # than failing a write half-way through a job.
@@ -181,23 +191,37 @@ for c = 1, nt do
   for j = 1, nargs do args[j] = ARGV[a + j - 1] end
   a = a + nargs
   local nslots = tonumber(ARGV[a])
+  a = a + 1
   local slots = {}
-  for j = 1, nslots do slots[j] = tonumber(ARGV[a + j]) end
-  a = a + 1 + nslots
+  for j = 1, nslots do
+    if tonumber(ARGV[a + 1]) == 2 then
+      slots[j] = {tonumber(ARGV[a]), ARGV[a + 2], ARGV[a + 3]}
+      a = a + 4
+    else
+      slots[j] = {tonumber(ARGV[a])}
+      a = a + 2
+    end
+  end
   tmpl[c] = {name, key, args, slots}
 end
 local out = {}
 for i = 1, n do
-  local idem = tonumber(ARGV[a])
-  a = a + 1
+  local idem, id = tonumber(ARGV[a]), ARGV[a + 1]
+  a = a + 2
   local prev = false
   if idem > 0 then prev = redis.call('GET', KEYS[idem]) end
   for c = 1, nt do
     local t = tmpl[c]
     local key, args = t[2], t[3]
-    for _, pos in ipairs(t[4]) do
-      if pos == 0 then key = ARGV[a] else args[pos] = ARGV[a] end
-      a = a + 1
+    for _, s in ipairs(t[4]) do
+      local v
+      if s[2] then
+        v = s[2] .. id .. s[3]
+      else
+        v = ARGV[a]
+        a = a + 1
+      end
+      if s[1] == 0 then key = v else args[s[1]] = v end
     end
     if not prev then redis.call(t[1], KEYS[tonumber(key)], unpack(args)) end
   end
@@ -209,6 +233,9 @@ for i = 1, n do
 end
 return out
 """
+
+_SENT, _AROUND_ID = 1, 2  # a slot's kinds (BATCH_SCRIPT)
+_Slot = tuple[Any, ...]  # (place, _SENT) or (place, _AROUND_ID, text before, text after)
 
 
 class BatchItem(msgspec.Struct, frozen=True):
@@ -242,48 +269,77 @@ def _names(arg: Any, job_id: str) -> bool:
 class _Template:
     """The commands that write one job of a batch, with the places that differ per job."""
 
-    def __init__(self, conn: redis.Redis, settings: Settings, first: str):
+    def __init__(self, conn: redis.Redis, keys: Keys, settings: Settings, first: str, fields: dict[str, str]):
         self.first = first
         # RQ's submission as RQ itself records it, for the batch's first job; the others' are
         # made from it (recording costs ~130 µs a job): the places naming the first id are slots
         self.rq = rq_submit_commands(conn, first, settings)
         self.rq_slots = [[i for i, x in enumerate(cmd[1:]) if _names(x, first)] for cmd in self.rq]
-        self.flat_slots = [i for slots in self.rq_slots for i in slots]
-        # each slot's first-job value, a zlib-compressed one decompressed once and split
-        # around the first job's id (the others' are joined around theirs)
-        self._slot_values: list[tuple[bool, Any]] = []
+        # per RQ slot: the id inside fixed text (the script makes it), or a value sent per job
+        # (a key: it must be in KEYS; a compressed one: decompressed once, split around the id)
+        self._rq_sent: list[tuple[bool, Any]] = []
+        rq_kinds: list[list[_Slot]] = []
         for cmd, slots in zip(self.rq, self.rq_slots, strict=True):
+            kinds: list[_Slot] = []
             for i in slots:
                 v = cmd[1 + i]
+                if i > 0 and isinstance(v, str) and v.count(first) == 1:
+                    before, _, after = v.partition(first)
+                    kinds.append((i, _AROUND_ID, before, after))
+                    continue
+                kinds.append((i, _SENT))
                 raw = _zlib_of(v) if isinstance(v, bytes) else None
-                self._slot_values.append((True, raw.split(first.encode())) if raw is not None else (False, v))
+                self._rq_sent.append((True, raw.split(first.encode())) if raw is not None else (False, v))
+            rq_kinds.append(kinds)
+        # the record's per-job fields are slots; the others (the time, the state, the owner)
+        # are the same for every job of the batch
+        names = list(fields)
+        hset: list[_Slot] = [(0, _SENT)]
+        hset += [(2 + 2 * names.index(f), _AROUND_ID, "", "") if f == "id" else (2 + 2 * names.index(f), _SENT)
+                 for f in PER_JOB_FIELDS]
+        commands: list[tuple[list[Any], list[_Slot]]] = [
+            (["HSET", keys.job(first), *[x for kv in fields.items() for x in kv]], hset)]
+        # the indexes: every job's score is the batch's time; its project's index is sent
+        for key, score, member in index_writes(keys, fields):
+            per_project = key == keys.jobs_by_project(fields["project"])
+            commands.append((["ZADD", key, score, member],
+                             [*([(0, _SENT)] if per_project else []), (2, _AROUND_ID, "", "")]))
+        commands += [(list(cmd), kinds) for cmd, kinds in zip(self.rq, rq_kinds, strict=True)]
+        self.commands = commands
 
-    def commands(self, fields: dict[str, str], idx: list[tuple[str, float, str]]) -> list[tuple[list[Any], list[int]]]:
-        """(the first job's command, its slots) for each command that writes a job."""
-        out: list[tuple[list[Any], list[int]]] = [
-            (["HSET", "", *[x for kv in fields.items() for x in kv]], [0, *range(2, 2 * len(fields) + 1, 2)])]
-        out += [(["ZADD", key, score, member], [0, 1, 2]) for key, score, member in idx]
-        out += [(list(cmd), slots) for cmd, slots in zip(self.rq, self.rq_slots, strict=True)]
+    def head(self, n: int, ttl: int, kidx: Any) -> list[Any]:
+        """ARGV's template part (BATCH_SCRIPT), for ``n`` jobs."""
+        out: list[Any] = [n, len(self.commands), ttl]
+        for cmd, slots in self.commands:
+            keyed = any(slot[0] == 0 for slot in slots)  # its key is each job's own
+            out += [cmd[0], 0 if keyed else kidx(cmd[1]), len(cmd) - 2, *cmd[2:], len(slots)]
+            for slot in slots:
+                out += slot
         return out
 
     def rq_values(self, job_id: str) -> list[Any]:
-        """RQ's values at the slots, for job ``job_id`` (as ``_swap`` makes them, quicker)."""
+        """RQ's sent values, for job ``job_id`` (as ``_swap`` makes them, quicker)."""
         first, new = self.first, job_id
         new_b = new.encode()
         out: list[Any] = []
-        for packed, v in self._slot_values:
+        for packed, v in self._rq_sent:
             if packed:
-                out.append(zlib.compress(new_b.join(v), 6, _RQ_WBITS))
+                out.append(zlib.compress(new_b.join(v), _RQ_LEVEL))
             elif isinstance(v, str):
                 out.append(v.replace(first, new))
             else:
                 out.append(_swap(v, first, new))
         return out
 
+    def rq_keys(self) -> list[bool]:
+        """Per RQ sent value: is it a key (its index in KEYS is sent)?"""
+        rq_commands = self.commands[len(self.commands) - len(self.rq):]
+        return [slot[0] == 0 for _cmd, slots in rq_commands for slot in slots if slot[1] == _SENT]
 
-# RQ's call data is ~100 bytes: a 512-byte window compresses it as well as zlib's default
-# 32 KiB one and sets up three times faster; RQ's zlib.decompress reads either
-_RQ_WBITS = 9
+
+# RQ's call data is ~70 bytes and barely compresses (74 bytes at level 6, 77 stored): stored
+# (level 0) is still a zlib stream RQ's zlib.decompress reads, and takes 1.7 µs, not 6
+_RQ_LEVEL = 0
 
 
 def _zlib_of(b: bytes) -> bytes | None:
@@ -307,35 +363,33 @@ def batch_script_args(
             i = key_index[k] = len(key_list)
         return i
 
+    def own(k: str) -> int:  # a key of one job alone (its id is new): no need to look it up
+        key_list.append(k)
+        return len(key_list)
+
+    now = time.time()  # a batch's jobs share their time
+    created = {"created": repr(now)}  # what initial_job reads of the record
     jobs: list[Job] = []
     per_job: list[Any] = []
-    template: _Template | None = None
-    head: list[Any] = []
-    now = time.time()
-    for item in items:
+    ids = new_job_ids(len(items))
+    first = items[0].body
+    template = _Template(conn, keys, settings, ids[0],
+                         initial_fields(ids[0], first.project, first.spec, first.placement, owner, now))
+    rq_is_key = template.rq_keys()
+    for item, job_id in zip(items, ids, strict=True):
         body = item.body
-        job_id = new_job_id()
-        fields = initial_fields(job_id, body.project, body.spec, body.placement, owner, now)
-        job = initial_job(job_id, body, owner, fields)
-        jobs.append(job)
-        idx = index_writes(keys, fields)
-        if template is None:
-            template = _Template(conn, settings, job_id)
-            cmds = template.commands(fields, idx)
-            for cmd, slots in cmds:
-                cmd[1] = kidx(keys.job(job_id)) if cmd[0] == "HSET" and cmd[1] == "" else kidx(cmd[1])
-                head += [cmd[0], cmd[1], len(cmd) - 2, *cmd[2:], len(slots), *slots]
-            head = [len(items), len(cmds), settings.api.idempotency_ttl, *head]
-        per_job.append(kidx(item.idem_key) if item.idem_key else 0)
-        per_job += [kidx(keys.job(job_id)), *fields.values()]
-        for key, score, member in idx:
-            per_job += [kidx(key), score, member]
-        for value, i in zip(template.rq_values(job_id), template.flat_slots, strict=True):
-            per_job.append(kidx(value) if i == 0 else value)
+        jobs.append(job := initial_job(job_id, body, owner, created))
+        # as the template's slots read them: the record's key, its fields after the id (the
+        # script puts the id in), then the project's index
+        values = per_job_fields(job_id, body.project, body.spec, body.placement)
+        per_job += [kidx(item.idem_key) if item.idem_key else 0, job_id, own(keys.job(job_id)), *values[1:],
+                    kidx(keys.jobs_by_project(body.project))]
+        for value, is_key in zip(template.rq_values(job_id), rq_is_key, strict=True):
+            per_job.append(own(value) if is_key else value)
         if item.idem_key:
             per_job.append(_enc.encode(IdemState(fp=item.fp, state="done", job_id=job_id,
                                                  body=_enc.encode(job).decode())))
-    return key_list, [*head, *per_job], jobs
+    return key_list, [*template.head(len(items), settings.api.idempotency_ttl, kidx), *per_job], jobs
 
 
 async def create_jobs(

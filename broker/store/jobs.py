@@ -175,22 +175,41 @@ def new_job_id() -> str:
     return f"j{int(time.time() * 1000):x}{secrets.token_hex(5)}"
 
 
+def new_job_ids(n: int) -> list[str]:
+    """``n`` ids as ``new_job_id`` makes them, the random parts drawn in one read."""
+    prefix = f"j{int(time.time() * 1000):x}"
+    rnd = secrets.token_hex(5 * n)
+    return [prefix + rnd[10 * i : 10 * i + 10] for i in range(n)]
+
+
 _enc = msgspec.json.Encoder()
 SITE_MEMORY = 100_000  # jobs whose site a JobStore remembers (~100 bytes each)
 
 
+# The fields of a new job's record that differ between jobs accepted at the same moment by
+# the same caller (a batch): the rest are written once in a batch's template
+PER_JOB_FIELDS = ("id", "project", "name", "spec", "hints")  # the id first: a batch sends it once
+
+
+def per_job_fields(job_id: str, project: str, spec: JobSpec, hints: Any) -> tuple[str, str, str, str, str]:
+    """The values of ``PER_JOB_FIELDS``, in that order."""
+    return (job_id, project, spec.name or "", _enc.encode(spec).decode(),
+            _enc.encode(hints).decode() if hints is not None else "")
+
+
 def initial_fields(job_id: str, project: str, spec: JobSpec, hints: Any, owner: str, now: float) -> dict[str, str]:
     at = now_iso(now)
+    mine = dict(zip(PER_JOB_FIELDS, per_job_fields(job_id, project, spec, hints), strict=True))
     return {
-        "id": job_id,
-        "project": project,
-        "name": spec.name or "",
+        "id": mine["id"],
+        "project": mine["project"],
+        "name": mine["name"],
         "state": JobState.NEW.value,
         "created": repr(now),
         "created_us": str(int(now * 1_000_000)),
         "updated": repr(now),
-        "spec": _enc.encode(spec).decode(),
-        "hints": _enc.encode(hints).decode() if hints is not None else "",
+        "spec": mine["spec"],
+        "hints": mine["hints"],
         "history": _enc.encode([HistoryEntry(state=JobState.NEW.value, at=at)]).decode(),
         "attempts": "[]",
         "owner": owner,

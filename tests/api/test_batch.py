@@ -74,6 +74,36 @@ def test_every_job_is_written_whole_with_its_submission(bc: tuple[TestClient, re
             assert rq.description == f"broker.tasks.submit.run({jid!r})"
 
 
+def test_each_job_is_written_as_the_single_post_writes_it(bc: tuple[TestClient, redis.Redis]) -> None:
+    """A batch writes only what differs per job per job (the record's own fields, the project's
+    index): jobs of several projects, names, specs and hints each get their own, as one POST
+    each would have written them."""
+    c, r = bc
+    bodies = [
+        job("a", project="m1"),
+        job("b", project="m2", spec={**SPEC, "name": "b", "arguments": ["-x", "1"]}),
+        job("c", project="m1", placement={"site": "beta"}),
+    ]
+    out = post(c, bodies).json()
+    assert out["accepted"] == 3, out
+    ids = [x["job"]["id"] for x in out["results"]]
+    singles = []
+    for body in bodies:
+        resp = c.post("/api/v1/jobs", json=body, headers=auth("submitter"))
+        assert resp.status_code == 202, resp.text
+        singles.append(resp.json()["id"])
+    per_moment = {"id", "created", "created_us", "updated", "history"}
+    for jid, single, body in zip(ids, singles, bodies, strict=True):
+        mine, theirs = r.hgetall(K.job(jid)), r.hgetall(K.job(single))
+        assert mine["id"] == jid and mine["project"] == body["project"]
+        assert {k: v for k, v in mine.items() if k not in per_moment} == {
+            k: v for k, v in theirs.items() if k not in per_moment}
+        assert msgspec.json.decode(mine["history"])[0]["state"] == "NEW"
+        assert r.zscore(K.jobs_by_project(body["project"]), jid) is not None
+        other = "m2" if body["project"] == "m1" else "m1"
+        assert r.zscore(K.jobs_by_project(other), jid) is None
+
+
 def test_a_bad_job_is_refused_alone_with_the_single_posts_problem(bc: tuple[TestClient, redis.Redis]) -> None:
     c, r = bc
     jobs = [

@@ -137,3 +137,24 @@ async def test_rq_runs_batched_submissions(clean_redis: str, monkeypatch: pytest
     finally:
         await r.aclose()
         conn.close()
+
+
+def test_only_the_per_job_fields_differ_between_jobs_of_one_moment() -> None:
+    """A batch writes the record's other fields once, from its first job: they must not depend
+    on the job (a field added to the record that does belongs in PER_JOB_FIELDS)."""
+    from broker.schemas import PlacementHints
+    from broker.store.jobs import PER_JOB_FIELDS, initial_fields, per_job_fields
+
+    other = msgspec.convert({"executable": "/bin/false", "name": "x", "arguments": ["1"]}, type(BODY.spec))
+    a = initial_fields("j1", "m1", BODY.spec, None, "owner", 1_700_000_000.5)
+    b = initial_fields("j2", "m2", other, PlacementHints(site="alpha"), "owner", 1_700_000_000.5)
+    assert {k for k in a if a[k] != b[k]} == set(PER_JOB_FIELDS)
+    assert tuple(b[k] for k in PER_JOB_FIELDS) == per_job_fields("j2", "m2", other, PlacementHints(site="alpha"))
+
+
+def test_new_job_ids_are_unique_and_shaped_as_one_at_a_time() -> None:
+    from broker.store.jobs import new_job_id, new_job_ids
+
+    ids = new_job_ids(1000)
+    assert len(set(ids)) == 1000
+    assert {len(i) for i in ids} == {len(new_job_id())} and all(i.startswith("j") for i in ids)
