@@ -80,27 +80,6 @@ def format_walltime(seconds: int) -> str:
     return f"{days}-{h:02d}:{m:02d}:{s:02d}" if days else f"{h:02d}:{m:02d}:{s:02d}"
 
 
-def parse_walltime(text: str) -> int:
-    """Slurm time strings (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) to seconds."""
-    text = text.strip()
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-        parts = [int(p) for p in text.split(":")]
-        parts += [0] * (3 - len(parts))
-        h, m, s = parts
-    else:
-        parts = [int(p) for p in text.split(":")]
-        if len(parts) == 1:
-            h, m, s = 0, parts[0], 0
-        elif len(parts) == 2:
-            h, (m, s) = 0, parts
-        else:
-            h, m, s = parts[-3:]
-    return days * 86400 + h * 3600 + m * 60 + s
-
-
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
 _INT = v.whole(r"[0-9]+")
 _TIME = v.whole(r"(?:[0-9]+-)?[0-9]{2}:[0-9]{2}:[0-9]{2}")

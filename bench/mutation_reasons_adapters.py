@@ -18,9 +18,6 @@ _SLURM = "adapters.slurm"
 
 _LOG_WORDS = ("not worth a test: the wording or case of an operator's log line; the tests check that"
               " it names what was seen (the job and the word)")
-_WALLTIME_SPLIT = ("equivalent: a Slurm time holds at most one '-', so splitting at the first, the last or"
-                   " every '-' gives the same two parts; with two, the original and the mutant both raise"
-                   " ValueError (int of '2-3' or of '1-2')")
 
 REASONS: dict[str, str] = {
     # -- Slurm ------------------------------------------------------------------------------
@@ -39,12 +36,6 @@ REASONS: dict[str, str] = {
                                               " short cut did"),
     f"{_SLURM}.x_parse_exit_code__mutmut_4": ("equivalent: '' then fails int() and returns None, as the"
                                               " short cut did"),
-    f"{_SLURM}.x_parse_walltime__mutmut_10": _WALLTIME_SPLIT,
-    f"{_SLURM}.x_parse_walltime__mutmut_11": _WALLTIME_SPLIT,
-    f"{_SLURM}.x_parse_walltime__mutmut_13": _WALLTIME_SPLIT,
-    f"{_SLURM}.x_parse_walltime__mutmut_43": ("equivalent for every Slurm time (at most three ':' fields);"
-                                              " it differs only for four or more fields, which are not a time"
-                                              " and which no test should pin the reading of"),
     # -- SF API -----------------------------------------------------------------------------
     f"{_SF}.x_health_of__mutmut_5": ("equivalent: None becomes 'xxxx' instead of '', both undocumented:"
                                      " unknown, and logged alike"),
@@ -79,7 +70,6 @@ _T = "tests/adapters/"
 _SF_T = _T + "test_sfapi_translate.py::"
 _FC_T = _T + "test_firecrest_translate.py::"
 _IRI_T = _T + "test_iri_translate.py::"
-_TIME_T = _T + "test_slurm_time.py::test_every_slurm_time_form"
 
 
 def _each(prefix: str, numbers: tuple[int, ...], test: str) -> dict[str, str]:
@@ -89,8 +79,6 @@ def _each(prefix: str, numbers: tuple[int, ...], test: str) -> dict[str, str]:
 KILLED_BY: dict[str, str] = {
     # -- Slurm ------------------------------------------------------------------------------
     f"{_SLURM}.x_parse_exit_code__mutmut_16": _SF_T + "test_an_exit_code_without_a_signal_is_the_code",
-    **_each(f"{_SLURM}.x_parse_walltime",
-            tuple(n for n in range(1, 53) if n not in (10, 11, 13, 43)), _TIME_T),
     **_each(f"{_SLURM}.x_format_walltime", (7, 20),
             _T + "test_slurm_time.py::test_the_broker_writes_days_as_slurm_does"),
     **_each(f"{_SLURM}.x_job_name", (2, 8, 9), _SF_T + "test_the_slurm_job_name_is_the_specs_made_safe_else_the_tag"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from broker.config import TokenConfig
 from broker.ratelimit import AUTHENTICATE, WINDOW_SECONDS, Verdict, verdict
 from broker.store.autopipe import shared
 from broker.store.keys import Keys
+
+log = logging.getLogger(__name__)
 
 
 class TokenRecord(msgspec.Struct):
@@ -107,7 +110,11 @@ class TokenStore:
         )
         if not v.record:
             return None, v
-        rec = _dec.decode(v.record)
+        try:
+            rec = _dec.decode(v.record)
+        except msgspec.DecodeError:  # a damaged record lets nobody in (and the rest work)
+            log.warning("the record of token %s… does not decode; refusing it", d[:8])
+            return None, v
         if rec.expires_at is not None and rec.expires_at < now:
             return None, v
         return rec, v
@@ -139,7 +146,7 @@ class TokenStore:
         for d, value in raw.items():
             try:
                 rec = _dec.decode(value)
-            except msgspec.ValidationError:
+            except msgspec.DecodeError:  # damaged, or another version's: passed over
                 continue
             last = used.get(d)
             out.append((rec, float(last) if last else None))
@@ -190,7 +197,7 @@ def _decode_all(raw: dict[Any, Any]) -> dict[str, TokenRecord]:
     for d, value in raw.items():
         try:
             out[str(d)] = _dec.decode(value)
-        except msgspec.ValidationError:
+        except msgspec.DecodeError:  # damaged, or another version's: passed over
             continue
     return out
 

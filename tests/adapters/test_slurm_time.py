@@ -1,5 +1,6 @@
 """Slurm's time strings: every form ``--time`` accepts (slurm.schedmd.com/sbatch.html#OPT_time), read to
-seconds, and the broker's own ``--time`` read back to the duration it was written from."""
+seconds by the reader here (the broker only writes them), and the broker's own ``--time`` read back
+to the duration it was written from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,33 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.slurm import format_walltime, parse_walltime
+from adapters.slurm import format_walltime
+
+
+def parse_walltime(text: str) -> int:
+    """Slurm time strings (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) to
+    seconds: the judge of what ``format_walltime`` writes."""
+    text = text.strip()
+    days = 0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = int(d)
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) > 3:
+            raise ValueError(text)
+        parts += [0] * (3 - len(parts))
+        h, m, s = parts
+    else:
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) == 1:
+            h, m, s = 0, parts[0], 0
+        elif len(parts) == 2:
+            h, (m, s) = 0, parts
+        elif len(parts) == 3:
+            h, m, s = parts
+        else:
+            raise ValueError(text)
+    return days * 86400 + h * 3600 + m * 60 + s
 
 
 @pytest.mark.parametrize(
@@ -31,7 +58,7 @@ def test_the_time_the_broker_writes_reads_back_as_its_duration(seconds: int) -> 
     assert parse_walltime(format_walltime(seconds)) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "x", "1:xx", "1-2-3"])
+@pytest.mark.parametrize("text", ["", "x", "1:xx", "1-2-3", "1:02:03:04"])
 def test_what_is_not_a_time_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_walltime(text)

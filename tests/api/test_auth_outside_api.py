@@ -50,3 +50,4 @@ def test_failures_there_are_throttled_like_the_apis(clean_redis: str) -> None:
         r = c.get("/private", headers=auth("viewer"))  # from the same address, even a good token waits
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
         assert "too many failed authentications" in r.json()["detail"]
+        assert r.json()["title"] == "Too many requests" and r.json()["status"] == 429

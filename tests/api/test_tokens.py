@@ -8,6 +8,7 @@ import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis
 from litestar.testing import TestClient
 
@@ -129,5 +130,87 @@ def test_lookup_is_by_hash(clean_redis: str) -> None:
         assert (await store.authenticate(secret[:-1], 0))[0] is None
         assert (await store.authenticate(TOKENS["admin"], 0))[0] is None  # not seeded here
         await r.aclose()
+
+    asyncio.run(go())
+
+
+def test_the_store_lists_and_revokes_around_a_record_it_cannot_read(clean_redis: str) -> None:
+    """A record this version cannot decode (written by another, or damaged) is passed over, not
+    the end of the list; revoking says what happened and clears the token's rate counter."""
+    from broker.store.connect import async_client
+    from broker.store.keys import Keys
+    from broker.store.tokens import TokenStore, digest
+
+    async def go() -> None:
+        r = async_client(clean_redis)
+        k = Keys()
+        store = TokenStore(r, k)
+        try:
+            await r.hset(k.tokens, "0" * 64, "not a token record")  # first in the hash
+            _s1, root = await store.create("root", "admin", ["*"])
+            secret, viewer = await store.create("v", "viewer", ["*"])
+            await store.authenticate(secret, 100)  # counts against its rate limit
+            assert await r.exists(k.rate(digest(secret)))
+            assert [rec.id for rec, _used in await store.all()] == [root.id, viewer.id]
+            assert await store.revoke(viewer.id) == ("ok", viewer)
+            assert not await r.exists(k.rate(digest(secret)))
+            assert await store.revoke(viewer.id) == ("missing", None)
+            assert [rec.id for rec, _used in await store.all()] == [root.id]
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_revoke_that_races_another_change_looks_again(clean_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another replica writes the tokens between the revoke's read and its write: the write is
+    refused (WATCH) and the revoke reads again and succeeds, rather than giving up."""
+    from broker.store import tokens as tokens_mod
+    from broker.store.connect import async_client, sync_client
+    from broker.store.keys import Keys
+    from broker.store.tokens import TokenStore
+
+    async def go() -> None:
+        r = async_client(clean_redis)
+        k = Keys()
+        store = TokenStore(r, k)
+        try:
+            _s, _root = await store.create("root", "admin", ["*"])
+            _s2, victim = await store.create("v", "viewer", ["*"])
+            real = tokens_mod._decode_all
+            reads = []
+
+            def racing(raw: dict) -> dict:  # type: ignore[type-arg]
+                reads.append(1)
+                if len(reads) == 1:  # another replica makes a token right now
+                    with sync_client(clean_redis) as other:
+                        other.hset(k.tokens, "f" * 64, b"{}")
+                return real(raw)
+
+            monkeypatch.setattr(tokens_mod, "_decode_all", racing)
+            assert await store.revoke(victim.id) == ("ok", victim)
+            assert len(reads) == 2
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_damaged_token_record_lets_nobody_in_and_breaks_nothing_else(clean_redis: str) -> None:
+    from broker.store.connect import async_client
+    from broker.store.keys import Keys
+    from broker.store.tokens import TokenStore, digest
+
+    async def go() -> None:
+        r = async_client(clean_redis)
+        store = TokenStore(r, Keys())
+        try:
+            secret, _rec = await store.create("v", "viewer", ["*"])
+            other, rec2 = await store.create("w", "viewer", ["*"])
+            await r.hset(Keys().tokens, digest(secret), "{not json")
+            assert (await store.authenticate(secret, 0))[0] is None
+            assert (await store.authenticate(other, 0))[0] == rec2
+        finally:
+            await r.aclose()
 
     asyncio.run(go())

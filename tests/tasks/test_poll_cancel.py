@@ -219,6 +219,18 @@ def test_a_job_that_fails_long_after_its_acceptance_says_nothing_of_the_site(hea
     assert [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)] == ["ok"]
 
 
+def test_a_quick_failure_counts_only_against_the_site_of_the_last_try(healthy: Tasks) -> None:
+    """The try the job's record last names is the one that was accepted: a job whose record
+    says it was last tried elsewhere says nothing of this site."""
+    t = healthy
+    jid = _exits_3(t)
+    tries = msgspec.json.decode(t.r.hget(t.keys.job(jid), "attempts"))
+    tries.append({**tries[-1], "site": "beta"})
+    t.r.hset(t.keys.job(jid), "attempts", msgspec.json.encode(tries))
+    t.poll_until(jid, FINAL, "alpha")
+    assert [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)] == ["ok"]
+
+
 def test_a_sites_backlog_and_throughput_follow_its_jobs(healthy: Tasks) -> None:
     """What placement reads of a site (snapshot.site_views): the jobs it holds for the broker,
     and the jobs it finished per minute over the last five minutes."""

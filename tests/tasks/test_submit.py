@@ -277,6 +277,8 @@ def test_out_of_retries_a_waiting_job_fails_with_the_last_reason(healthy: Tasks)
 
 def test_refused_credentials_mark_the_site_down_and_fail_over(healthy: Tasks) -> None:
     t = healthy
+    before = t.call(t.rt.health.get, "alpha")
+    assert before.components and before.failures == 0
     t.sim["alpha"].control("credentials", {"valid": False})
     jid = t.create()
     assert "submitted to beta" in t.submit(jid)
@@ -284,6 +286,8 @@ def test_refused_credentials_mark_the_site_down_and_fail_over(healthy: Tasks) ->
     assert [(a["site"], a["outcome"]) for a in tries] == [("alpha", "auth"), ("beta", "submitted")]
     health = t.call(t.rt.health.get, "alpha")
     assert health.state == "down" and "credentials refused" in (health.error or "")
+    # the last reading of the site is kept beside the refusal, which counts as a failed check
+    assert health.components == before.components and health.failures == 1
     assert t.sim["alpha"].jobs() == []
 
 
@@ -296,6 +300,7 @@ def test_after_a_redis_restart_a_job_made_before_it_is_found_by_its_tag(healthy:
     native = t.job(jid)["native_id"]
     t.r.hset(t.keys.job(jid), mapping={"state": "NEW", "native_id": "", "site": ""})  # as AOF lost it
     t.r.hdel(t.keys.job(jid), "inflight")
+    t.r.hdel(t.keys.assigned("beta"), jid)  # and the try's claim on beta's backlog
     t.age(jid, 10 * 86400)  # accepted long before this Redis started
     assert t.submit(jid) == "settled at beta (after a Redis restart)"
     h = t.job(jid)

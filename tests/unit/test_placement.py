@@ -483,3 +483,14 @@ def test_out_of_range_inputs_score_as_their_floor() -> None:
     # and the smallest real amounts count
     assert score(site(backlog=1)) < score(site(backlog=0))
     assert score(site(throughput=1.0)) > score(site(throughput=0.0))
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0 s"), (119, "119 s"), (120, "2 min"), (3600, "60 min"), (7199, "120 min"), (7200, "2.0 h"),
+    (7741, "2.2 h"), (36_000, "10.0 h"),
+])
+def test_an_age_in_a_reason_reads_in_its_unit(seconds: float, text: str) -> None:
+    """Seconds under two minutes, minutes under two hours, then hours (a stale site's reason)."""
+    from broker.placement import _format_age
+
+    assert _format_age(seconds) == text

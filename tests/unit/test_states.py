@@ -216,3 +216,65 @@ async def test_a_move_declaring_another_site_writes_nothing_there_and_is_made_at
     calls.clear()
     assert await store.advance(jid2, F) == 1
     assert len(calls) == 1 and not await r.hexists(k.active(SITE), jid2)
+
+
+# -- the read path: one job, a page of jobs, cursors ---------------------------------------
+
+
+async def _written(store: JobStore, jid: str, project: str, created: float, site: str | None = None) -> None:
+    r, k = store.r, store.keys
+    f = initial_fields(jid, project, JobSpec(executable="/bin/true"), None, "tester", created)
+    await r.hset(k.job(jid), mapping=f)
+    for key, score, member in index_writes(k, f):
+        await r.zadd(key, {member: score})
+    if site:
+        await r.hset(k.job(jid), mapping={"site": site})
+        await r.zadd(k.jobs_by_site(site), {jid: float(f["created_us"])})
+
+
+async def test_an_unknown_job_reads_as_none(store: JobStore) -> None:
+    assert await store.get("j-nothing-here") is None
+
+
+async def test_a_page_holds_exactly_the_callers_projects(store: JobStore) -> None:
+    """A token of two projects lists both, and never a third's; one of one project lists that."""
+    t = 1_700_000_000.0
+    for i, project in enumerate(["p1", "p2", "p3", "p1", "p2", "p3"]):
+        await _written(store, f"j{i}", project, t + i)
+
+    async def ids(projects: list[str] | None, **kw: object) -> list[str]:
+        rows, _more = await store.page_rows(projects=projects, state=kw.get("state"), site=kw.get("site"),  # type: ignore[arg-type]
+                                            limit=10, after=None)
+        return [jid for _s, jid, _job in rows]
+
+    assert await ids(["p1", "p2"]) == ["j4", "j3", "j1", "j0"]
+    assert await ids(["p3"]) == ["j5", "j2"]
+    assert await ids(None) == ["j5", "j4", "j3", "j2", "j1", "j0"]
+    assert await ids(["p2"], state="NEW") == ["j4", "j1"]
+
+
+async def test_a_page_by_site_reads_that_sites_jobs(store: JobStore) -> None:
+    t = 1_700_000_000.0
+    await _written(store, "ja", "p1", t, site="alpha")
+    await _written(store, "jb", "p1", t + 1, site="beta")
+    await _written(store, "jc", "p1", t + 2)
+    rows, more = await store.page_rows(projects=None, state=None, site="alpha", limit=10, after=None)
+    assert [jid for _s, jid, _j in rows] == ["ja"] and not more
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_a_cursor_is_url_safe_and_gives_back_what_it_holds(n: int) -> None:
+    """Every length of id (each leaves base64 a different padding): no '=' to escape in a query
+    string, and decoding gives the score and the id back."""
+    jid = "j" + "abc123"[: n % 6] + "x" * n
+    cursor = jobstore.encode_cursor(1_764_518_400_123_456.0, jid)
+    assert "=" not in cursor and cursor.replace("-", "").replace("_", "").isalnum()
+    assert jobstore.decode_cursor(cursor) == (1_764_518_400_123_456, jid)
+
+
+def test_a_cursor_this_api_did_not_make_is_a_value_error() -> None:
+    import base64
+
+    for bad in (base64.urlsafe_b64encode(b"12345").decode(), "%%%"):
+        with pytest.raises(ValueError):
+            jobstore.decode_cursor(bad)
