@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -217,6 +218,17 @@ def test_a_job_that_fails_long_after_its_acceptance_says_nothing_of_the_site(hea
     t.r.hset(t.keys.job(jid), "attempts", msgspec.json.encode(tries))
     t.poll_until(jid, FINAL, "alpha")
     assert [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)] == ["ok"]
+
+
+def test_the_guard_keeps_as_many_outcomes_as_configured(make_tasks: Callable[..., Tasks]) -> None:
+    """``[placement] demote_last``: the window of outcomes the black-hole guard reads, kept
+    for the quick failure as for the submission."""
+    t = make_tasks(demote_last=1)
+    for name in t.sim:
+        assert t.check(name) == "up"
+    jid = _exits_3(t)
+    t.poll_until(jid, FINAL, "alpha")
+    assert [o.split(":")[0] for o in t.r.lrange(t.keys.outcomes("alpha"), 0, -1)] == ["bad"]
 
 
 def test_a_quick_failure_counts_only_against_the_site_of_the_last_try(healthy: Tasks) -> None:
