@@ -46,8 +46,8 @@ class PlacementRecord(msgspec.Struct):
 class Attempt(msgspec.Struct):
     site: str
     at: str
-    # abandoned: a try given up without the facility confirming it holds no job (the site is not
-    # tried again for this job, and is watched for a late copy); canceled-copy: such a copy showed
+    # abandoned: a try given up without the facility confirming it holds no job (the site is
+    # avoided for this job while another can take it, and is watched for a late copy); canceled-copy: such a copy showed
     # up there and was canceled (its native_id)
     outcome: Literal[
         "submitted", "retriable", "rejected", "uncertain", "settled", "auth", "abandoned", "canceled-copy"

@@ -205,3 +205,22 @@ async def test_iri_refuses_the_attack_and_the_simulator_sees_nothing(
         await iri.submit(SubmitRequest(tag="attack-1", spec=job, system="polaris", project=PROJECT))
     assert field in str(refused.value)
     assert sim_jobs(iri_url) == []
+
+
+def test_a_directive_checks_its_option_and_its_value_by_the_options_own_pattern() -> None:
+    """The last check before a line is written: an option sbatch does not know, or a value its
+    option's pattern refuses (an integer option takes digits only, though the generic pattern
+    would take letters), is ``UnsafeJob`` naming the field and saying why."""
+    from adapters.slurm import directive
+    from adapters.validation import UnsafeJob
+
+    assert directive("nodes", "2", "spec.resources") == "--nodes=2"
+    assert directive("exclusive", None, "spec.resources.exclusive_node_use") == "--exclusive"
+    with pytest.raises(UnsafeJob) as no_such:
+        directive("no-such-option", "1", "spec.attributes.custom_attributes.slurm.no-such-option")
+    assert no_such.value.field == "spec.attributes.custom_attributes.slurm.no-such-option"
+    assert str(no_such.value) == ("spec.attributes.custom_attributes.slurm.no-such-option: --no-such-option is not"
+                                  " an sbatch option the broker writes")
+    with pytest.raises(UnsafeJob) as letters:
+        directive("nodes", "two", "spec.resources")
+    assert letters.value.field == "spec.resources" and "'two'" in str(letters.value)

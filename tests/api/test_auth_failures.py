@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from broker.app import create_app
-from tests.api.conftest import auth, settings_for
+from tests.api.conftest import TOKENS, auth, settings_for
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
@@ -69,3 +69,38 @@ def test_metrics_can_require_a_token(clean_redis: str) -> None:
         assert ok.status_code == 200 and "superfed_jobs" in ok.text
     with _client(clean_redis) as c:  # not set: open, as before (deploy/nginx keeps it inside)
         assert c.get("/metrics").status_code == 200
+
+
+def test_each_refusal_says_what_is_wrong(clean_redis: str, auth_log: list[str]) -> None:
+    """401, 403 and 429 each name what the caller must change, and a failure is logged with its
+    reason; how a header is read (scheme, blanks) is pinned."""
+    with _client(clean_redis, rate_limit_per_minute=3) as c:
+        def detail(headers: dict[str, str], path: str = "/api/v1/sites", method: str = "GET") -> tuple[int, str]:
+            r = c.request(method, path, headers=headers)
+            return r.status_code, r.json().get("detail", "")
+
+        assert detail({}) == (401, "send Authorization: Bearer <token>")
+        assert detail({"Authorization": "Basic dXNlcjpwYXNz"}) == (401, "send Authorization: Bearer <token>")
+        assert detail({"Authorization": "Bearer "}) == (401, "send Authorization: Bearer <token>")
+        assert detail({"Authorization": "Bearer tok-nobody-000000000000"}) == (
+            401, "the token is unknown, revoked or expired")
+        assert auth_log == ["failed authentication from testclient: no bearer token (1 in this minute)"]
+        # the scheme is case-blind and blanks around the token do not count
+        assert c.get("/api/v1/sites", headers={"Authorization": f"bearer  {TOKENS['viewer']} "}).status_code == 200
+        assert detail(auth("submitter"), "/api/v1/tokens") == (
+            403, "this needs the admin role; the token 's' is submitter")
+        body = {"project": "m2", "spec": {"executable": "/bin/true"}}
+        r = c.post("/api/v1/jobs", json=body, headers=auth("m1-submitter"))
+        assert (r.status_code, r.json()["detail"]) == (403, "the token 's1' may not act for project 'm2'")
+        codes = [c.get("/api/v1/sites", headers=auth("admin")) for _ in range(4)]
+        limited = codes[-1]
+        assert [x.status_code for x in codes] == [200, 200, 200, 429]
+        assert limited.json()["title"] == "Too many requests"
+        assert limited.json()["detail"].startswith("the token 'a' may make 3 requests a minute; try again in ")
+        assert 0 < int(limited.headers["retry-after"]) <= 60
+
+
+def test_an_unknown_token_is_logged_as_such(clean_redis: str, auth_log: list[str]) -> None:
+    with _client(clean_redis) as c:
+        assert c.get("/api/v1/sites", headers={"Authorization": "Bearer tok-nobody-000000000000"}).status_code == 401
+    assert auth_log == ["failed authentication from testclient: unknown, revoked or expired token (1 in this minute)"]

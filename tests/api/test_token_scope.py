@@ -61,3 +61,13 @@ def test_the_last_admin_for_every_project_cannot_be_revoked(client: TestClient) 
     assert client.get("/api/v1/sites", headers=auth("admin")).status_code == 401
     r = client.delete(f"/api/v1/tokens/{second['id']}", headers=_bearer(second["token"]))
     assert r.status_code == 409 and "last admin token" in r.json()["detail"]
+
+
+def test_what_a_token_may_not_grant_is_said_with_the_projects_listed() -> None:
+    from broker.store.tokens import TokenRecord, beyond_reach
+
+    admin = TokenRecord(id="tok-1", name="lab", role="admin", projects=["m1", "m2"], created_at=0.0)
+    assert beyond_reach(admin, "viewer", ["*"]) == ("the token 'lab' is limited to projects m1, m2; it cannot"
+                                                    " grant every project")
+    assert beyond_reach(admin, "viewer", ["m1", "m3", "m4"]) == "the token 'lab' may not act for project(s) m3, m4"
+    assert beyond_reach(admin, "viewer", ["m2"]) is None

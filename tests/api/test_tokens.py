@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -214,3 +215,32 @@ def test_a_damaged_token_record_lets_nobody_in_and_breaks_nothing_else(clean_red
             await r.aclose()
 
     asyncio.run(go())
+
+
+def test_secrets_and_ids_have_their_documented_shape() -> None:
+    """``sf_`` marks a superfed secret for secret scanners; 32 random bytes behind it; ids are
+    ``tok-`` and 12 hex digits (what the admin API and the audit log show)."""
+    import re
+
+    from broker.store.tokens import new_token, new_token_id
+
+    secret = new_token()
+    assert re.fullmatch(r"sf_[A-Za-z0-9_-]{43}", secret)
+    assert re.fullmatch(r"tok-[0-9a-f]{12}", new_token_id())
+
+
+def test_a_config_token_is_read_from_its_file_or_its_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    from broker.config import TokenConfig
+    from broker.store.tokens import config_token_digest, digest
+
+    f = tmp_path / "t"
+    f.write_text("  file-secret-0000000000\n")
+    assert config_token_digest(TokenConfig(name="f", role="viewer", file=str(f))) == digest("file-secret-0000000000")
+    monkeypatch.setenv("SUPERFED_TEST_TOKEN", " env-secret-00000000000 ")
+    assert config_token_digest(TokenConfig(name="e", role="viewer", env="SUPERFED_TEST_TOKEN")) == digest(
+        "env-secret-00000000000")
+    monkeypatch.delenv("SUPERFED_TEST_TOKEN")
+    with pytest.raises(ValueError) as unset:
+        config_token_digest(TokenConfig(name="e", role="viewer", env="SUPERFED_TEST_TOKEN"))
+    assert str(unset.value) == "token 'e': environment variable 'SUPERFED_TEST_TOKEN' is not set"

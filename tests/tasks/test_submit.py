@@ -260,6 +260,7 @@ def test_an_unanswerable_facility_holds_a_job_pinned_to_it(healthy: Tasks) -> No
     assert t.inflight(jid) == "alpha" and t.watched("alpha") == set() and t.sim["beta"].jobs() == []
     t.call(submit.give_up, t.rt, jid, TryLater("out of retries"))
     assert t.job(jid)["state"] == "FAILED" and t.watched("alpha") == {jid}
+    assert t.inflight(jid) is None  # the watch holds the try now, not the job's mark
 
 
 def test_out_of_retries_a_waiting_job_fails_with_the_last_reason(healthy: Tasks) -> None:

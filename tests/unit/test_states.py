@@ -278,3 +278,39 @@ def test_a_cursor_this_api_did_not_make_is_a_value_error() -> None:
     for bad in (base64.urlsafe_b64encode(b"12345").decode(), "%%%"):
         with pytest.raises(ValueError):
             jobstore.decode_cursor(bad)
+
+
+def test_a_record_reads_as_the_job_the_api_shows_field_by_field() -> None:
+    """``job_from_hash``: every field of a job that was placed, tried, failed and asked to
+    cancel; and the empty forms (a new job's, and cjson's '{}' for an empty list)."""
+    from broker.schemas import Attempt, HistoryEntry
+    from broker.store.jobs import now_iso
+
+    spec = JobSpec(executable="/bin/true", name="n")
+    f = initial_fields("j1", "p1", spec, None, "tester", 1_700_000_000.25)
+    placement = {"site": "alpha", "strategy": "balanced", "ranking": [], "decided_at": "2026-01-01T00:00:00Z"}
+    tries = [{"site": "beta", "at": "2026-01-01T00:00:01Z", "outcome": "retriable", "error": "503"},
+             {"site": "alpha", "at": "2026-01-01T00:00:02Z", "outcome": "submitted", "native_id": "42"}]
+    full = {**f, "state": "FAILED", "site": "alpha", "system": "cpu", "native_id": "42", "native_state": "FAILED",
+            "exit_code": "3", "message": "exited 3", "updated": "1700000060.5", "placement": json.dumps(placement),
+            "attempts": json.dumps(tries), "cancel_requested": "1",
+            "history": json.dumps([{"state": "NEW", "at": "a"}, {"state": "FAILED", "at": "b", "detail": "d"}])}
+    job = jobstore.job_from_hash(full)
+    assert (job.id, job.project, job.name, job.state) == ("j1", "p1", "n", "FAILED")
+    assert (job.site, job.system, job.native_id, job.native_state) == ("alpha", "cpu", "42", "FAILED")
+    assert (job.exit_code, job.message, job.cancel_requested) == (3, "exited 3", True)
+    assert job.created_at == now_iso(1_700_000_000.25) and job.updated_at == now_iso(1_700_000_060.5)
+    assert job.placement is not None and (job.placement.site, job.placement.strategy) == ("alpha", "balanced")
+    assert job.attempts == [Attempt(site="beta", at="2026-01-01T00:00:01Z", outcome="retriable", error="503"),
+                            Attempt(site="alpha", at="2026-01-01T00:00:02Z", outcome="submitted", native_id="42")]
+    assert job.history == [HistoryEntry(state="NEW", at="a"), HistoryEntry(state="FAILED", at="b", detail="d")]
+    assert job.spec == spec
+    # a new job: nothing placed, tried or said yet, and empty lists as cjson writes them
+    new = jobstore.job_from_hash({**f, "attempts": "{}", "history": "{}", "exit_code": "", "site": "",
+                                  "cancel_requested": "0"})
+    assert (new.site, new.system, new.native_id, new.native_state, new.exit_code, new.message) == (None,) * 6
+    assert (new.placement, new.attempts, new.history, new.cancel_requested) == (None, [], [], False)
+    assert jobstore.job_from_hash({**f, "attempts": "", "name": ""}).attempts == []
+    assert jobstore.job_from_hash({**f, "name": ""}).name is None
+    assert jobstore.job_from_hash({k: v for k, v in f.items() if k != "attempts"}).attempts == []
+    assert jobstore.job_from_hash({**f, "exit_code": "0"}).exit_code == 0
