@@ -4,6 +4,7 @@ Run (not in CI's time budget; the machine is shared, so nicely)::
 
     .venv/bin/pip install -q -e '.[test,mutation]'
     nice -n 15 .venv/bin/python -m bench.mutation [--modules placement,tags] [--children 2] [--report-only]
+    nice -n 15 .venv/bin/python -m bench.mutation --modules submit,jobs --sample 200  # a random sample
 
 What is mutated, and which tests may kill a mutant, is ``[tool.mutmut]`` in pyproject.toml
 (the core modules; the fast tests that cover them). mutmut runs those tests once to learn
@@ -33,6 +34,7 @@ from bench.mutation_reasons_adapters import REASONS as _ADAPTER_REASONS
 ROOT = Path(__file__).resolve().parents[1]
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 REPORT = ROOT / "bench" / "MUTATION.md"
+SAMPLED = ROOT / "mutants" / "sampled.txt"  # the last sample's mutants (mutants/ is git-ignored)
 
 # short name -> the module's dotted name (mutmut names mutants "<module>.x_<function>__mutmut_<n>")
 MODULES = {
@@ -164,9 +166,43 @@ def ensure_specs() -> Path | None:
     return link
 
 
-def run(modules: list[str], children: int) -> int:
-    globs = [f"{MODULES[m]}.*" for m in modules]
-    return subprocess.run([MUTMUT, "run", "--max-children", str(children), *globs], cwd=ROOT).returncode
+def run(modules: list[str], children: int, names: list[str] | None = None) -> int:
+    targets = names if names is not None else [f"{MODULES[m]}.*" for m in modules]
+    return subprocess.run([MUTMUT, "run", "--max-children", str(children), *targets], cwd=ROOT).returncode
+
+
+def sample(found: dict[str, str], modules: list[str], n: int, seed: int) -> list[str]:
+    """``n`` of the modules' mutants not checked yet, drawn at random (``seed``): a run over
+    a module's tests/tasks mutants takes seconds each, so a session may only afford a sample."""
+    import random
+
+    wanted = {MODULES[m] for m in modules}
+    todo = sorted(k for k, v in found.items() if v == "not checked" and module_of(k) in wanted)
+    return random.Random(seed).sample(todo, min(n, len(todo)))
+
+
+def sample_section(found: dict[str, str], drawn: list[str], seed: int) -> str:
+    """The sample's result, with a 95 % (Wilson) interval for the killed share of what it was
+    drawn from."""
+    import math
+
+    done = [found[k] for k in drawn if found.get(k) not in ("not checked", None)]
+    killed = sum(1 for st in done if st in ("killed", "timeout"))
+    n = len(done)
+    if not n:
+        return ""
+    p, z = killed / n, 1.96
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    by_module: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for k in drawn:
+        if found.get(k) not in ("not checked", None):
+            by_module[module_of(k)][0] += found[k] in ("killed", "timeout")
+            by_module[module_of(k)][1] += 1
+    rows = ", ".join(f"`{m}` {a}/{b}" for m, (a, b) in sorted(by_module.items()))
+    return (f"\n## Sample of the unchecked\n\nA random sample (seed {seed}) of the mutants the full run had not"
+            f" reached: {killed} of {n} killed ({100 * p:.1f} %, 95 % interval {100 * (mid - half):.1f} to "
+            f"{100 * (mid + half):.1f} %); by module: {rows}. They are counted in the table above.\n")
 
 
 def results() -> dict[str, str]:
@@ -231,23 +267,37 @@ def main() -> int:
     ap.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of: {', '.join(MODULES)}")
     ap.add_argument("--children", type=int, default=2)
     ap.add_argument("--report-only", action="store_true", help="write the report from the results so far")
+    ap.add_argument("--sample", type=int, default=0, help="run only this many unchecked mutants, drawn at random")
+    ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--survivors", action="store_true",
+                    help="run again only the modules' survivors (after tests were added to kill them)")
     args = ap.parse_args()
     modules = [m for m in args.modules.split(",") if m]
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         ap.error(f"unknown modules: {', '.join(unknown)}")
     link = ensure_specs()
+    extra = ""
     try:
         if not args.report_only:
             os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-            run(modules, args.children)
-        text = report(results(), list(MODULES) if args.report_only else modules)
+            drawn = sample(results(), modules, args.sample, args.seed) if args.sample else None
+            if drawn is not None:
+                SAMPLED.write_text("\n".join(drawn) + "\n")
+            if args.survivors:
+                wanted = {MODULES[m] for m in modules}
+                drawn = [k for k, v in results().items() if v == "survived" and module_of(k) in wanted]
+            run(modules, args.children, drawn)
+        found = results()
+        text = report(found, list(MODULES) if args.report_only or args.sample or args.survivors else modules)
+        if SAMPLED.exists():
+            extra = sample_section(found, SAMPLED.read_text().split(), args.seed)
     finally:
         if link is not None:
             link.unlink()
     # the deliberate-bug results (bench/deliberate_bugs.py) are kept as they were written
     kept = REPORT.read_text().partition(BUGS_MARK)[2] if REPORT.exists() else ""
-    REPORT.write_text(text + (BUGS_MARK + kept if kept else ""))
+    REPORT.write_text(text + extra + (BUGS_MARK + kept if kept else ""))
     print(text.split("## Survivors")[0])
     return 0
 
