@@ -100,6 +100,19 @@ REASONS.update({
     f"{_J}.x_decode_cursor__mutmut_5": ("equivalent: base64 decoding takes surplus '=' padding, and a cursor never"
                                         " lacks what it needs either way"),
     f"{_J}.x_decode_cursor__mutmut_12": "equivalent: job ids hold no ':', so the first and the last are the one",
+    f"{_J}.x_encode_cursor__mutmut_5": ("equivalent for the broker's ids: they end in a hex digit, so a cursor's"
+                                        " base64 never ends in 'X' (only the '=' are stripped either way)"),
+    f"{_J}.x_job_from_hash__mutmut_113": ("equivalent: an empty attempts field was made '[]' on the line before,"
+                                          " so '' never reaches this test"),
+    f"{_TK}.x_config_token_digest__mutmut_7": ("equivalent: with no variable named, os.environ has neither '' nor"
+                                               " 'XXXX', and the same error follows"),
+    **{f"{_JS}page_rows__mutmut_{n}": _PIPE for n in (71, 72)},
+    **{f"{_JS}page_rows__mutmut_{n}": _STRICT for n in (78, 81, 82)},
+    f"{_JS}page_rows__mutmut_56": _INF,
+    f"{_JS}page_rows__mutmut_39": "equivalent: typing.cast does nothing at run time",
+    **{f"{_JS}page_rows__mutmut_{n}": ("equivalent: a batch shorter than asked for ends the index, and one that"
+                                       " reaches its end is followed by an empty read that ends the walk too")
+       for n in (108, 109)},
     f"{_JS}page_rows__mutmut_25": _INF,
     **{f"{_JS}page_rows__mutmut_{n}": _BATCH for n in (32, 33, 34)},
     f"{_JS}claim__mutmut_8": ("equivalent: the value of a site's assigned hash is for a person reading Redis;"

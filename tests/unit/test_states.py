@@ -272,6 +272,13 @@ def test_a_cursor_is_url_safe_and_gives_back_what_it_holds(n: int) -> None:
     assert jobstore.decode_cursor(cursor) == (1_764_518_400_123_456, jid)
 
 
+def test_every_cursor_gives_back_its_id() -> None:
+    for k in range(400):  # ids whose base64 ends in every letter, padded or not
+        jid = f"j{k:x}{'q' * (k % 5)}"
+        assert jobstore.decode_cursor(jobstore.encode_cursor(1_700_000_000_000_000 + k, jid)) == (
+            1_700_000_000_000_000 + k, jid)
+
+
 def test_a_cursor_this_api_did_not_make_is_a_value_error() -> None:
     import base64
 
@@ -314,3 +321,52 @@ def test_a_record_reads_as_the_job_the_api_shows_field_by_field() -> None:
     assert jobstore.job_from_hash({**f, "name": ""}).name is None
     assert jobstore.job_from_hash({k: v for k, v in f.items() if k != "attempts"}).attempts == []
     assert jobstore.job_from_hash({**f, "exit_code": "0"}).exit_code == 0
+    assert jobstore.job_from_hash({**f, "history": ""}).history == []
+
+
+async def test_pages_walk_every_job_once_across_index_batches(store: JobStore) -> None:
+    """A page reads the index 50 ids or more at a time: filtered jobs (another project),
+    records already gone (moved to history while their index entry waits) and pages that end
+    on a batch's end all leave the walk complete, in order, each job once, ``more`` exact."""
+    t = 1_700_000_000.0
+    for i in range(130):  # alternating projects: a two-project token filters half of the index
+        await _written(store, f"j{i:03d}", "p1" if i % 2 else "p2", t + i)
+    for gone in ("j007", "j011"):  # old ones: beyond the first batches
+        await store.r.delete(store.keys.job(gone))
+    expected = [f"j{i:03d}" for i in range(129, -1, -1) if i % 2 and i not in (7, 11)]
+    rows, more = await store.page_rows(projects=["p1", "p3"], state=None, site=None, limit=25, after=None)
+    assert [jid for _s, jid, _j in rows] == expected[:25] and more  # the page ended where a batch did
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        rows, more = await store.page_rows(projects=["p1", "p3"], state=None, site=None, limit=7, after=after)
+        seen += [jid for _s, jid, _j in rows]
+        pages += 1
+        if not more:
+            break
+        assert len(rows) == 7
+        after = (rows[-1][0], rows[-1][1])
+    assert seen == expected and pages == -(-len(expected) // 7)
+
+
+async def test_a_page_by_site_and_state_reads_only_those(store: JobStore) -> None:
+    t = 1_700_000_000.0
+    for i in range(60):
+        await _written(store, f"s{i:02d}", "p1", t + i, site="alpha")
+        if i % 3 == 0:
+            await store.r.hset(store.keys.job(f"s{i:02d}"), "state", "QUEUED")
+    # a job still in alpha's index whose record now names another site is not alpha's
+    await store.r.hset(store.keys.job("s57"), "site", "beta")
+    rows, more = await store.page_rows(projects=None, state="QUEUED", site="alpha", limit=100, after=None)
+    assert [jid for _s, jid, _j in rows] == [f"s{i:02d}" for i in range(59, -1, -1) if i % 3 == 0 and i != 57]
+    assert not more
+
+
+async def test_a_page_that_needs_many_batches_reads_each_row_once(store: JobStore) -> None:
+    """One job in five is the caller's: 25 of them take three batches of the index."""
+    t = 1_700_000_000.0
+    for i in range(150):
+        await _written(store, f"m{i:03d}", "p1" if i % 5 == 0 else "p2", t + i)
+    rows, more = await store.page_rows(projects=["p1", "p9"], state=None, site=None, limit=25, after=None)
+    assert [jid for _s, jid, _j in rows] == [f"m{i:03d}" for i in range(149, -1, -1) if i % 5 == 0][:25] and more
