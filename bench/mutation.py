@@ -152,7 +152,21 @@ REASONS.update({
                                             " harmless, so cancels are not fenced)"),
     **{f"adapters.slurm.x_sbatch_directives__mutmut_{n}": _DEAD_FIELD
        for n in (11, 18, 19, 23, 30, 31, 35, 42, 43, 47, 54, 55, 59, 66, 67, 70, 76, 77, 81, 96, 97, 101, 108,
-                 109, 118)},
+                 109, 118, 128, 129, 133, 139, 140, 158, 170, 180, 181, 185, 200, 201, 205, 211, 212, 216, 222,
+                 223, 227, 233, 234, 238, 244, 245, 250, 258, 259)},
+    **{f"adapters.slurm.x_sbatch_directives__mutmut_{n}": ("equivalent: ensure_safe at the top already refused"
+                                                          " every custom attribute this branch refuses (the"
+                                                          " broker's own, the spec's, unknown options:"
+                                                          " custom_attribute_problem), so neither the test nor"
+                                                          " the words of its refusal are reached")
+       for n in (145, 146, 147, 151, 152, 153, 154)},
+    **{f"adapters.slurm.x_sbatch_directives__mutmut_{n}": ("equivalent: the tag was checked against TAG on"
+                                                          " entry (render_sbatch and every adapter), so this"
+                                                          " check's field name is never shown")
+       for n in (192, 198, 199)},
+    **{f"adapters.slurm.x_render_sbatch__mutmut_{n}": ("equivalent: ensure_safe refused every environment name"
+                                                      " that would fail here, so the field this second check"
+                                                      " names is never shown") for n in (14, 20, 21)},
 })
 
 REASONS.update(_ADAPTER_REASONS)

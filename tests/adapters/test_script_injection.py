@@ -224,3 +224,15 @@ def test_a_directive_checks_its_option_and_its_value_by_the_options_own_pattern(
     with pytest.raises(UnsafeJob) as letters:
         directive("nodes", "two", "spec.resources")
     assert letters.value.field == "spec.resources" and "'two'" in str(letters.value)
+
+
+def test_a_flag_a_job_may_set_is_written_bare() -> None:
+    """``slurm.<flag>`` (no value in sbatch) renders as ``--flag``: ``--requeue=true`` would be
+    an sbatch error at the facility."""
+    from adapters.psij import JobSpec
+    from adapters.slurm import sbatch_directives
+
+    spec = msgspec.convert({"executable": "/bin/true", "attributes": {"custom_attributes": {"slurm.requeue": "true"}}},
+                           JobSpec)
+    lines = sbatch_directives(spec, "j1abc", account="m0001")
+    assert "--requeue" in lines and not any(line.startswith("--requeue=") for line in lines)
