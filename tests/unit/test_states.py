@@ -370,3 +370,19 @@ async def test_a_page_that_needs_many_batches_reads_each_row_once(store: JobStor
         await _written(store, f"m{i:03d}", "p1" if i % 5 == 0 else "p2", t + i)
     rows, more = await store.page_rows(projects=["p1", "p9"], state=None, site=None, limit=25, after=None)
     assert [jid for _s, jid, _j in rows] == [f"m{i:03d}" for i in range(149, -1, -1) if i % 5 == 0][:25] and more
+
+
+async def test_pages_walk_a_batch_of_jobs_that_share_their_time(store: JobStore) -> None:
+    """A batch's jobs share their creation time: the cursor's tie-break (the id) carries a walk
+    through 120 equal scores, past index batches whose rows it mostly skips."""
+    for i in range(120):
+        await _written(store, f"b{i:03d}", "p1", 1_700_000_000.0)
+    seen: list[str] = []
+    after = None
+    while True:
+        rows, more = await store.page_rows(projects=None, state=None, site=None, limit=7, after=after)
+        seen += [jid for _s, jid, _j in rows]
+        if not more:
+            break
+        after = (rows[-1][0], rows[-1][1])
+    assert seen == [f"b{i:03d}" for i in range(119, -1, -1)]
