@@ -134,27 +134,40 @@ async def create_job(
         cmds += [("ZADD", key, score, member) for key, score, member in index_writes(keys, fields)]
         await shared(r).transaction(cmds + rq_cmds)
         return job
-    async with r.pipeline(transaction=True) as p:
-        await p.watch(idem_key)
-        prev = await p.get(idem_key)
-        if prev is not None:
-            raise Replay(prev)
-        p.multi()
-        p.hset(keys.job(job_id), mapping=cast(dict[Any, Any], fields))  # redis-py's stubs want wider keys
-        for key, score, member in index_writes(keys, fields):
-            p.zadd(key, {member: score})
-        for args in rq_cmds:
-            p.execute_command(*args)
-        state = IdemState(fp=fp or "", state="done", job_id=job_id, body=_enc.encode(job).decode())
-        p.set(idem_key, _enc.encode(state), ex=settings.api.idempotency_ttl)
-        try:
-            await p.execute()
-        except redis.WatchError:
-            prev = await r.get(idem_key)
-            if prev is None:  # written and expired at once: cannot happen with a TTL >= 60 s
-                raise
-            raise Replay(prev) from None
+    try:
+        async with r.pipeline(transaction=True) as p:
+            await p.watch(idem_key)
+            prev = await p.get(idem_key)
+            if prev is not None:
+                raise Replay(prev)
+            p.multi()
+            p.hset(keys.job(job_id), mapping=cast(dict[Any, Any], fields))  # redis-py's stubs want wider keys
+            for key, score, member in index_writes(keys, fields):
+                p.zadd(key, {member: score})
+            for args in rq_cmds:
+                p.execute_command(*args)
+            state = IdemState(fp=fp or "", state="done", job_id=job_id, body=_enc.encode(job).decode())
+            p.set(idem_key, _enc.encode(state), ex=settings.api.idempotency_ttl)
+            try:
+                await p.execute()
+            except redis.WatchError:
+                prev = await r.get(idem_key)
+                if prev is None:  # written and expired at once: cannot happen with a TTL >= 60 s
+                    raise
+                raise Replay(prev) from None
+    except RuntimeError as exc:
+        if not closed_transport(exc):
+            raise
+        raise redis.ConnectionError(f"the connection to Redis closed during the request: {exc}") from exc
     return job
+
+
+def closed_transport(exc: RuntimeError) -> bool:
+    """redis-py's async pipeline, resetting a WATCHing connection after an error, sends UNWATCH
+    on it; when the event loop (uvloop) has closed its transport already (the primary killed
+    in a failover) that is a RuntimeError, not a ConnectionError: it is one all the same."""
+    text = str(exc)
+    return "handler is closed" in text or "closed=True" in text
 
 
 idem_decoder: Any = msgspec.json.Decoder(IdemState)

@@ -124,3 +124,32 @@ def test_the_key_is_scoped_per_token(idem_client: tuple[TestClient, redis.Redis]
     # and each token replays its own job
     assert post(c, "m1-submitter", "k-shared").json()["id"] == b.json()["id"]
     assert post(c, "submitter", "k-shared").json()["id"] == a.json()["id"]
+
+
+def test_a_connection_closed_under_the_watch_is_a_503(idem_client: tuple[TestClient, redis.Redis],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failover kills the primary while a keyed request WATCHes: redis-py resets the
+    connection with an UNWATCH that uvloop refuses with a RuntimeError (seen in the Sentinel
+    drill). That is Redis being away, a 503 the client retries, not a 500; nothing is written."""
+    from redis.asyncio.client import Pipeline
+
+    c, r = idem_client
+
+    async def closed(self: Pipeline, *args: object, **kw: object) -> object:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True reading=False 0x1>; "
+                           "the handler is closed")
+
+    monkeypatch.setattr(Pipeline, "immediate_execute_command", closed)
+    resp = post(c, "submitter", "k-failover")
+    assert resp.status_code == 503, resp.text
+    assert "Redis" in resp.json()["detail"] and job_count(r) == 0
+    monkeypatch.undo()
+    assert post(c, "submitter", "k-failover").status_code == 202  # asked again once Redis is back
+
+
+def test_another_runtime_error_is_not_taken_for_redis_being_away() -> None:
+    from broker.intake import closed_transport
+
+    assert closed_transport(RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is "
+                                         "closed"))
+    assert not closed_transport(RuntimeError("dictionary changed size during iteration"))
