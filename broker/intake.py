@@ -287,12 +287,12 @@ class _Template:
         # RQ's submission as RQ itself records it, for the batch's first job; the others' are
         # made from it (recording costs ~130 µs a job): the places naming the first id are slots
         self.rq = rq_submit_commands(conn, first, settings)
-        self.rq_slots = [[i for i, x in enumerate(cmd[1:]) if _names(x, first)] for cmd in self.rq]
+        rq_slots = [[i for i, x in enumerate(cmd[1:]) if _names(x, first)] for cmd in self.rq]
         # per RQ slot: the id inside fixed text (the script makes it), or a value sent per job
         # (a key: it must be in KEYS; a compressed one: decompressed once, split around the id)
         self._rq_sent: list[tuple[bool, Any]] = []
         rq_kinds: list[list[_Slot]] = []
-        for cmd, slots in zip(self.rq, self.rq_slots, strict=True):
+        for cmd, slots in zip(self.rq, rq_slots, strict=True):
             kinds: list[_Slot] = []
             for i in slots:
                 v = cmd[1 + i]

@@ -171,12 +171,12 @@ def now_iso(ts: float | None = None) -> str:
 
 
 def new_job_id() -> str:
-    # time-ordered prefix (sortable, readable), random suffix (unguessable)
-    return f"j{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+    return new_job_ids(1)[0]
 
 
 def new_job_ids(n: int) -> list[str]:
-    """``n`` ids as ``new_job_id`` makes them, the random parts drawn in one read."""
+    """``n`` job ids: a time-ordered prefix (sortable, readable) and a random suffix
+    (unguessable), the random parts drawn in one read."""
     prefix = f"j{int(time.time() * 1000):x}"
     rnd = secrets.token_hex(5 * n)
     return [prefix + rnd[10 * i : 10 * i + 10] for i in range(n)]
@@ -199,17 +199,17 @@ def per_job_fields(job_id: str, project: str, spec: JobSpec, hints: Any) -> tupl
 
 def initial_fields(job_id: str, project: str, spec: JobSpec, hints: Any, owner: str, now: float) -> dict[str, str]:
     at = now_iso(now)
-    mine = dict(zip(PER_JOB_FIELDS, per_job_fields(job_id, project, spec, hints), strict=True))
+    _id, _project, name, spec_json, hints_json = per_job_fields(job_id, project, spec, hints)
     return {
-        "id": mine["id"],
-        "project": mine["project"],
-        "name": mine["name"],
+        "id": job_id,
+        "project": project,
+        "name": name,
         "state": JobState.NEW.value,
         "created": repr(now),
         "created_us": str(int(now * 1_000_000)),
         "updated": repr(now),
-        "spec": mine["spec"],
-        "hints": mine["hints"],
+        "spec": spec_json,
+        "hints": hints_json,
         "history": _enc.encode([HistoryEntry(state=JobState.NEW.value, at=at)]).decode(),
         "attempts": "[]",
         "owner": owner,
